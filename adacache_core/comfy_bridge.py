@@ -1,0 +1,230 @@
+"""The ComfyUI bridge: installs AdaCache on a clone of a ModelPatcher through official hooks.
+
+The only module of the core that imports ``comfy``; ``import adacache_core`` does not load it.
+
+Hooks (all on the clone; the input MODEL and the loaded torch model are never touched):
+  * OUTER_SAMPLE wrapper: one :class:`RunPlanner` per sampling run (fresh state every run);
+  * DIFFUSION_MODEL wrapper: maps the call's sigma to a step, asks the planner compute/reuse,
+    times the call and records it;
+  * ``patches_replace["dit"]`` per block: on computed steps runs the block (and any replacement
+    installed before ours) and measures the probe blocks; on reused steps the first block returns
+    its input plus the cached residual of the whole block stack and the others pass through.
+
+Because residuals add up, one summed residual per branch layout covers the whole stack: memory
+is one hidden state per branch (plus one per probe block for the distance), not one per block.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+import comfy.model_management
+import comfy.patcher_extension
+
+from . import schedule
+from .architectures import Architecture, find_architecture, supported_names
+from .config import AdaCacheConfig
+from .planner import RunPlanner
+from .trace import CallRecord, RunTrace
+
+LOG = logging.getLogger("adacache")
+OPTIONS_KEY = "adacache"
+BRANCH_NAMES = {0: "cond", 1: "uncond"}
+_warned: set[str] = set()
+
+
+def warn_once(key: str, message: str) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        LOG.warning(message)
+
+
+@dataclass
+class _Call:
+    """The model call in flight: its branch layout, whether it computes, and the span's input."""
+
+    key: tuple
+    computes: bool
+    measures: bool
+    residual: torch.Tensor | None
+    grid: tuple[int, int, int] | None
+    span_input: torch.Tensor | None = None
+
+
+@dataclass
+class _Run:
+    planner: RunPlanner
+    span_cache: dict = field(default_factory=dict)  # branch layout -> summed residual of all blocks
+    probe_cache: dict = field(default_factory=dict)  # (branch layout, probe) -> last probe residual
+
+
+class _BlockHook:
+    """``patches_replace["dit"]`` entry for one block; chains a replacement installed before it."""
+
+    def __init__(self, session: "AdaCacheSession", index: int, previous=None):
+        self.session = session
+        self.index = index
+        self.previous = previous
+
+    def __call__(self, args: dict, extra: dict) -> dict:
+        session = self.session
+        call = session.call
+        if call is not None and not call.computes:
+            if self.index == 0:
+                stream = session.arch.stream
+                x = args[stream]
+                return {**args, stream: x + call.residual.to(x.device, x.dtype)}
+            return args
+        if call is not None and self.index == 0:
+            call.span_input = args[session.arch.stream]
+        out = self.previous(args, extra) if self.previous is not None else extra["original_block"](args)
+        if call is not None:
+            session.after_block(self.index, call, args, out)
+        return out
+
+
+class AdaCacheSession:
+    """AdaCache attached to one patched model: settings, hooks, and the traces of its last runs."""
+
+    def __init__(self, config: AdaCacheConfig, arch: Architecture, num_blocks: int, label: str,
+                 patch_size: tuple[int, ...] | None):
+        self.config = config
+        self.patch_size = patch_size
+        self.arch = arch
+        self.num_blocks = num_blocks
+        self.label = label
+        self.runs: collections.deque[RunTrace] = collections.deque(maxlen=8)
+        self.call: _Call | None = None
+        self._run: _Run | None = None
+        self._probes = frozenset(config.probe_blocks)
+        self._last_block = num_blocks - 1
+        self._offload = comfy.model_management.unet_offload_device() if config.offload_cache else None
+
+    @property
+    def last_run(self) -> RunTrace | None:
+        return self.runs[-1] if self.runs else None
+
+    # -- OUTER_SAMPLE ------------------------------------------------------------------------------
+    def outer_sample_wrapper(self, executor, *args, **kwargs):
+        guider = executor.class_obj
+        sigmas = [float(s) for s in args[3]]
+        model_sampling = guider.model_patcher.get_model_object("model_sampling")
+        start = float(model_sampling.percent_to_sigma(self.config.start_percent))
+        end = float(model_sampling.percent_to_sigma(self.config.end_percent))
+        cacheable = [end < s <= start for s in sigmas]
+        trace = RunTrace(model=self.label, architecture=self.arch.name, settings=self.config.describe(),
+                         steps=max(len(sigmas) - 1, 0), sigmas=sigmas, codebook=[])
+        planner = RunPlanner(self.config, sigmas, cacheable, trace)
+        trace.codebook = list(planner.codebook.entries)
+        if trace.steps < 4:
+            trace.notes.append(f"{trace.steps} step(s): the first and last two steps are always computed, nothing to reuse")
+        self._run = _Run(planner)
+        try:
+            return executor(*args, **kwargs)
+        finally:
+            self.call = None
+            run, self._run = self._run, None
+            trace = run.planner.finish()
+            self.runs.append(trace)
+            s = trace.summary()
+            LOG.info("AdaCache [%s]: computed %s/%s steps (ideal speedup %.2fx)", self.label,
+                     s["computed_steps"], s["total_steps"], s["ideal_speedup"] or 1.0)
+
+    # -- DIFFUSION_MODEL ---------------------------------------------------------------------------
+    def diffusion_model_wrapper(self, executor, *args, **kwargs):
+        run = self._run
+        options = kwargs.get("transformer_options")
+        if options is None:
+            options = args[-1] if isinstance(args[-1], dict) else {}
+        if run is None or "sigmas" not in options:
+            return executor(*args, **kwargs)
+        x = args[0]
+        sigma = float(options["sigmas"].flatten()[0])
+        planner = run.planner
+        step = planner.step_of(sigma)
+        computes = planner.enter(step)
+        chunks = options.get("cond_or_uncond") or [0]
+        key = tuple(zip(chunks, options.get("uuids") or [None] * len(chunks)))
+        residual = None if computes else run.span_cache.get(key)
+        if residual is None and not computes:
+            computes = True  # this branch layout has no cache yet: compute it, leave the schedule as is
+        grid = self.arch.token_grid(tuple(x.shape), self.patch_size) if self.patch_size else None
+        self.call = _Call(key=key, computes=computes, measures=computes and planner.measuring,
+                          residual=residual, grid=grid)
+        started = time.perf_counter()
+        try:
+            out = executor(*args, **kwargs)
+        finally:
+            call, self.call = self.call, None
+        if x.is_cuda:
+            torch.cuda.synchronize(x.device)  # honest per-call times for the viewer
+        planner.trace.calls.append(CallRecord(step=step, sigma=sigma, branches=[BRANCH_NAMES.get(c, str(c)) for c in chunks],
+                                              computed=call.computes, seconds=time.perf_counter() - started))
+        return out
+
+    # -- per block ---------------------------------------------------------------------------------
+    def after_block(self, index: int, call: _Call, args: dict, out: dict) -> None:
+        stream = self.arch.stream
+        run = self._run
+        if index in self._probes and call.measures:
+            self._measure_probe(run, index, call, out[stream] - args[stream])
+        if index == self._last_block and call.span_input is not None:
+            run.span_cache[call.key] = self._store(out[stream] - call.span_input)
+
+    def _measure_probe(self, run: _Run, index: int, call: _Call, residual: torch.Tensor) -> None:
+        planner = run.planner
+        prev = run.probe_cache.get((call.key, index))
+        if prev is not None:
+            planner.add_change(index, *schedule.change_terms(residual, prev))
+        if planner.wants_motion and call.grid is not None:
+            frames, h, w = call.grid
+            if residual.shape[1] == frames * h * w and frames > 1:
+                for stride, (num, den) in zip(self.config.moreg.strides, schedule.motion_terms(residual, frames, self.config.moreg.strides)):
+                    planner.add_motion(index, stride, num, den)
+            else:
+                note = f"MoReg off: {residual.shape[1]} tokens do not form the {frames}x{h}x{w} video grid"
+                if note not in planner.trace.notes:
+                    planner.trace.notes.append(note)
+        run.probe_cache[(call.key, index)] = self._store(residual)
+
+    def _store(self, t: torch.Tensor) -> torch.Tensor:
+        return t if self._offload is None else t.to(self._offload)
+
+
+def patch_model(model, config_for, label: str = "model"):
+    """Return a clone of ``model`` (a ModelPatcher) with AdaCache installed, or ``model`` unpatched.
+
+    ``config_for(num_blocks)`` builds the AdaCacheConfig once the block count is known (probe
+    defaults and validation need it). An unsupported model gets one clear warning and comes back
+    as it was.
+    """
+    diffusion_model = model.get_model_object("diffusion_model")
+    arch = find_architecture(diffusion_model)
+    if arch is None:
+        name = type(diffusion_model).__name__
+        warn_once(f"unsupported:{name}",
+                  f"AdaCache: {name} is not a supported diffusion transformer; the model is returned unpatched. "
+                  f"Supported: {'; '.join(supported_names())}.")
+        return model, None
+    blocks = [(kind, i) for attr, kind in arch.block_lists for i in range(len(getattr(diffusion_model, attr)))]
+    config = config_for(len(blocks))
+    patched = model.clone()
+    patch_size = tuple(getattr(diffusion_model, arch.patch_size)) if arch.patch_size else None
+    session = AdaCacheSession(config, arch, len(blocks), label, patch_size)
+    existing = patched.model_options.get("transformer_options", {}).get("patches_replace", {}).get("dit", {})
+    for index, block_key in enumerate(blocks):
+        patched.set_model_patch_replace(_BlockHook(session, index, existing.get(block_key)), "dit", *block_key)
+    transformer_options = patched.model_options.setdefault("transformer_options", {})
+    transformer_options[OPTIONS_KEY] = session
+    patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, OPTIONS_KEY, session.outer_sample_wrapper)
+    patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, OPTIONS_KEY, session.diffusion_model_wrapper)
+    return patched, session
+
+
+def session_of(model) -> AdaCacheSession | None:
+    options = getattr(model, "model_options", {}) or {}
+    return options.get("transformer_options", {}).get(OPTIONS_KEY)

@@ -1,0 +1,137 @@
+"""The per-run decision engine: which steps compute, which reuse (framework-free).
+
+One ``RunPlanner`` lives for one sampling run of one patched model. The ComfyUI bridge tells it
+which step each model call belongs to and hands it the probe measurements of computed steps; the
+planner turns them into the paper's schedule. Measurements of a computed step are summed over all
+calls of that step (cond and uncond, batched or not) and only turned into a decision when the next
+step starts, so the order in which branches run does not matter.
+"""
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+
+import torch
+
+from . import schedule
+from .config import AdaCacheConfig
+from .trace import DecisionRecord, RunTrace
+
+
+@dataclass
+class _StepMeasurement:
+    """Norm terms of one computed step, summed over its calls, per probe block (and stride)."""
+
+    change: dict[int, list[torch.Tensor]] = field(default_factory=dict)
+    motion: dict[tuple[int, int], list[torch.Tensor]] = field(default_factory=dict)
+
+    @staticmethod
+    def _add(store: dict, key, num: torch.Tensor, den: torch.Tensor) -> None:
+        acc = store.get(key)
+        if acc is None:
+            store[key] = [num, den]
+        else:
+            acc[0] = acc[0] + num
+            acc[1] = acc[1] + den
+
+    def add_change(self, probe: int, num: torch.Tensor, den: torch.Tensor) -> None:
+        self._add(self.change, probe, num, den)
+
+    def add_motion(self, probe: int, stride: int, num: torch.Tensor, den: torch.Tensor) -> None:
+        self._add(self.motion, (probe, stride), num, den)
+
+    def resolve(self) -> tuple[float | None, float | None]:
+        """(mean relative change over probes, mean motion score) as Python floats: one sync."""
+        flat = [t for acc in (*self.change.values(), *self.motion.values()) for t in acc]
+        if not flat:
+            return None, None
+        values = torch.stack([t.float().cpu() for t in flat]).tolist()
+        it = iter(values)
+        changes = [schedule.ratio(next(it), next(it)) for _ in self.change]
+        motions = [schedule.ratio(next(it), next(it)) for _ in self.motion]
+        change = sum(changes) / len(changes) if changes else None
+        motion = sum(motions) / len(motions) if motions else None
+        return change, motion
+
+
+class RunPlanner:
+    """Schedule of one sampling run: forced steps, codebook lookups, MoReg, and the run's trace."""
+
+    def __init__(self, config: AdaCacheConfig, sigmas: list[float], cacheable: list[bool], trace: RunTrace):
+        self.config = config
+        self.sigmas = sigmas
+        self.steps = max(len(sigmas) - 1, 1)
+        self.codebook = config.codebook_for(self.steps)
+        self.forced = schedule.forced_steps(self.steps) | {i for i, ok in enumerate(cacheable[: self.steps]) if not ok}
+        self.trace = trace
+        self._ascending = sorted(sigmas[: self.steps])
+        self._next_computed = 0
+        self._last_computed: int | None = None
+        self._prev_factor: float | None = None
+        self._step: int | None = None
+        self._computes = True
+        self._measure = _StepMeasurement()
+
+    def step_of(self, sigma: float) -> int:
+        """The step a model call at ``sigma`` belongs to: the last step whose sigma is >= it.
+
+        Calls between two schedule sigmas (multi-stage samplers) belong to the earlier step.
+        """
+        tol = 1e-5 * max(abs(sigma), 1e-3)
+        n_at_or_above = self.steps - bisect.bisect_left(self._ascending, sigma - tol)
+        return min(max(n_at_or_above - 1, 0), self.steps - 1)
+
+    def enter(self, step: int) -> bool:
+        """Called at every model call; returns whether this step runs the blocks."""
+        if step != self._step:
+            if self._step is not None and self._computes:
+                self._decide(self._step)
+            self._step = step
+            self._computes = step in self.forced or step >= self._next_computed
+            self._measure = _StepMeasurement()
+        return self._computes
+
+    @property
+    def measuring(self) -> bool:
+        return self._computes
+
+    @property
+    def wants_motion(self) -> bool:
+        return self.config.moreg is not None
+
+    def add_change(self, probe: int, num: torch.Tensor, den: torch.Tensor) -> None:
+        self._measure.add_change(probe, num, den)
+
+    def add_motion(self, probe: int, stride: int, num: torch.Tensor, den: torch.Tensor) -> None:
+        self._measure.add_motion(probe, stride, num, den)
+
+    def finish(self) -> RunTrace:
+        if self._step is not None and self._computes:
+            self._decide(self._step)
+        self._step = None
+        self.trace.finished = True
+        return self.trace
+
+    def _decide(self, step: int) -> None:
+        change, motion = self._measure.resolve()
+        gap = None if self._last_computed is None else step - self._last_computed
+        record = DecisionRecord(step=step, sigma=float(self.sigmas[step]), change=change, gap=gap,
+                                distance=None, reuse_length=1, next_step=step + 1, motion=motion)
+        moreg = self.config.moreg
+        if moreg is not None and motion is not None:
+            # The factor is tracked at every computed step (the gradient needs the previous one,
+            # even outside the window); it only scales the distance inside the window.
+            factor = schedule.moreg_factor(motion, moreg)
+            grad = 0.0 if self._prev_factor is None or not gap else moreg.grad_mul * (factor - self._prev_factor) / gap
+            self._prev_factor = factor
+            record.moreg_factor, record.moreg_gradient = factor, grad
+            record.moreg_active = moreg.active_at(step, self.steps)
+        if change is not None and gap:
+            distance = change / gap
+            if record.moreg_active:
+                distance *= record.moreg_factor + abs(record.moreg_gradient)
+            record.distance = distance
+            record.reuse_length, record.next_step = schedule.next_computed_step(step, distance, self.codebook)
+        self._next_computed = record.next_step
+        self._last_computed = step
+        self.trace.decisions.append(record)

@@ -1,0 +1,58 @@
+"""Pure functions of the method: distances, motion score, MoReg factor, the next computed step.
+
+Norm terms are returned as (numerator, denominator) pairs of 0-dim float32 tensors, not ratios,
+so that terms from several calls (cond and uncond run separately) or several ranks (sequence
+parallel) can be summed before dividing: the result then equals the norm over the whole tensor,
+as in the paper's code, however the work was split.
+"""
+from __future__ import annotations
+
+import torch
+
+from .config import Codebook, MoRegConfig
+
+
+def l1(x: torch.Tensor) -> torch.Tensor:
+    """L1 norm of a whole tensor, accumulated in float32 (bf16 sums lose small changes)."""
+    return torch.linalg.vector_norm(x.flatten(), ord=1, dtype=torch.float32)
+
+
+def change_terms(now: torch.Tensor, prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Terms of the relative change ||now - prev||_1 / ||prev||_1."""
+    return l1(now - prev.to(now.device, now.dtype)), l1(prev)
+
+
+def motion_terms(tokens: torch.Tensor, frames: int, strides: tuple[int, ...]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per stride s, terms of ||r[f+s] - r[f]||_1 / (||r[f+s]||_1 + ||r[f]||_1) over all frames f.
+
+    ``tokens`` is (batch, frames * tokens_per_frame, channels), frame-major as video DiTs
+    flatten their (frames, height, width) grid. Strides at or beyond the frame count add nothing.
+    """
+    b, n, c = tokens.shape
+    video = tokens.reshape(b, frames, n // frames, c)
+    terms = []
+    for s in strides:
+        if s >= frames:
+            continue
+        later, earlier = video[:, s:], video[:, :-s]
+        terms.append((l1(later - earlier), l1(later) + l1(earlier)))
+    return terms
+
+
+def ratio(num: float, den: float) -> float:
+    return num / den if den > 0 else 0.0
+
+
+def moreg_factor(motion: float, cfg: MoRegConfig) -> float:
+    return ((motion / cfg.scale) ** cfg.power) / cfg.divisor
+
+
+def next_computed_step(step: int, distance: float, codebook: Codebook) -> tuple[int, int]:
+    """(reuse length, next computed step) after a computed ``step`` with this per-step distance."""
+    length = codebook.lookup(distance)
+    return length, step + length
+
+
+def forced_steps(steps: int) -> frozenset[int]:
+    """Steps always computed: the first and the last two (as the paper's code)."""
+    return frozenset(s for s in (0, steps - 2, steps - 1) if 0 <= s < steps)

@@ -1,0 +1,111 @@
+"""What a sampling run decided and how long it took, as plain data (JSON round-trips).
+
+The viewer, the benchmarks, the demo and the tests all read this one record; nothing is printed
+that is not also here.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class CallRecord:
+    """One diffusion-model call: which step, which branches (cond/uncond chunks), computed or not."""
+
+    step: int
+    sigma: float
+    branches: list[str]
+    computed: bool
+    seconds: float
+
+
+@dataclass
+class DecisionRecord:
+    """The decision taken after a computed step: how much changed and how long to reuse."""
+
+    step: int
+    sigma: float
+    change: float | None  # mean relative L1 change of the probe residual(s) since the last computed step
+    gap: int | None  # steps since that computed step
+    distance: float | None  # change / gap, times the MoReg multiplier when active: what the codebook sees
+    reuse_length: int
+    next_step: int
+    motion: float | None = None
+    moreg_factor: float | None = None
+    moreg_gradient: float | None = None
+    moreg_active: bool = False
+
+
+@dataclass
+class RunTrace:
+    model: str
+    architecture: str
+    settings: dict
+    steps: int
+    sigmas: list[float]
+    codebook: list[tuple[float, int]]
+    calls: list[CallRecord] = field(default_factory=list)
+    decisions: list[DecisionRecord] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    finished: bool = False
+
+    # -- reading ---------------------------------------------------------------------------------
+    def branches(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for c in self.calls:
+            for b in c.branches:
+                seen.setdefault(b, None)
+        return list(seen)
+
+    def computed_steps(self, branch: str | None = None) -> list[int]:
+        """Steps at which the blocks ran (for ``branch``, or for any branch)."""
+        return sorted({c.step for c in self.calls if c.computed and (branch is None or branch in c.branches)})
+
+    def visited_steps(self, branch: str | None = None) -> list[int]:
+        return sorted({c.step for c in self.calls if branch is None or branch in c.branches})
+
+    def summary(self) -> dict:
+        per_branch = {}
+        for b in self.branches():
+            per_branch[b] = {"computed": len(self.computed_steps(b)), "total": len(self.visited_steps(b))}
+        computed, total = len(self.computed_steps()), len(self.visited_steps())
+        t_comp = [c.seconds for c in self.calls if c.computed]
+        t_reuse = [c.seconds for c in self.calls if not c.computed]
+        mean_c = sum(t_comp) / len(t_comp) if t_comp else None
+        mean_r = sum(t_reuse) / len(t_reuse) if t_reuse else None
+        estimate = None
+        if mean_c:
+            unpatched = mean_c * len(self.calls)
+            spent = sum(t_comp) + sum(t_reuse)
+            estimate = unpatched / spent if spent > 0 else None
+        return {
+            "computed_steps": computed,
+            "total_steps": total,
+            "per_branch": per_branch,
+            "ideal_speedup": (total / computed) if computed else None,
+            "seconds_per_computed_call": mean_c,
+            "seconds_per_reused_call": mean_r,
+            "estimated_speedup": estimate,
+        }
+
+    # -- storage ---------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["summary"] = self.summary()
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunTrace":
+        d = {k: v for k, v in d.items() if k != "summary"}
+        d["calls"] = [CallRecord(**c) for c in d.get("calls", [])]
+        d["decisions"] = [DecisionRecord(**c) for c in d.get("decisions", [])]
+        d["codebook"] = [tuple(e) for e in d.get("codebook", [])]
+        return cls(**d)
+
+    @classmethod
+    def from_json(cls, text: str) -> "RunTrace":
+        return cls.from_dict(json.loads(text))

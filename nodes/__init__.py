@@ -1,0 +1,16 @@
+"""ComfyUI node classes of the pack (V3 schema: ComfyUI loads them through `comfy_entrypoint`)."""
+from comfy_api.latest import ComfyExtension, io
+
+from .moreg import MoRegSettingsNode
+from .patch_model import AdaCachePatchModel
+
+NODES: list[type[io.ComfyNode]] = [AdaCachePatchModel, MoRegSettingsNode]
+
+
+class AdaCacheExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return list(NODES)
+
+
+def comfy_entrypoint() -> AdaCacheExtension:
+    return AdaCacheExtension()

@@ -1,0 +1,62 @@
+"""`MoReg Settings`: the paper's motion regularisation, plugged into AdaCache Patch Model."""
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+from ..adacache_core import MoRegConfig, SettingsError, parse_strides
+from .types import MoRegSettings
+
+_DEFAULT = MoRegConfig()
+
+
+def _config(motion_scale, motion_power, motion_divisor, gradient_weight, frame_strides, window_start, window_end) -> MoRegConfig:
+    return MoRegConfig(scale=motion_scale, power=motion_power, divisor=motion_divisor, grad_mul=gradient_weight,
+                       strides=parse_strides(frame_strides), window=(window_start, window_end))
+
+
+class MoRegSettingsNode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="AdaCacheMoRegSettings",
+            display_name="MoReg Settings",
+            category="AdaCache",
+            description=("Motion regularisation (AdaCache paper, section 3.2): measures how much the video moves between "
+                         "frames and makes moving videos compute more steps, so motion is not smeared. Defaults are the paper's."),
+            inputs=[
+                io.Float.Input("motion_scale", default=_DEFAULT.scale, min=0.001, max=10.0, step=0.001,
+                               tooltip="Motion score that counts as 'normal' (factor 1). Lower it to treat more videos as high-motion "
+                                       "(more compute); raise it to cache more."),
+                io.Float.Input("motion_power", default=_DEFAULT.power, min=0.1, max=32.0, step=0.1,
+                               tooltip="How sharply motion above/below the scale changes the factor. Higher = stronger contrast between "
+                                       "still and moving videos."),
+                io.Float.Input("motion_divisor", default=_DEFAULT.divisor, min=0.01, max=100.0, step=0.01,
+                               tooltip="Divides the motion factor: raise it to cache more overall, lower it to compute more."),
+                io.Float.Input("gradient_weight", default=_DEFAULT.grad_mul, min=0.0, max=100.0, step=0.1,
+                               tooltip="Weight of the motion gradient (how fast the motion factor changes per step). Higher = "
+                                       "recompute sooner when motion is changing. 0 ignores it."),
+                io.String.Input("frame_strides", default=",".join(map(str, _DEFAULT.strides)),
+                                tooltip="Latent-frame distances compared for the motion score, e.g. '1' (neighbours) or '1, 2'. "
+                                        "Larger strides notice slower motion."),
+                io.Float.Input("window_start", default=_DEFAULT.window[0], min=0.0, max=1.0, step=0.01,
+                               tooltip="MoReg acts from this fraction of the schedule on (paper: 0.1)."),
+                io.Float.Input("window_end", default=_DEFAULT.window[1], min=0.0, max=1.0, step=0.01,
+                               tooltip="MoReg acts until this fraction of the schedule (paper: 0.9)."),
+            ],
+            outputs=[MoRegSettings.Output(tooltip="Connect to the 'moreg' input of AdaCache Patch Model.")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, **inputs) -> bool | str:
+        defaults = {"motion_scale": _DEFAULT.scale, "motion_power": _DEFAULT.power, "motion_divisor": _DEFAULT.divisor,
+                    "gradient_weight": _DEFAULT.grad_mul, "frame_strides": "1", "window_start": _DEFAULT.window[0],
+                    "window_end": _DEFAULT.window[1]}
+        try:
+            _config(**(defaults | {k: v for k, v in inputs.items() if k in defaults and v is not None}))
+        except SettingsError as e:
+            return str(e)
+        return True
+
+    @classmethod
+    def execute(cls, **kwargs) -> io.NodeOutput:
+        return io.NodeOutput(_config(**kwargs))

@@ -1,0 +1,89 @@
+"""`AdaCache Patch Model`: put it between the model loader and the sampler."""
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+from ..adacache_core import (CUSTOM_PRESET, DEFAULT_PRESET, PRESETS, AdaCacheConfig, SettingsError, parse_probe_blocks,
+                             resolve_codebook)
+from ..adacache_core.comfy_bridge import patch_model
+from .types import MoRegSettings
+
+DEFAULT_CUSTOM_CODEBOOK = PRESETS[DEFAULT_PRESET].describe()
+
+
+def _settings(preset: str, custom_codebook: str, probe_blocks: str, start_percent: float, end_percent: float,
+              offload_cache: bool, moreg, num_blocks: int) -> AdaCacheConfig:
+    return AdaCacheConfig(
+        codebook=resolve_codebook(preset, custom_codebook),
+        preset=preset,
+        probe_blocks=parse_probe_blocks(probe_blocks, num_blocks),
+        start_percent=start_percent,
+        end_percent=end_percent,
+        offload_cache=offload_cache,
+        moreg=moreg,
+    )
+
+
+class AdaCachePatchModel(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="AdaCachePatchModel",
+            display_name="AdaCache Patch Model",
+            category="AdaCache",
+            description=(
+                "Adaptive caching (AdaCache, arXiv 2411.02397) for video diffusion transformers: after each computed "
+                "step it measures how much the video still changes and reuses the block outputs for more steps when "
+                "it changes little. Put it between the model loader and the sampler."),
+            inputs=[
+                io.Model.Input("model", tooltip="The diffusion model to accelerate (Wan 2.1 / 2.2). Other models pass through unpatched with a warning."),
+                io.Combo.Input("preset", options=[*PRESETS, CUSTOM_PRESET], default=DEFAULT_PRESET,
+                               tooltip="Codebook from the paper: 'fast' reuses longest (more speed, less fidelity), 'slow' reuses least. "
+                                       "Presets are rescaled to your step count (reuse lengths grow with steps, thresholds shrink). "
+                                       "'custom' uses custom_codebook as written."),
+                io.String.Input("custom_codebook", default=DEFAULT_CUSTOM_CODEBOOK,
+                                tooltip="Only for preset 'custom': 'threshold:reuse_steps' pairs, thresholds ascending. After a computed "
+                                        "step whose change rate is below a threshold, the next reuse_steps-1 steps reuse the cache. "
+                                        "Bigger reuse numbers or thresholds = faster, lower fidelity."),
+                io.String.Input("probe_blocks", default="middle",
+                                tooltip="Block(s) whose output change decides the schedule: 'middle' (as the paper) or 0-based numbers like "
+                                        "'13' or '6, 20'. Several probes average their changes."),
+                io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.01,
+                               tooltip="Caching may start at this point of the schedule (0 = first step). Earlier steps are always computed."),
+                io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.01,
+                               tooltip="Caching stops at this point of the schedule (1 = last step). Later steps are always computed. "
+                                       "start = end turns caching off."),
+                io.Boolean.Input("offload_cache", default=False,
+                                 tooltip="Keep cached residuals in system RAM instead of VRAM: saves VRAM (about one hidden state per "
+                                         "branch), costs a copy per reused step."),
+                MoRegSettings.Input("moreg", optional=True,
+                                    tooltip="Optional MoReg Settings: motion-aware caching, which computes more steps when the video moves."),
+            ],
+            outputs=[io.Model.Output(tooltip="The model with AdaCache; connect it to KSampler / SamplerCustomAdvanced.")],
+            hidden=[io.Hidden.unique_id],
+        )
+
+    @classmethod
+    def validate_inputs(cls, **inputs) -> bool | str:
+        """Refuse bad settings when the prompt is queued, before anything runs.
+
+        Only widget values arrive here (linked inputs do not); the probe range needs the model and
+        is checked again in execute.
+        """
+        values = {"preset": DEFAULT_PRESET, "custom_codebook": DEFAULT_CUSTOM_CODEBOOK, "probe_blocks": "middle",
+                  "start_percent": 0.0, "end_percent": 1.0} | {k: v for k, v in inputs.items() if v is not None}
+        try:
+            _settings(values["preset"], values["custom_codebook"], values["probe_blocks"], values["start_percent"],
+                      values["end_percent"], False, None, num_blocks=10_000)
+        except SettingsError as e:
+            return str(e)
+        return True
+
+    @classmethod
+    def execute(cls, model, preset: str, custom_codebook: str, probe_blocks: str, start_percent: float,
+                end_percent: float, offload_cache: bool, moreg=None) -> io.NodeOutput:
+        def config_for(num_blocks: int) -> AdaCacheConfig:
+            return _settings(preset, custom_codebook, probe_blocks, start_percent, end_percent, offload_cache, moreg, num_blocks)
+
+        patched, _ = patch_model(model, config_for, label=f"node {getattr(cls.hidden, 'unique_id', None) or '?'}")
+        return io.NodeOutput(patched)

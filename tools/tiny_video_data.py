@@ -1,0 +1,94 @@
+"""Synthetic latent videos for the tiny model: blobs over a textured background, moving by class.
+
+Shared by the training script and the tests (which check that generated videos move as trained).
+Videos live in the model's latent space (what the DiT sees after the latent format's process_in):
+16 channels, roughly unit scale.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class MotionClass:
+    name: str
+    speed: float  # latent pixels per latent frame
+    pattern: str  # "linear" or "orbit"
+
+    def describe(self) -> dict:
+        return asdict(self)
+
+
+MOTION_CLASSES = (
+    MotionClass("static", 0.0, "linear"),
+    MotionClass("slow", 0.5, "linear"),
+    MotionClass("fast", 1.6, "linear"),
+    MotionClass("orbit", 1.6, "orbit"),
+)
+CLASS_NAMES = tuple(c.name for c in MOTION_CLASSES)
+
+
+@dataclass(frozen=True)
+class VideoSpec:
+    channels: int = 16
+    frames: int = 9
+    height: int = 16
+    width: int = 16
+    blobs: int = 2
+    prompt_tokens: int = 8
+
+    def describe(self) -> dict:
+        return asdict(self)
+
+
+def make_prompt_embeddings(seed: int, tokens: int = 8, dim: int = 4096) -> dict[str, torch.Tensor]:
+    """One fixed (tokens, dim) embedding per class, plus the all-zero "empty" prompt for CFG."""
+    g = torch.Generator().manual_seed(seed)
+    out = {c.name: torch.randn(tokens, dim, generator=g) for c in MOTION_CLASSES}
+    out["empty"] = torch.zeros(tokens, dim)
+    return out
+
+
+def _periodic_offset(coord: torch.Tensor, centre: torch.Tensor, size: int) -> torch.Tensor:
+    return torch.remainder(coord - centre + size / 2, size) - size / 2
+
+
+def sample_video(spec: VideoSpec, cls: MotionClass, g: torch.Generator) -> torch.Tensor:
+    """One (C, F, H, W) video: static low-frequency texture plus blobs that move on a torus."""
+    c, f, h, w = spec.channels, spec.frames, spec.height, spec.width
+    coarse = torch.randn(1, c, 4, 4, generator=g) * 0.6
+    background = torch.nn.functional.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=False)[0]
+    video = background.unsqueeze(1).repeat(1, f, 1, 1)
+    ys = torch.arange(h, dtype=torch.float32).view(h, 1)
+    xs = torch.arange(w, dtype=torch.float32).view(1, w)
+    for _ in range(spec.blobs):
+        colour = torch.randn(c, generator=g)
+        colour = colour / colour.norm() * 4.0
+        radius = 1.5 + torch.rand(1, generator=g).item()
+        y0, x0 = (torch.rand(2, generator=g) * torch.tensor([h, w])).tolist()
+        angle = torch.rand(1, generator=g).item() * 2 * math.pi
+        for t in range(f):
+            if cls.pattern == "orbit":
+                r = 2.5
+                omega = cls.speed / r
+                cy, cx = y0 + r * math.sin(angle + omega * t), x0 + r * math.cos(angle + omega * t)
+            else:
+                cy, cx = y0 + cls.speed * t * math.sin(angle), x0 + cls.speed * t * math.cos(angle)
+            d2 = _periodic_offset(ys, torch.tensor(cy), h) ** 2 + _periodic_offset(xs, torch.tensor(cx), w) ** 2
+            video[:, t] += colour.view(c, 1, 1) * torch.exp(-d2 / (2 * radius**2))
+    return video
+
+
+def sample_batch(spec: VideoSpec, batch: int, g: torch.Generator) -> tuple[torch.Tensor, list[int]]:
+    labels = torch.randint(len(MOTION_CLASSES), (batch,), generator=g).tolist()
+    videos = torch.stack([sample_video(spec, MOTION_CLASSES[i], g) for i in labels])
+    return videos, labels
+
+
+def latent_motion(video: torch.Tensor) -> float:
+    """How much a (B, C, F, H, W) latent video changes from frame to frame, relative to its size."""
+    step = (video[:, :, 1:] - video[:, :, :-1]).abs().mean()
+    return (step / video.abs().mean().clamp_min(1e-8)).item()
