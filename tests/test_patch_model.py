@@ -1,0 +1,228 @@
+"""AdaCache Patch Model on ComfyUI's real Wan model classes (tiny, random weights), real samplers."""
+import logging
+
+import pytest
+import torch
+
+import helpers as h
+
+LATENT = (1, 16, 3, 8, 8)
+NOTHING_REUSED = [dict(end_percent=0.0), dict(start_percent=0.5, end_percent=0.5),
+                  dict(preset="custom", custom_codebook="1.0:1")]
+
+
+@pytest.fixture(scope="module")
+def wan(runtime):
+    return h.load_model_patcher(h.random_wan_state_dict(seed=0))
+
+
+@pytest.fixture(scope="module")
+def conds():
+    return h.conditioning(seed=1), h.conditioning(seed=2)
+
+
+@pytest.fixture(scope="module")
+def baseline(wan, conds):
+    return h.ksample(wan, *conds, torch.zeros(LATENT), steps=10)
+
+
+class BlockCounter:
+    """Counts real block executions with forward hooks (removed on exit)."""
+
+    def __init__(self, model_patcher):
+        self.blocks = model_patcher.model.diffusion_model.blocks
+        self.count = 0
+
+    def __enter__(self):
+        self.handles = [b.register_forward_hook(self._hit) for b in self.blocks]
+        return self
+
+    def _hit(self, *_):
+        self.count += 1
+
+    def __exit__(self, *exc):
+        for handle in self.handles:
+            handle.remove()
+
+
+@pytest.mark.parametrize("settings", NOTHING_REUSED)
+def test_nothing_reused_is_bitwise_equal_to_unpatched(runtime, wan, conds, baseline, settings):
+    patched = h.adacache(runtime, wan, **settings)
+    out = h.ksample(patched, *conds, torch.zeros(LATENT), steps=10)
+    assert torch.equal(out, baseline)
+    assert h.session_of(patched).last_run.computed_steps() == list(range(10))
+
+
+def test_forced_codebook_gives_the_expected_pattern_and_skips_the_blocks(runtime, wan, conds, baseline):
+    patched = h.adacache(runtime, wan, preset="custom", custom_codebook="10:3")
+    with BlockCounter(wan) as counter:
+        out = h.ksample(patched, *conds, torch.zeros(LATENT), steps=10)
+    run = h.session_of(patched).last_run
+    assert run.computed_steps() == [0, 1, 4, 7, 8, 9]
+    assert counter.count == 6 * len(counter.blocks)  # cond+uncond batched: one call per step
+    assert [c.computed for c in run.calls] == [s in (0, 1, 4, 7, 8, 9) for s in range(10)]
+    assert not torch.equal(out, baseline)
+    assert torch.isfinite(out).all()
+    assert (out - baseline).abs().max() < baseline.abs().max()
+
+
+def test_recorded_distance_matches_a_hand_computation(runtime, wan, conds):
+    patched = h.adacache(runtime, wan, preset="custom", custom_codebook="10:3", probe_blocks="2")
+    residuals = []
+    hook = wan.model.diffusion_model.blocks[2].register_forward_hook(lambda m, a, kw, out: residuals.append(out - kw.get("x", a[0] if a else None)), with_kwargs=True)
+    try:
+        h.ksample(patched, *conds, torch.zeros(LATENT), steps=10)
+    finally:
+        hook.remove()
+    decisions = h.session_of(patched).last_run.decisions
+    assert [d.step for d in decisions] == [0, 1, 4, 7, 8, 9]
+    r0, r1, r4 = residuals[0], residuals[1], residuals[2]
+    expected = ((r1 - r0).abs().sum() / r0.abs().sum()).item()
+    assert decisions[1].change == pytest.approx(expected, rel=1e-4)
+    expected4 = ((r4 - r1).abs().sum() / r1.abs().sum()).item()
+    assert decisions[2].gap == 3
+    assert decisions[2].distance == pytest.approx(expected4 / 3, rel=1e-4)
+
+
+def test_no_state_leaks_between_runs_models_and_the_unpatched_model(runtime, wan, conds, baseline):
+    a = h.adacache(runtime, wan, preset="custom", custom_codebook="10:3")
+    b = h.adacache(runtime, wan, preset="custom", custom_codebook="10:2")
+    first = h.ksample(a, *conds, torch.zeros(LATENT), steps=10)
+    trace_a = h.session_of(a).last_run
+    out_b = h.ksample(b, *conds, torch.zeros(LATENT), steps=10)
+    again = h.ksample(a, *conds, torch.zeros(LATENT), steps=10)
+    assert torch.equal(first, again)
+    assert h.session_of(a).last_run.computed_steps() == trace_a.computed_steps()
+    assert h.session_of(a) is not h.session_of(b)
+    assert h.session_of(b).last_run.computed_steps() == [0, 1, 3, 5, 7, 8, 9]
+    assert not torch.equal(out_b, first)
+    assert torch.equal(h.ksample(wan, *conds, torch.zeros(LATENT), steps=10), baseline)
+    assert h.session_of(wan) is None and "dit" not in wan.model_options["transformer_options"].get("patches_replace", {})
+
+
+def test_batched_and_separate_cond_uncond_take_the_same_decisions(runtime, wan, conds, monkeypatch):
+    patched = h.adacache(runtime, wan, preset="custom", custom_codebook="0.05:3, 1.0:1")
+    batched = h.ksample(patched, *conds, torch.zeros(LATENT), steps=12)
+    run_batched = h.session_of(patched).last_run
+    # ComfyUI runs cond and uncond separately when free memory is short: report none free.
+    import comfy.samplers
+
+    real = comfy.samplers.model_management.get_free_memory
+    monkeypatch.setattr(comfy.samplers.model_management, "get_free_memory",
+                        lambda dev=None, torch_free_too=False: real(dev, True) if torch_free_too else 0)
+    separate = h.ksample(patched, *conds, torch.zeros(LATENT), steps=12)
+    run_separate = h.session_of(patched).last_run
+    assert {tuple(c.branches) for c in run_batched.calls} == {("uncond", "cond")}
+    assert {tuple(c.branches) for c in run_separate.calls} == {("cond",), ("uncond",)}
+    assert run_separate.computed_steps("cond") == run_separate.computed_steps("uncond") == run_batched.computed_steps()
+    assert len(run_batched.computed_steps()) < 12
+    assert [(d.step, d.next_step) for d in run_batched.decisions] == [(d.step, d.next_step) for d in run_separate.decisions]
+    for d1, d2 in zip(run_batched.decisions[1:], run_separate.decisions[1:]):
+        assert d1.distance == pytest.approx(d2.distance, rel=1e-4)
+    torch.testing.assert_close(separate, batched, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 200])
+def test_any_step_count_runs(runtime, wan, conds, steps):
+    patched = h.adacache(runtime, wan)
+    out = h.ksample(patched, *conds, torch.zeros(1, 16, 1, 4, 4), steps=steps)
+    run = h.session_of(patched).last_run
+    assert torch.isfinite(out).all() and run.steps == steps and run.finished
+    assert len(run.visited_steps()) == steps
+    if steps < 4:
+        assert run.computed_steps() == list(range(steps)) and run.notes
+    else:
+        assert len(run.computed_steps()) < steps / 3  # the fast preset rescaled to 200 steps reuses a lot
+
+
+def test_cfg_1_and_batch_2(runtime, wan):
+    patched = h.adacache(runtime, wan, preset="custom", custom_codebook="10:3")
+    pos = h.conditioning(seed=3)
+    out = h.ksample(patched, pos, pos, torch.zeros(2, *LATENT[1:]), steps=10, cfg=1.0)
+    run = h.session_of(patched).last_run
+    assert out.shape[0] == 2 and torch.isfinite(out).all()
+    assert {tuple(c.branches) for c in run.calls} == {("cond",)}
+    assert run.computed_steps() == [0, 1, 4, 7, 8, 9]
+
+
+def test_two_expert_graph_with_ksampler_advanced(runtime, conds):
+    import nodes
+
+    high = h.adacache(runtime, h.load_model_patcher(h.random_wan_state_dict(seed=10)), preset="custom", custom_codebook="10:2")
+    low = h.adacache(runtime, h.load_model_patcher(h.random_wan_state_dict(seed=11)), preset="custom", custom_codebook="10:3")
+    sampler = nodes.KSamplerAdvanced()
+    latent = {"samples": torch.zeros(LATENT)}
+    mid = sampler.sample(high, "enable", 0, 12, 5.0, "euler", "simple", *conds, latent, 0, 6, "enable")[0]
+    out = sampler.sample(low, "disable", 0, 12, 5.0, "euler", "simple", *conds, mid, 6, 12, "disable")[0]["samples"]
+    run_high, run_low = h.session_of(high).last_run, h.session_of(low).last_run
+    assert torch.isfinite(out).all()
+    assert run_high.steps == 6 and run_low.steps == 6
+    assert run_high.computed_steps() == [0, 1, 3, 4, 5]
+    assert run_low.computed_steps() == [0, 1, 4, 5]
+    assert run_high.sigmas[-1] == pytest.approx(run_low.sigmas[0])
+
+
+def test_sampler_custom_advanced(runtime, wan, conds):
+    import nodes
+
+    patched = h.adacache(runtime, wan, preset="custom", custom_codebook="10:3")
+    m = nodes.NODE_CLASS_MAPPINGS
+    guider = m["CFGGuider"].execute(patched, *conds, 5.0).args[0]
+    sampler = m["KSamplerSelect"].execute("euler").args[0]
+    sigmas = m["BasicScheduler"].execute(patched, "simple", 10, 1.0).args[0]
+    noise = m["RandomNoise"].execute(0).args[0]
+    out = m["SamplerCustomAdvanced"].execute(noise, guider, sampler, sigmas, {"samples": torch.zeros(LATENT)}).args[0]
+    assert torch.isfinite(out["samples"]).all()
+    assert h.session_of(patched).last_run.computed_steps() == [0, 1, 4, 7, 8, 9]
+
+
+@pytest.mark.parametrize("variant", ["i2v", "ti2v_5b"])
+def test_wan_i2v_and_ti2v_5b(runtime, variant):
+    if variant == "i2v":
+        sd = h.random_wan_state_dict(seed=5, model_type="i2v", in_dim=36)
+        channels, extra = 16, {"concat_latent_image": torch.randn(1, 16, 3, 8, 8)}
+    else:
+        sd = h.random_wan_state_dict(seed=6, in_dim=48, out_dim=48)
+        channels, extra = 48, {}
+    model = h.load_model_patcher(sd)
+    pos = [[h.conditioning(seed=1)[0][0], extra]]
+    neg = [[h.conditioning(seed=2)[0][0], extra]]
+    latent = torch.zeros(1, channels, 3, 8, 8)
+    base = h.ksample(model, pos, neg, latent, steps=8)
+    assert torch.equal(h.ksample(h.adacache(runtime, model, end_percent=0.0), pos, neg, latent, steps=8), base)
+    patched = h.adacache(runtime, model, preset="custom", custom_codebook="10:3")
+    out = h.ksample(patched, pos, neg, latent, steps=8)
+    assert torch.isfinite(out).all() and not torch.equal(out, base)
+    assert h.session_of(patched).last_run.computed_steps() == [0, 1, 4, 6, 7]
+
+
+def test_offload_cache_gives_the_same_result(runtime, wan, conds):
+    on_device = h.ksample(h.adacache(runtime, wan, preset="custom", custom_codebook="10:3"), *conds, torch.zeros(LATENT), steps=10)
+    offloaded = h.ksample(h.adacache(runtime, wan, preset="custom", custom_codebook="10:3", offload_cache=True), *conds, torch.zeros(LATENT), steps=10)
+    assert torch.equal(on_device, offloaded)
+
+
+def test_unsupported_model_is_returned_unpatched_with_one_warning(runtime, caplog):
+    # A VACE model adds control hints between blocks, which a skipped block span cannot reproduce.
+    vace = h.load_model_patcher(h.random_wan_state_dict(seed=7, model_class="VaceWanModel", model_type="vace",
+                                                        vace_layers=2, vace_in_dim=32))
+    assert type(vace.model.diffusion_model).__name__ == "VaceWanModel"
+    with caplog.at_level(logging.WARNING, logger="adacache"):
+        first = h.adacache(runtime, vace)
+        second = h.adacache(runtime, vace)
+    assert first is vace and second is vace
+    assert "adacache" not in vace.model_options.get("transformer_options", {})
+    warnings = [r for r in caplog.records if "VaceWanModel is not a supported" in r.getMessage()]
+    assert len(warnings) == 1 and "Supported:" in warnings[0].getMessage()
+
+
+def test_bad_settings_are_refused_before_sampling(runtime, wan):
+    import nodes
+
+    node = nodes.NODE_CLASS_MAPPINGS["AdaCachePatchModel"]
+    assert "custom_codebook" in node.validate_inputs(preset="custom", custom_codebook="0.2:3, 0.1:2")
+    assert "preset" in node.validate_inputs(preset="turbo")
+    assert "start_percent" in node.validate_inputs(start_percent=0.9, end_percent=0.1)
+    assert node.validate_inputs(preset="custom", custom_codebook="0.1:2, 1:1", probe_blocks="1,2") is True
+    with pytest.raises(ValueError, match="probe_blocks.*0 to 3"):
+        h.adacache(runtime, wan, probe_blocks="9")
