@@ -1,10 +1,12 @@
 """ComfyUI node classes of the pack (V3 schema: ComfyUI loads them through `comfy_entrypoint`)."""
 from comfy_api.latest import ComfyExtension, io
 
+from .demo import DemoLatentPreview, DemoPrompt
 from .moreg import MoRegSettingsNode
 from .patch_model import AdaCachePatchModel
+from .viewer import CacheScheduleViewer
 
-NODES: list[type[io.ComfyNode]] = [AdaCachePatchModel, MoRegSettingsNode]
+NODES: list[type[io.ComfyNode]] = [AdaCachePatchModel, MoRegSettingsNode, CacheScheduleViewer, DemoPrompt, DemoLatentPreview]
 
 
 class AdaCacheExtension(ComfyExtension):

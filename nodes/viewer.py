@@ -1,0 +1,92 @@
+"""`Cache Schedule Viewer`: what the last run of a patched model computed, reused, and why."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import torch
+from comfy_api.latest import io, ui
+
+import folder_paths
+
+from ..adacache_core.chart import message_chart, schedule_chart
+from ..adacache_core.comfy_bridge import session_of
+from ..adacache_core.trace import RunTrace
+
+
+def _fmt(x, unit="", digits=2):
+    return "n/a" if x is None else f"{x:.{digits}f}{unit}"
+
+
+def summary_text(label: str, trace: RunTrace) -> str:
+    s = trace.summary()
+    branches = ", ".join(f"{b} {v['computed']}/{v['total']}" for b, v in s["per_branch"].items())
+    cfg = trace.settings
+    lines = [
+        f"{label}: {trace.architecture}, {trace.steps} steps",
+        f"  computed {s['computed_steps']}/{s['total_steps']} steps ({branches}) -> ideal speedup {_fmt(s['ideal_speedup'], 'x')}",
+        f"  time per computed call {_fmt(s['seconds_per_computed_call'], ' s', 3)}, per reused call "
+        f"{_fmt(s['seconds_per_reused_call'], ' s', 3)} -> estimated speedup {_fmt(s['estimated_speedup'], 'x')}",
+        f"  preset {cfg.get('preset')}, codebook used [{', '.join(f'{t:.3g}:{n}' for t, n in trace.codebook)}], "
+        f"probe blocks {cfg.get('probe_blocks')}, MoReg {'on' if cfg.get('moreg') else 'off'}",
+    ]
+    lines += [f"  note: {n}" for n in trace.notes]
+    return "\n".join(lines)
+
+
+def collect_runs(models: list) -> tuple[list[tuple[str, RunTrace]], list[str]]:
+    """The latest run of each connected model, or a message saying why there is none."""
+    runs, messages = [], []
+    for i, model in enumerate(models, start=1):
+        if model is None:
+            continue
+        name = f"model {i}" if len(models) > 1 else "model"
+        session = session_of(model)
+        if session is None:
+            messages.append(f"{name}: not patched by AdaCache Patch Model (or its model type is unsupported), nothing was cached")
+        elif session.last_run is None:
+            messages.append(f"{name}: not sampled yet; connect the sampler's output to 'samples' so the viewer runs after it")
+        else:
+            runs.append((name, session.last_run))
+    return runs, messages
+
+
+def to_image(rgb: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(rgb.astype(np.float32) / 255.0).unsqueeze(0)
+
+
+class CacheScheduleViewer(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="AdaCacheScheduleViewer",
+            display_name="Cache Schedule Viewer",
+            category="AdaCache",
+            description="Chart and summary of the last sampling run of an AdaCache-patched model: which steps were computed, "
+                        "which reused, the measured distances and the MoReg factor. Also saves the run data as JSON.",
+            inputs=[
+                io.Model.Input("model", tooltip="The model from AdaCache Patch Model that the sampler used."),
+                io.Latent.Input("samples", tooltip="The sampler's output: connecting it makes the viewer run after sampling."),
+                io.Model.Input("model_2", optional=True, tooltip="Optional second patched model (e.g. Wan 2.2's low-noise expert)."),
+                io.String.Input("filename_prefix", default="adacache/schedule",
+                                tooltip="Where the run data JSON goes, inside ComfyUI's output folder."),
+            ],
+            outputs=[io.Image.Output(display_name="chart", tooltip="The schedule chart."),
+                     io.String.Output(display_name="summary", tooltip="Computed/total steps, speedups, settings.")],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, model, samples, filename_prefix: str, model_2=None) -> io.NodeOutput:
+        runs, messages = collect_runs([model, model_2] if model_2 is not None else [model])
+        text = "\n".join([summary_text(name, trace) for name, trace in runs] + messages)
+        chart = schedule_chart(runs) if runs else message_chart("\n".join(messages))
+        if runs:
+            folder, filename, counter, _, _ = folder_paths.get_save_image_path(filename_prefix, folder_paths.get_output_directory())
+            path = os.path.join(folder, f"{filename}_{counter:05}_.json")
+            with open(path, "w") as f:
+                json.dump({name: trace.to_dict() for name, trace in runs}, f, indent=1)
+            text += f"\nrun data: {os.path.relpath(path, folder_paths.get_output_directory())}"
+        image = to_image(chart)
+        return io.NodeOutput(image, text, ui={**ui.PreviewImage(image, cls=cls).as_dict(), "text": (text,)})
