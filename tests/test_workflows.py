@@ -1,0 +1,65 @@
+"""Workflow files: valid against the live node registry and ComfyUI's own prompt validation."""
+import json
+from pathlib import Path
+
+import pytest
+
+WORKFLOWS = sorted((Path(__file__).resolve().parent.parent / "workflows").glob("*.json"))
+
+
+@pytest.fixture(scope="module")
+def placeholder_models(runtime, tmp_path_factory):
+    """Empty files named as in ComfyUI's templates, so validation can check names without weights."""
+    import folder_paths
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("models")
+    for wf in WORKFLOWS:
+        for node in json.loads(wf.read_text())["nodes"]:
+            for value in node.get("widgets_values", []):
+                if isinstance(value, str) and value.endswith(".safetensors"):
+                    folder = {"UNETLoader": "diffusion_models", "CLIPLoader": "text_encoders", "VAELoader": "vae",
+                              "CLIPVisionLoader": "clip_vision"}.get(node["type"])
+                    if folder:
+                        (root / folder).mkdir(exist_ok=True)
+                        (root / folder / value).touch()
+                        folder_paths.add_model_folder_path(folder, str(root / folder))
+    inputs = tmp_path_factory.mktemp("input")
+    Image.new("RGB", (64, 64), (200, 100, 50)).save(inputs / "example.png")
+    folder_paths.set_input_directory(str(inputs))
+    return root
+
+
+def test_there_are_workflows_for_the_demo_and_every_wan_variant():
+    names = {p.name for p in WORKFLOWS}
+    assert {"adacache_demo_tiny_model.json", "wan2.1_t2v_1.3B_adacache.json", "wan2.1_i2v_480p_14B_adacache.json",
+            "wan2.2_t2v_A14B_two_experts_adacache.json", "wan2.2_ti2v_5B_adacache.json"} <= names
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_workflow_is_valid_in_comfyui(runtime, placeholder_models, path):
+    from tools import comfy_exec
+    from tools.workflow import check_links, ui_to_api
+
+    workflow = json.loads(path.read_text())
+    assert check_links(workflow) == []
+    types = {n["type"] for n in workflow["nodes"]}
+    assert {"AdaCachePatchModel", "AdaCacheMoRegSettings", "AdaCacheScheduleViewer"} <= types
+    prompt = ui_to_api(workflow)
+    valid, error, outputs, node_errors = comfy_exec.validate(prompt)
+    assert valid, (error, node_errors)
+    viewer = [k for k, v in prompt.items() if v["class_type"] == "AdaCacheScheduleViewer"]
+    assert viewer and set(viewer) <= set(outputs)
+
+
+def test_validation_catches_a_bad_widget_value(runtime, placeholder_models):
+    from tools import comfy_exec
+    from tools.workflow import ui_to_api
+
+    workflow = json.loads(WORKFLOWS[0].read_text())
+    node = next(n for n in workflow["nodes"] if n["type"] == "AdaCachePatchModel")
+    node["widgets_values"][0] = "custom"
+    node["widgets_values"][1] = "0.3:2, 0.1:4"
+    valid, error, _, node_errors = comfy_exec.validate(ui_to_api(workflow))
+    assert not valid
+    assert "strictly ascending" in json.dumps(node_errors)

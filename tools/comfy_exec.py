@@ -1,0 +1,51 @@
+"""Run API prompts through ComfyUI's real execution engine, headless (no HTTP server)."""
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+
+class _Recorder:
+    """What PromptExecutor needs of the server; keeps its messages with the time they came."""
+
+    client_id = "headless"
+    last_node_id = None
+    last_prompt_id = None
+
+    def __init__(self):
+        self.events: list[tuple[float, str, dict]] = []
+
+    def send_sync(self, event, data, sid=None):
+        self.events.append((time.perf_counter(), event, data))
+
+    def node_seconds(self) -> dict[str, float]:
+        """Seconds each executed node took: from its 'executing' message to the next one."""
+        starts = [(t, d.get("node")) for t, e, d in self.events if e == "executing"]
+        return {node: t_next - t for (t, node), (t_next, _) in zip(starts, starts[1:]) if node is not None}
+
+
+def validate(prompt: dict) -> tuple[bool, dict, list[str], dict]:
+    """ComfyUI's own prompt validation: (valid, error, output node ids, per-node errors)."""
+    import execution
+
+    valid, error, outputs, node_errors = asyncio.run(execution.validate_prompt(str(uuid.uuid4()), prompt, None))
+    return valid, error, outputs, node_errors
+
+
+def execute(prompt: dict):
+    """Validate and execute ``prompt`` with a fresh executor (no cached node outputs).
+
+    Returns the executor; ``executor.server.node_seconds()`` gives per-node times.
+    """
+    import execution
+
+    valid, error, outputs, node_errors = validate(prompt)
+    if not valid:
+        raise RuntimeError(f"ComfyUI refused the prompt: {error} {node_errors}")
+    executor = execution.PromptExecutor(_Recorder())
+    executor.execute(prompt, str(uuid.uuid4()), {}, outputs)
+    if not executor.success:
+        errors = [data for event, data in executor.status_messages if event == "execution_error"]
+        raise RuntimeError(f"ComfyUI failed to execute the prompt: {errors}")
+    return executor

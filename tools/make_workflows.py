@@ -1,0 +1,194 @@
+"""Write the drag-and-drop workflow files in workflows/ (UI format) from one description each.
+
+    .venv/bin/python tools/make_workflows.py
+
+Model file names are those of ComfyUI's own templates; sampler settings follow those templates.
+Every workflow puts AdaCache Patch Model (with MoReg Settings) between the model and the sampler
+and a Cache Schedule Viewer after the sampler. Generated, not hand-edited, so all files share one
+layout and stay valid against the live node registry (the tests check them).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.append(str(Path(__file__).resolve().parent.parent))
+from tools import comfy_runtime  # noqa: E402
+from tools.workflow import NodeRef, WorkflowBuilder  # noqa: E402
+
+OUT = comfy_runtime.REPO_ROOT / "workflows"
+NEGATIVE = "static, blurry, low quality, distorted, jpeg artifacts, worst quality, still picture"
+
+
+def adacache_chain(wf: WorkflowBuilder, model: NodeRef, slot: int, x: int, y: int, preset: str) -> NodeRef:
+    moreg = wf.add("AdaCacheMoRegSettings", pos=(x, y + 260))
+    patch = wf.add("AdaCachePatchModel", {"preset": preset}, pos=(x, y))
+    wf.connect(model, slot, patch, "model")
+    wf.connect(moreg, 0, patch, "moreg")
+    return patch
+
+
+def text_encoders(wf: WorkflowBuilder, prompt: str, y: int = 400):
+    clip = wf.add("CLIPLoader", {"clip_name": "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "type": "wan"}, pos=(0, y))
+    pos = wf.add("CLIPTextEncode", {"text": prompt}, pos=(380, y), title="Positive")
+    neg = wf.add("CLIPTextEncode", {"text": NEGATIVE}, pos=(380, y + 220), title="Negative")
+    wf.connect(clip, 0, pos, "clip")
+    wf.connect(clip, 0, neg, "clip")
+    return pos, neg
+
+
+def diffusion_model(wf: WorkflowBuilder, unet: str, shift: float, y: int = 0, title: str | None = None) -> NodeRef:
+    loader = wf.add("UNETLoader", {"unet_name": unet}, pos=(0, y), title=title)
+    sampling = wf.add("ModelSamplingSD3", {"shift": shift}, pos=(380, y))
+    wf.connect(loader, 0, sampling, "model")
+    return sampling
+
+
+def save_video(wf: WorkflowBuilder, latent: NodeRef, vae: NodeRef, fps: int, x: int, prefix: str) -> None:
+    decode = wf.add("VAEDecode", pos=(x, 0))
+    wf.connect(latent, 0, decode, "samples")
+    wf.connect(vae, 0, decode, "vae")
+    video = wf.add("CreateVideo", {"fps": fps}, pos=(x, 160))
+    wf.connect(decode, 0, video, "images")
+    save = wf.add("SaveVideo", {"filename_prefix": prefix}, pos=(x, 320))
+    wf.connect(video, 0, save, "video")
+
+
+def viewer(wf: WorkflowBuilder, model: NodeRef, latent: NodeRef, x: int, model_2: NodeRef | None = None) -> NodeRef:
+    view = wf.add("AdaCacheScheduleViewer", pos=(x, 560))
+    wf.connect(model, 0, view, "model")
+    wf.connect(latent, 0, view, "samples")
+    if model_2 is not None:
+        wf.connect(model_2, 0, view, "model_2")
+    return view
+
+
+def wan21_t2v_1_3b() -> dict:
+    wf = WorkflowBuilder()
+    model = diffusion_model(wf, "wan2.1_t2v_1.3B_fp16.safetensors", 8.0)
+    patched = adacache_chain(wf, model, 0, 760, 0, "fast (paper, 30 steps)")
+    pos, neg = text_encoders(wf, "a red fox runs through fresh snow in a pine forest, tracking shot")
+    latent = wf.add("EmptyHunyuanLatentVideo", {"width": 832, "height": 480, "length": 33}, pos=(760, 520))
+    sampler = wf.add("KSampler", {"seed": 42, "steps": 30, "cfg": 6.0, "sampler_name": "uni_pc", "scheduler": "simple"}, pos=(1140, 0))
+    for src, name in ((patched, "model"), (pos, "positive"), (neg, "negative"), (latent, "latent_image")):
+        wf.connect(src, 0, sampler, name)
+    vae = wf.add("VAELoader", {"vae_name": "wan_2.1_vae.safetensors"}, pos=(760, 700))
+    save_video(wf, sampler, vae, 16, 1520, "video/wan21_t2v_adacache")
+    viewer(wf, patched, sampler, 1520)
+    return wf.to_ui("Wan 2.1 T2V 1.3B with AdaCache. Settings from ComfyUI's template (832x480, 33 frames, 30 steps, "
+                    "uni_pc, CFG 6, shift 8); AdaCache 'fast' is the paper's 30-step codebook; MoReg at the paper's defaults.")
+
+
+def wan21_i2v_14b() -> dict:
+    wf = WorkflowBuilder()
+    model = diffusion_model(wf, "wan2.1_i2v_480p_14B_fp16.safetensors", 8.0)
+    patched = adacache_chain(wf, model, 0, 760, 0, "fast (paper, 30 steps)")
+    pos, neg = text_encoders(wf, "the woman turns her head and smiles, hair moving in the wind")
+    vae = wf.add("VAELoader", {"vae_name": "wan_2.1_vae.safetensors"}, pos=(0, 860))
+    clip_vision = wf.add("CLIPVisionLoader", {"clip_name": "clip_vision_h.safetensors"}, pos=(0, 1000))
+    image = wf.add("LoadImage", {"image": "example.png"}, pos=(0, 1140))
+    encode = wf.add("CLIPVisionEncode", {"crop": "none"}, pos=(380, 1000))
+    wf.connect(clip_vision, 0, encode, "clip_vision")
+    wf.connect(image, 0, encode, "image")
+    i2v = wf.add("WanImageToVideo", {"width": 512, "height": 512, "length": 33}, pos=(760, 520))
+    for src, slot, name in ((pos, 0, "positive"), (neg, 0, "negative"), (vae, 0, "vae"), (encode, 0, "clip_vision_output"), (image, 0, "start_image")):
+        wf.connect(src, slot, i2v, name)
+    sampler = wf.add("KSampler", {"seed": 42, "steps": 20, "cfg": 6.0, "sampler_name": "uni_pc", "scheduler": "simple"}, pos=(1140, 0))
+    wf.connect(patched, 0, sampler, "model")
+    for slot, name in ((0, "positive"), (1, "negative"), (2, "latent_image")):
+        wf.connect(i2v, slot, sampler, name)
+    save_video(wf, sampler, vae, 16, 1520, "video/wan21_i2v_adacache")
+    viewer(wf, patched, sampler, 1520)
+    return wf.to_ui("Wan 2.1 I2V 14B 480p with AdaCache. Settings from ComfyUI's template (512x512, 33 frames, 20 steps, "
+                    "uni_pc, CFG 6); the 'fast' codebook is rescaled to 20 steps; MoReg at the paper's defaults.")
+
+
+def wan22_a14b_t2v() -> dict:
+    wf = WorkflowBuilder()
+    high = diffusion_model(wf, "wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors", 8.0, y=0, title="High-noise expert")
+    low = diffusion_model(wf, "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors", 8.0, y=180, title="Low-noise expert")
+    patched_high = adacache_chain(wf, high, 0, 760, 0, "fast (paper, 30 steps)")
+    patched_low = adacache_chain(wf, low, 0, 760, 520, "fast (paper, 30 steps)")
+    pos, neg = text_encoders(wf, "a paper boat sails down a rain-filled street, low camera following it", y=400)
+    latent = wf.add("EmptyHunyuanLatentVideo", {"width": 640, "height": 640, "length": 81}, pos=(760, 1040))
+    common = {"cfg": 3.5, "sampler_name": "euler", "scheduler": "simple", "steps": 20}
+    first = wf.add("KSamplerAdvanced", common | {"add_noise": "enable", "noise_seed": 42, "start_at_step": 0, "end_at_step": 10,
+                                                 "return_with_leftover_noise": "enable"}, pos=(1140, 0))
+    second = wf.add("KSamplerAdvanced", common | {"add_noise": "disable", "noise_seed": 42, "start_at_step": 10, "end_at_step": 10000,
+                                                  "return_with_leftover_noise": "disable"}, pos=(1140, 520))
+    for sampler, model in ((first, patched_high), (second, patched_low)):
+        wf.connect(model, 0, sampler, "model")
+        wf.connect(pos, 0, sampler, "positive")
+        wf.connect(neg, 0, sampler, "negative")
+    wf.connect(latent, 0, first, "latent_image")
+    wf.connect(first, 0, second, "latent_image")
+    vae = wf.add("VAELoader", {"vae_name": "wan_2.1_vae.safetensors"}, pos=(760, 1220))
+    save_video(wf, second, vae, 16, 1520, "video/wan22_a14b_adacache")
+    viewer(wf, patched_high, second, 1520, model_2=patched_low)
+    return wf.to_ui("Wan 2.2 A14B T2V with AdaCache on both experts: each patched model has its own cache and step "
+                    "accounting. Settings from ComfyUI's template (640x640, 81 frames, 20 steps split 10/10, euler, CFG 3.5). "
+                    "The viewer shows both experts side by side.")
+
+
+def wan22_ti2v_5b() -> dict:
+    wf = WorkflowBuilder()
+    model = diffusion_model(wf, "wan2.2_ti2v_5B_fp16.safetensors", 8.0)
+    patched = adacache_chain(wf, model, 0, 760, 0, "fast (paper, 30 steps)")
+    pos, neg = text_encoders(wf, "a hummingbird hovers at a red flower, slow motion, macro")
+    vae = wf.add("VAELoader", {"vae_name": "wan2.2_vae.safetensors"}, pos=(0, 860))
+    latent = wf.add("Wan22ImageToVideoLatent", {"width": 1280, "height": 704, "length": 121}, pos=(760, 520))
+    wf.connect(vae, 0, latent, "vae")
+    sampler = wf.add("KSampler", {"seed": 42, "steps": 20, "cfg": 5.0, "sampler_name": "uni_pc", "scheduler": "simple"}, pos=(1140, 0))
+    for src, name in ((patched, "model"), (pos, "positive"), (neg, "negative"), (latent, "latent_image")):
+        wf.connect(src, 0, sampler, name)
+    save_video(wf, sampler, vae, 24, 1520, "video/wan22_ti2v_5b_adacache")
+    viewer(wf, patched, sampler, 1520)
+    return wf.to_ui("Wan 2.2 TI2V 5B (48-channel latents) with AdaCache. Settings from ComfyUI's template (1280x704, "
+                    "121 frames, 20 steps, uni_pc, CFG 5); connect a start image to Wan22ImageToVideoLatent for I2V.")
+
+
+def tiny_demo() -> dict:
+    """The demo on the bundled tiny model: runs anywhere, headless, in seconds."""
+    wf = WorkflowBuilder()
+    loader = wf.add("UNETLoader", {"unet_name": "tiny_wan21_motion.safetensors"}, pos=(0, 0))
+    patched = adacache_chain(wf, loader, 0, 380, 0, "fast (paper, 30 steps)")
+    pos = wf.add("AdaCacheDemoPrompt", {"motion": "fast"}, pos=(0, 400), title="Positive")
+    neg = wf.add("AdaCacheDemoPrompt", {"motion": "empty"}, pos=(0, 520), title="Negative")
+    latent = wf.add("EmptyHunyuanLatentVideo", {"width": 128, "height": 128, "length": 33}, pos=(380, 520))
+    sampler = wf.add("KSampler", {"seed": 7, "steps": 30, "cfg": 5.0, "sampler_name": "euler", "scheduler": "simple"}, pos=(760, 0))
+    for src, name in ((patched, "model"), (pos, "positive"), (neg, "negative"), (latent, "latent_image")):
+        wf.connect(src, 0, sampler, name)
+    preview = wf.add("AdaCacheDemoLatentPreview", pos=(1140, 0))
+    wf.connect(sampler, 0, preview, "samples")
+    save = wf.add("SaveAnimatedWEBP", {"filename_prefix": "adacache_demo/video", "fps": 6.0}, pos=(1140, 160))
+    wf.connect(preview, 0, save, "images")
+    latent_out = wf.add("SaveLatent", {"filename_prefix": "adacache_demo/latent"}, pos=(1140, 420))
+    wf.connect(sampler, 0, latent_out, "samples")
+    view = viewer(wf, patched, sampler, 1140)
+    chart = wf.add("SaveImage", {"filename_prefix": "adacache_demo/schedule"}, pos=(1520, 560))
+    wf.connect(view, 0, chart, "images")
+    return wf.to_ui("AdaCache demo on the bundled tiny Wan 2.1 model (trained by tools/train_tiny_wan.py on synthetic "
+                    "moving blobs). Put tests/fixtures/tiny_wan21_motion.safetensors in models/diffusion_models. "
+                    "Change 'motion' to static/slow/fast/orbit and watch the schedule change in the viewer.")
+
+
+WORKFLOWS = {
+    "adacache_demo_tiny_model.json": tiny_demo,
+    "wan2.1_t2v_1.3B_adacache.json": wan21_t2v_1_3b,
+    "wan2.1_i2v_480p_14B_adacache.json": wan21_i2v_14b,
+    "wan2.2_t2v_A14B_two_experts_adacache.json": wan22_a14b_t2v,
+    "wan2.2_ti2v_5B_adacache.json": wan22_ti2v_5b,
+}
+
+
+def main() -> None:
+    comfy_runtime.boot()
+    OUT.mkdir(exist_ok=True)
+    for name, build in WORKFLOWS.items():
+        (OUT / name).write_text(json.dumps(build(), indent=1) + "\n")
+        print("wrote", OUT.relative_to(comfy_runtime.REPO_ROOT) / name)
+
+
+if __name__ == "__main__":
+    main()
