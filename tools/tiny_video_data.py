@@ -24,9 +24,9 @@ class MotionClass:
 
 MOTION_CLASSES = (
     MotionClass("static", 0.0, "linear"),
-    MotionClass("slow", 0.5, "linear"),
-    MotionClass("fast", 1.6, "linear"),
-    MotionClass("orbit", 1.6, "orbit"),
+    MotionClass("slow", 0.7, "linear"),
+    MotionClass("fast", 2.0, "linear"),
+    MotionClass("orbit", 1.8, "orbit"),
 )
 CLASS_NAMES = tuple(c.name for c in MOTION_CLASSES)
 
@@ -56,6 +56,14 @@ def _periodic_offset(coord: torch.Tensor, centre: torch.Tensor, size: int) -> to
     return torch.remainder(coord - centre + size / 2, size) - size / 2
 
 
+def class_colour(cls: MotionClass, channels: int) -> torch.Tensor:
+    """Each class also has its own blob colour family (as a prompt names both what and how it
+    moves): a cue that is quick to learn, so the model learns early to read its prompt."""
+    index = [c.name for c in MOTION_CLASSES].index(cls.name)
+    base = torch.randn(channels, generator=torch.Generator().manual_seed(100 + index))
+    return base / base.norm()
+
+
 def sample_video(spec: VideoSpec, cls: MotionClass, g: torch.Generator) -> torch.Tensor:
     """One (C, F, H, W) video: static low-frequency texture plus blobs that move on a torus."""
     c, f, h, w = spec.channels, spec.frames, spec.height, spec.width
@@ -65,7 +73,7 @@ def sample_video(spec: VideoSpec, cls: MotionClass, g: torch.Generator) -> torch
     ys = torch.arange(h, dtype=torch.float32).view(h, 1)
     xs = torch.arange(w, dtype=torch.float32).view(1, w)
     for _ in range(spec.blobs):
-        colour = torch.randn(c, generator=g)
+        colour = class_colour(cls, c) + 0.5 * torch.randn(c, generator=g) / c**0.5
         colour = colour / colour.norm() * 4.0
         radius = 1.5 + torch.rand(1, generator=g).item()
         y0, x0 = (torch.rand(2, generator=g) * torch.tensor([h, w])).tolist()

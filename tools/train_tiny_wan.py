@@ -58,15 +58,36 @@ def shifted_sigmas(u: torch.Tensor, shift: float) -> torch.Tensor:
     return shift * u / (1 + (shift - 1) * u)
 
 
+def save_fixture(model, prompts, spec, args, loss_log) -> None:
+    from safetensors.torch import save_file
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(args.out / f"{FIXTURE_STEM}.safetensors"))
+    save_file({k: v.to(torch.float16).contiguous() for k, v in prompts.items()},
+              str(args.out / f"{FIXTURE_STEM}_prompts.safetensors"))
+    meta = {
+        "model_config": {k: list(v) if isinstance(v, tuple) else v for k, v in MODEL_CONFIG.items()},
+        "classes": {c.name: c.describe() for c in MOTION_CLASSES},
+        "prompt_classes": list(prompts),
+        "video": spec.describe(),
+        "training": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("out", "checkpoint_every")},
+        "torch": torch.__version__,
+        "loss_log": loss_log,
+    }
+    (args.out / f"{FIXTURE_STEM}.json").write_text(json.dumps(meta, indent=1))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=1600)
+    ap.add_argument("--steps", type=int, default=1800)
     ap.add_argument("--batch", type=int, default=4)
-    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--shift", type=float, default=3.0, help="time shift of the training noise levels")
+    ap.add_argument("--shift", type=float, default=5.0, help="time shift of the training noise levels")
     ap.add_argument("--empty-prob", type=float, default=0.1, help="share of samples trained on the empty prompt")
     ap.add_argument("--out", type=Path, default=comfy_runtime.FIXTURE_MODEL_DIR)
+    ap.add_argument("--checkpoint-every", type=int, default=0, help="also write the fixture every N steps")
     args = ap.parse_args()
 
     comfy_runtime.boot()
@@ -102,24 +123,10 @@ def main() -> None:
             loss_log.append({"step": step + 1, "loss": round(running / 50, 5), "seconds": round(time.time() - t0, 1)})
             print(loss_log[-1], flush=True)
             running = 0.0
+        if args.checkpoint_every and (step + 1) % args.checkpoint_every == 0:
+            save_fixture(model, prompts, spec, args, loss_log)  # lets a long run be looked at early
 
-    from safetensors.torch import save_file
-
-    args.out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(args.out / f"{FIXTURE_STEM}.safetensors"))
-    save_file({k: v.to(torch.float16).contiguous() for k, v in prompts.items()},
-              str(args.out / f"{FIXTURE_STEM}_prompts.safetensors"))
-    meta = {
-        "model_config": {k: list(v) if isinstance(v, tuple) else v for k, v in MODEL_CONFIG.items()},
-        "classes": {c.name: c.describe() for c in MOTION_CLASSES},
-        "prompt_classes": list(prompts),
-        "video": spec.describe(),
-        "training": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "out"},
-        "torch": torch.__version__,
-        "loss_log": loss_log,
-    }
-    (args.out / f"{FIXTURE_STEM}.json").write_text(json.dumps(meta, indent=1))
+    save_fixture(model, prompts, spec, args, loss_log)
     print(f"wrote {args.out}/{FIXTURE_STEM}.* in {time.time() - t0:.0f}s")
 
 
