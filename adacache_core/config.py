@@ -189,8 +189,11 @@ class AdaCacheConfig:
     end_percent: float = 1.0
     offload_cache: bool = False
     moreg: MoRegConfig | None = None
+    target_speedup: float | None = None  # speed-budget mode: compute steps / target steps, codebook unused
 
     def __post_init__(self) -> None:
+        if self.target_speedup is not None and not (1.0 <= self.target_speedup <= 50.0):
+            raise SettingsError(f"target_speedup: {self.target_speedup} must be 0 (off) or between 1.0 and 50.0")
         _check_fraction("start_percent", self.start_percent)
         _check_fraction("end_percent", self.end_percent)
         if self.start_percent > self.end_percent:
@@ -210,6 +213,7 @@ class AdaCacheConfig:
             "start_percent": self.start_percent,
             "end_percent": self.end_percent,
             "offload_cache": self.offload_cache,
+            "target_speedup": self.target_speedup,
             "moreg": None if self.moreg is None else {
                 "scale": self.moreg.scale, "power": self.moreg.power, "divisor": self.moreg.divisor,
                 "grad_mul": self.moreg.grad_mul, "strides": list(self.moreg.strides), "window": list(self.moreg.window)},

@@ -9,6 +9,7 @@ step starts, so the order in which branches run does not matter.
 from __future__ import annotations
 
 import bisect
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -67,6 +68,10 @@ class RunPlanner:
         self._ascending = sorted(sigmas[: self.steps])
         self._next_computed = 0
         self._last_computed: int | None = None
+        self._computed_count = 0
+        self._log_lengths: list[float] = []  # budget mode: the codebook's lengths seen in this run
+        self.budget = None if config.target_speedup is None else max(len(self.forced), round(self.steps / config.target_speedup))
+        trace.budget = self.budget
         self._prev_factor: float | None = None
         self._step: int | None = None
         self._computes = True
@@ -88,6 +93,7 @@ class RunPlanner:
                 self._decide(self._step)
             self._step = step
             self._computes = step in self.forced or step >= self._next_computed
+            self._computed_count += self._computes
             self._measure = _StepMeasurement()
         return self._computes
 
@@ -131,7 +137,40 @@ class RunPlanner:
             if record.moreg_active:
                 distance *= record.moreg_factor + abs(record.moreg_gradient)
             record.distance = distance
-            record.reuse_length, record.next_step = schedule.next_computed_step(step, distance, self.codebook)
+            if self.budget is None:
+                record.reuse_length, record.next_step = schedule.next_computed_step(step, distance, self.codebook)
+        if self.budget is not None:
+            record.reuse_length = self._budget_length(step, record.distance)
+            record.next_step = step + record.reuse_length
         self._next_computed = record.next_step
         self._last_computed = step
         self.trace.decisions.append(record)
+
+    def _budget_length(self, step: int, distance: float | None) -> int:
+        """Speed-budget mode: how many steps to reuse so the run computes ``budget`` steps.
+
+        The steps left to spend (budget minus computed minus the forced steps still ahead) give an
+        even spacing ``base`` over the optional steps ahead. The preset's codebook (rescaled to the
+        run) turns the distance into the paper's reuse length; compared with the typical length of
+        this run so far (geometric mean) it stretches or shrinks ``base`` (kept within half and
+        twice of it, so no stretch of the run overspends). So the budget sets how many steps are
+        computed and the measured change (with MoReg) still decides which: where it is large
+        relative to the rest of the run, steps come back sooner. Recomputed at every decision,
+        early deviations are paid back later; when the budget is spent only forced steps run, and
+        when it covers every optional step left, each step is computed.
+        """
+        forced_ahead = sum(1 for s in self.forced if s > step)
+        optional_ahead = self.steps - step - 1 - forced_ahead
+        spend = self.budget - self._computed_count - forced_ahead
+        if spend <= 0:
+            return self.steps - step  # nothing optional left to compute: only forced steps run
+        if spend >= optional_ahead:
+            return 1
+        base = optional_ahead / spend
+        longest = optional_ahead - spend + 1  # skipping more would leave fewer optional steps than budget
+        if distance is None:
+            return max(1, min(round(base), longest))
+        self._log_lengths.append(math.log(self.codebook.lookup(distance)))
+        relative = math.exp(self._log_lengths[-1] - sum(self._log_lengths) / len(self._log_lengths))
+        paced = min(max(base * relative, base / 2), base * 2)  # stay near the budget's pace
+        return max(1, min(round(paced), longest))

@@ -49,6 +49,7 @@ class RunTrace:
     decisions: list[DecisionRecord] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     finished: bool = False
+    budget: int | None = None  # speed-budget mode: the computed steps aimed at
 
     # -- reading ---------------------------------------------------------------------------------
     def branches(self) -> list[str]:
@@ -84,6 +85,7 @@ class RunTrace:
             "total_steps": total,
             "per_branch": per_branch,
             "ideal_speedup": (total / computed) if computed else None,
+            "budget": self.budget,
             "seconds_per_computed_call": mean_c,
             "seconds_per_reused_call": mean_r,
             "estimated_speedup": estimate,

@@ -12,8 +12,9 @@ DEFAULT_CUSTOM_CODEBOOK = PRESETS[DEFAULT_PRESET].describe()
 
 
 def _settings(preset: str, custom_codebook: str, probe_blocks: str, start_percent: float, end_percent: float,
-              offload_cache: bool, moreg, num_blocks: int) -> AdaCacheConfig:
+              offload_cache: bool, moreg, num_blocks: int, target_speedup: float = 0.0) -> AdaCacheConfig:
     return AdaCacheConfig(
+        target_speedup=target_speedup or None,
         codebook=resolve_codebook(preset, custom_codebook),
         preset=preset,
         probe_blocks=parse_probe_blocks(probe_blocks, num_blocks),
@@ -56,6 +57,10 @@ class AdaCachePatchModel(io.ComfyNode):
                 io.Boolean.Input("offload_cache", default=False,
                                  tooltip="Keep cached residuals in system RAM instead of VRAM: saves VRAM (about one hidden state per "
                                          "branch), costs a copy per reused step."),
+                io.Float.Input("target_speedup", default=0.0, min=0.0, max=50.0, step=0.1, optional=True,
+                               tooltip="Speed budget: 0 = off (the codebook alone decides). Otherwise the run computes steps/target "
+                                       "steps (e.g. 2.0 = half of them, within one step), and the measured change (and MoReg) "
+                                       "decides WHICH steps: where the video changes most. The preset's codebook is not used then."),
                 MoRegSettings.Input("moreg", optional=True,
                                     tooltip="Optional MoReg Settings: motion-aware caching, which computes more steps when the video moves."),
             ],
@@ -71,19 +76,20 @@ class AdaCachePatchModel(io.ComfyNode):
         is checked again in execute.
         """
         values = {"preset": DEFAULT_PRESET, "custom_codebook": DEFAULT_CUSTOM_CODEBOOK, "probe_blocks": "middle",
-                  "start_percent": 0.0, "end_percent": 1.0} | {k: v for k, v in inputs.items() if v is not None}
+                  "start_percent": 0.0, "end_percent": 1.0, "target_speedup": 0.0} | {k: v for k, v in inputs.items() if v is not None}
         try:
             _settings(values["preset"], values["custom_codebook"], values["probe_blocks"], values["start_percent"],
-                      values["end_percent"], False, None, num_blocks=10_000)
+                      values["end_percent"], False, None, num_blocks=10_000, target_speedup=values["target_speedup"])
         except SettingsError as e:
             return str(e)
         return True
 
     @classmethod
     def execute(cls, model, preset: str, custom_codebook: str, probe_blocks: str, start_percent: float,
-                end_percent: float, offload_cache: bool, moreg=None) -> io.NodeOutput:
+                end_percent: float, offload_cache: bool, moreg=None, target_speedup: float = 0.0) -> io.NodeOutput:
         def config_for(num_blocks: int) -> AdaCacheConfig:
-            return _settings(preset, custom_codebook, probe_blocks, start_percent, end_percent, offload_cache, moreg, num_blocks)
+            return _settings(preset, custom_codebook, probe_blocks, start_percent, end_percent, offload_cache, moreg,
+                             num_blocks, target_speedup)
 
         patched, _ = patch_model(model, config_for, label=f"node {getattr(cls.hidden, 'unique_id', None) or '?'}")
         return io.NodeOutput(patched)

@@ -31,6 +31,9 @@ def summary_text(label: str, trace: RunTrace) -> str:
         f"  preset {cfg.get('preset')}, codebook used [{', '.join(f'{t:.3g}:{n}' for t, n in trace.codebook)}], "
         f"probe blocks {cfg.get('probe_blocks')}, MoReg {'on' if cfg.get('moreg') else 'off'}",
     ]
+    if trace.budget is not None:
+        lines.append(f"  speed budget {cfg.get('target_speedup')}x -> {trace.budget} computed steps aimed at, "
+                     f"{s['computed_steps']} computed")
     lines += [f"  note: {n}" for n in trace.notes]
     return "\n".join(lines)
 

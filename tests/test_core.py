@@ -140,3 +140,45 @@ def test_trace_round_trips_through_json():
     _, trace = _plan(Codebook(((1.0, 3),)), 10, 0.1)
     again = RunTrace.from_json(trace.to_json())
     assert again == trace
+
+
+def _plan_budget(target, steps, changes, cacheable=None):
+    cfg = AdaCacheConfig(probe_blocks=(0,), target_speedup=target)
+    sigmas = [1.0 - i / steps for i in range(steps + 1)]
+    trace = RunTrace("m", "a", {}, steps, sigmas, [])
+    planner = RunPlanner(cfg, sigmas, cacheable or [True] * (steps + 1), trace)
+    computed, last = [], None
+    for step in range(steps):
+        if planner.enter(step):
+            computed.append(step)
+            if last is not None:
+                planner.add_change(0, torch.tensor(sum(changes[last:step])), torch.tensor(1.0))
+            last = step
+    planner.finish()
+    return computed, planner.budget
+
+
+@pytest.mark.parametrize("steps", [10, 30, 57, 200])
+@pytest.mark.parametrize("target", [1.5, 2.0, 3.0, 4.0])
+def test_speed_budget_is_met_within_one_step(steps, target):
+    g = torch.Generator().manual_seed(steps)
+    changes = (torch.rand(steps, generator=g) * 0.2).tolist()
+    computed, budget = _plan_budget(target, steps, changes)
+    assert budget == max(3, round(steps / target))
+    assert abs(len(computed) - budget) <= 1
+    assert {0, steps - 2, steps - 1} <= set(computed)
+
+
+def test_speed_budget_spends_compute_where_the_change_is_large():
+    steps = 40
+    calm_then_busy = [0.01] * 20 + [0.3] * 20
+    computed, budget = _plan_budget(2.5, steps, calm_then_busy)
+    assert abs(len(computed) - budget) <= 1
+    early = [s for s in computed if s < 20]
+    late = [s for s in computed if s >= 20]
+    assert len(late) > len(early)
+    # online, the controller cannot know the busy half is coming; it reacts once it sees it:
+    gaps_busy = [b - a for a, b in zip(late, late[1:])]
+    assert max(gaps_busy[:4]) < 3 and min(b - a for a, b in zip(early, early[1:])) >= 3
+    busy_then_calm, _ = _plan_budget(2.5, steps, calm_then_busy[::-1])
+    assert busy_then_calm != computed
