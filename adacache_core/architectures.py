@@ -1,7 +1,19 @@
 """Per-model knowledge, as data: where a DiT's blocks are and how its tokens form a video grid.
 
 Adding a model is adding a row (and a test). Rows name ComfyUI classes by their class name so
-that this module stays free of ComfyUI imports.
+that this module stays free of ComfyUI imports. What each field means for the bridge:
+
+name:              shown in logs and in the run data
+classes:           class names of ``model.diffusion_model`` the row applies to
+block_lists:       (attribute, patches_replace["dit"] key kind) per block list, in execution order
+stream:            key of the image hidden state in the replacement's args / returned dict
+patch_size:        dotted attribute path of the patch size (int = spatial only, or (t, h, w));
+                   None for models without a video token grid (MoReg then stays off)
+inplace_blocks:    blocks update their input tensor in place, so inputs are copied before use
+merged_stream:     later blocks work on text and image tokens concatenated: "txt_first" or
+                   "img_first" says where the image tokens sit (residuals use those only)
+controls_between:  the model adds ControlNet residuals (or model patches) between blocks,
+                   outside the hook: a run that uses them computes every step
 """
 from __future__ import annotations
 
@@ -11,39 +23,63 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Architecture:
-    """How to hook one family of diffusion transformers.
-
-    name:          shown in logs and in the run data
-    classes:       class names of ``model.diffusion_model`` this row applies to
-    block_lists:   attribute names of the block lists, in execution order, with the key under
-                   which the model looks up a per-block replacement in patches_replace["dit"]
-    stream:        key of the hidden-state stream in the replacement's args/return dict
-    patch_size:    attribute holding the (frames, height, width) patch size; None if not a video grid
-    """
-
     name: str
     classes: tuple[str, ...]
     block_lists: tuple[tuple[str, str], ...]
     stream: str = "img"
     patch_size: str | None = "patch_size"
+    inplace_blocks: bool = False
+    merged_stream: str | None = None
+    controls_between: bool = False
 
-    def token_grid(self, latent_shape: tuple[int, ...], patch: tuple[int, ...]) -> tuple[int, int, int] | None:
+    def patch_of(self, diffusion_model: object) -> tuple[int, int, int] | None:
+        if self.patch_size is None:
+            return None
+        value = diffusion_model
+        for part in self.patch_size.split("."):
+            value = getattr(value, part)
+        if isinstance(value, int):
+            return (1, value, value)
+        value = tuple(int(v) for v in value)
+        return (1, *value) if len(value) == 2 else value
+
+    @staticmethod
+    def token_grid(latent_shape: tuple[int, ...], patch: tuple[int, ...]) -> tuple[int, int, int] | None:
         """(frames, height, width) in tokens for a (B, C, T, H, W) latent, or None if unknown."""
         if len(latent_shape) != 5 or len(patch) != 3:
             return None
         return tuple(math.ceil(n / p) for n, p in zip(latent_shape[2:], patch))  # type: ignore[return-value]
 
+    def image_tokens(self, hidden, image_count: int):
+        """The image part of a block's hidden state (all of it, unless text was merged in)."""
+        if hidden.shape[1] == image_count or self.merged_stream is None:
+            return hidden
+        return hidden[:, -image_count:] if self.merged_stream == "txt_first" else hidden[:, :image_count]
+
+
+DOUBLE = (("blocks", "double_block"),)
+FLUX_LIKE = (("double_blocks", "double_block"), ("single_blocks", "single_block"))
 
 ARCHITECTURES: tuple[Architecture, ...] = (
-    Architecture(
-        name="Wan 2.1 / 2.2",
-        # CameraWanModel runs its blocks exactly as WanModel; VACE adds hints between blocks
-        # and S2V/Animate/HuMo inject audio or faces between blocks, which a skipped span cannot
-        # reproduce, so they are not listed (they get the unsupported-model warning).
-        classes=("WanModel", "CameraWanModel"),
-        block_lists=(("blocks", "double_block"),),
-    ),
+    # CameraWanModel runs its blocks exactly as WanModel. VACE adds hints between blocks and
+    # S2V / Animate / HuMo inject audio or faces between blocks, which a skipped span cannot
+    # reproduce: those classes are not listed and get the unsupported-model warning.
+    Architecture("Wan 2.1 / 2.2", ("WanModel", "CameraWanModel"), DOUBLE),
+    Architecture("HunyuanVideo", ("HunyuanVideo",), FLUX_LIKE, inplace_blocks=True, merged_stream="img_first",
+                 controls_between=True),
+    Architecture("Mochi", ("AsymmDiTJoint",), DOUBLE),
+    Architecture("Flux", ("Flux",), FLUX_LIKE, patch_size=None, inplace_blocks=True, merged_stream="txt_first",
+                 controls_between=True),
+    Architecture("Qwen-Image", ("QwenImageTransformer2DModel",), (("transformer_blocks", "double_block"),), patch_size=None,
+                 controls_between=True),
 )
+
+# Known DiTs whose forward has no per-block replacement hook in ComfyUI 0.3.75: named in the warning.
+WITHOUT_BLOCK_HOOKS = {
+    "GeneralDIT": "Cosmos 1", "MiniTrainDIT": "Cosmos Predict2", "HiDreamImageTransformer2DModel": "HiDream",
+    "NextDiT": "Lumina 2 / Z-Image", "VaceWanModel": "Wan VACE", "WanModel_S2V": "Wan S2V",
+    "AnimateWanModel": "Wan Animate", "HumoWanModel": "Wan HuMo",
+}
 
 
 def find_architecture(diffusion_model: object) -> Architecture | None:
@@ -55,4 +91,12 @@ def find_architecture(diffusion_model: object) -> Architecture | None:
 
 
 def supported_names() -> list[str]:
-    return [f"{a.name} ({', '.join(a.classes)})" for a in ARCHITECTURES]
+    return [a.name for a in ARCHITECTURES]
+
+
+def unsupported_reason(diffusion_model: object) -> str:
+    name = type(diffusion_model).__name__
+    if name in WITHOUT_BLOCK_HOOKS:
+        return (f"{WITHOUT_BLOCK_HOOKS[name]} ({name}) cannot be cached safely: ComfyUI gives its blocks no per-block "
+                "hook, or the model adds work between blocks that skipping them would lose")
+    return f"{name} is not a supported diffusion transformer"

@@ -4,7 +4,7 @@ The only module of the core that imports ``comfy``; ``import adacache_core`` doe
 
 Hooks (all on the clone; the input MODEL and the loaded torch model are never touched):
   * OUTER_SAMPLE wrapper: one :class:`RunPlanner` per sampling run (fresh state every run);
-  * DIFFUSION_MODEL wrapper: maps the call's sigma to a step, asks the planner compute/reuse,
+  * APPLY_MODEL wrapper: maps the call's sigma to a step, asks the planner compute/reuse,
     times the call and records it;
   * ``patches_replace["dit"]`` per block: on computed steps runs the block (and any replacement
     installed before ours) and measures the probe blocks; on reused steps the first block returns
@@ -26,7 +26,7 @@ import comfy.model_management
 import comfy.patcher_extension
 
 from . import schedule
-from .architectures import Architecture, find_architecture, supported_names
+from .architectures import Architecture, find_architecture, supported_names, unsupported_reason
 from .config import AdaCacheConfig
 from .planner import RunPlanner
 from .trace import CallRecord, RunTrace
@@ -71,19 +71,13 @@ class _BlockHook:
         self.previous = previous
 
     def __call__(self, args: dict, extra: dict) -> dict:
-        session = self.session
-        call = session.call
+        call = self.session.call
         if call is not None and not call.computes:
-            if self.index == 0:
-                stream = session.arch.stream
-                x = args[stream]
-                return {**args, stream: x + call.residual.to(x.device, x.dtype)}
-            return args
-        if call is not None and self.index == 0:
-            call.span_input = args[session.arch.stream]
+            return self.session.reuse_block(self.index, call, args)
+        before = None if call is None else self.session.before_block(self.index, call, args)
         out = self.previous(args, extra) if self.previous is not None else extra["original_block"](args)
         if call is not None:
-            session.after_block(self.index, call, args, out)
+            self.session.after_block(self.index, call, before, out)
         return out
 
 
@@ -134,14 +128,18 @@ class AdaCacheSession:
             LOG.info("AdaCache [%s]: computed %s/%s steps (ideal speedup %.2fx)", self.label,
                      s["computed_steps"], s["total_steps"], s["ideal_speedup"] or 1.0)
 
-    # -- DIFFUSION_MODEL ---------------------------------------------------------------------------
-    def diffusion_model_wrapper(self, executor, *args, **kwargs):
+    # -- APPLY_MODEL -------------------------------------------------------------------------------
+    def apply_model_wrapper(self, executor, *args, **kwargs):
+        """Wraps ``BaseModel.apply_model(x, t, c_concat, c_crossattn, control, transformer_options)``.
+
+        APPLY_MODEL rather than DIFFUSION_MODEL: every model runs it (Mochi's forward, for one,
+        skips the DIFFUSION_MODEL wrappers), and it sees ``control`` by name.
+        """
         run = self._run
-        options = kwargs.get("transformer_options")
-        if options is None:
-            options = args[-1] if isinstance(args[-1], dict) else {}
+        options = args[5] if len(args) > 5 else kwargs.get("transformer_options", {})
         if run is None or "sigmas" not in options:
             return executor(*args, **kwargs)
+        control = args[4] if len(args) > 4 else kwargs.get("control")
         x = args[0]
         sigma = float(options["sigmas"].flatten()[0])
         planner = run.planner
@@ -152,7 +150,14 @@ class AdaCacheSession:
         residual = None if computes else run.span_cache.get(key)
         if residual is None and not computes:
             computes = True  # this branch layout has no cache yet: compute it, leave the schedule as is
+        if not computes and self.arch.controls_between and (control or options.get("patches", {}).get("double_block")):
+            computes = True
+            note = "ControlNet or a model patch adds to the blocks' outputs: every step of this run was computed"
+            if note not in planner.trace.notes:
+                planner.trace.notes.append(note)
         grid = self.arch.token_grid(tuple(x.shape), self.patch_size) if self.patch_size else None
+        if grid is not None and planner.trace.token_grid is None:
+            planner.trace.token_grid = list(grid)
         self.call = _Call(key=key, computes=computes, measures=computes and planner.measuring,
                           residual=residual, grid=grid)
         started = time.perf_counter()
@@ -167,13 +172,30 @@ class AdaCacheSession:
         return out
 
     # -- per block ---------------------------------------------------------------------------------
-    def after_block(self, index: int, call: _Call, args: dict, out: dict) -> None:
-        stream = self.arch.stream
+    def reuse_block(self, index: int, call: _Call, args: dict) -> dict:
+        """Reused step: the first block adds the whole stack's cached residual, the rest pass through."""
+        if index != 0:
+            return args
+        x = args[self.arch.stream]
+        return {**args, self.arch.stream: x + call.residual.to(x.device, x.dtype)}
+
+    def before_block(self, index: int, call: _Call, args: dict) -> torch.Tensor | None:
+        """Keep what the residuals need of the block's input (a copy if blocks update it in place)."""
+        x = args[self.arch.stream]
+        keep = x.clone() if self.arch.inplace_blocks else x
+        if index == 0:
+            call.span_input = keep
+        return keep if index in self._probes and call.measures else None
+
+    def after_block(self, index: int, call: _Call, before: torch.Tensor | None, out: dict) -> None:
         run = self._run
-        if index in self._probes and call.measures:
-            self._measure_probe(run, index, call, out[stream] - args[stream])
-        if index == self._last_block and call.span_input is not None:
-            run.span_cache[call.key] = self._store(out[stream] - call.span_input)
+        if before is not None or index == self._last_block:
+            n_img = call.span_input.shape[1]
+            out_img = self.arch.image_tokens(out[self.arch.stream], n_img)
+            if before is not None:
+                self._measure_probe(run, index, call, out_img - self.arch.image_tokens(before, n_img))
+            if index == self._last_block:
+                run.span_cache[call.key] = self._store(out_img - call.span_input)
 
     def _measure_probe(self, run: _Run, index: int, call: _Call, residual: torch.Tensor) -> None:
         planner = run.planner
@@ -207,13 +229,13 @@ def patch_model(model, config_for, label: str = "model"):
     if arch is None:
         name = type(diffusion_model).__name__
         warn_once(f"unsupported:{name}",
-                  f"AdaCache: {name} is not a supported diffusion transformer; the model is returned unpatched. "
-                  f"Supported: {'; '.join(supported_names())}.")
+                  f"AdaCache: {unsupported_reason(diffusion_model)}; the model is returned unpatched. "
+                  f"Supported: {', '.join(supported_names())}.")
         return model, None
     blocks = [(kind, i) for attr, kind in arch.block_lists for i in range(len(getattr(diffusion_model, attr)))]
     config = config_for(len(blocks))
     patched = model.clone()
-    patch_size = tuple(getattr(diffusion_model, arch.patch_size)) if arch.patch_size else None
+    patch_size = arch.patch_of(diffusion_model)
     session = AdaCacheSession(config, arch, len(blocks), label, patch_size)
     existing = patched.model_options.get("transformer_options", {}).get("patches_replace", {}).get("dit", {})
     for index, block_key in enumerate(blocks):
@@ -221,7 +243,7 @@ def patch_model(model, config_for, label: str = "model"):
     transformer_options = patched.model_options.setdefault("transformer_options", {})
     transformer_options[OPTIONS_KEY] = session
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, OPTIONS_KEY, session.outer_sample_wrapper)
-    patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, OPTIONS_KEY, session.diffusion_model_wrapper)
+    patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, OPTIONS_KEY, session.apply_model_wrapper)
     return patched, session
 
 

@@ -50,6 +50,7 @@ class RunTrace:
     notes: list[str] = field(default_factory=list)
     finished: bool = False
     budget: int | None = None  # speed-budget mode: the computed steps aimed at
+    token_grid: list[int] | None = None  # (frames, height, width) in tokens, as MoReg reads the video
 
     # -- reading ---------------------------------------------------------------------------------
     def branches(self) -> list[str]:

@@ -79,36 +79,30 @@ def load_latent(path: Path) -> torch.Tensor:
     return load_file(str(path))["latent_tensor"]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--output", type=Path, default=comfy_runtime.REPO_ROOT / "output" / "demo")
-    ap.add_argument("--motion", default=None, help="override the demo prompt's motion class (static, slow, fast, orbit)")
-    ap.add_argument("--repeats", type=int, default=2, help="timed runs of each variant; the fastest counts")
-    args = ap.parse_args()
-
-    rt = comfy_runtime.boot(output_dir=args.output.resolve())
+def run(output: Path | None = None, motion: str | None = None, repeats: int = 2) -> dict:
+    """Run the demo (see module docstring); returns the report that main() prints."""
+    rt = comfy_runtime.boot(output_dir=output.resolve() if output else None)
     out = rt.output_dir
     patched = ui_to_api(json.loads(DEMO.read_text()))
-    if args.motion:
+    if motion:
         prompt_node = next(k for k, v in patched.items() if v["class_type"] == "AdaCacheDemoPrompt" and v["inputs"]["motion"] != "empty")
-        patched[prompt_node]["inputs"]["motion"] = args.motion
+        patched[prompt_node]["inputs"]["motion"] = motion
     plain = without_adacache(patched)
     sampler = node_id(patched, "KSampler")
 
     comfy_exec.execute(plain)  # warm-up: first-call costs (kernels, file cache) land on neither variant
     times = {"unpatched": [], "adacache": []}
-    for _ in range(args.repeats):
+    for _ in range(repeats):
         for name, prompt in (("unpatched", plain), ("adacache", patched)):
             times[name].append(comfy_exec.execute(prompt).server.node_seconds()[sampler])
 
-    run = json.loads(newest(out / "adacache", "schedule_*.json").read_text())["model"]
+    run_data = newest(out / "adacache", "schedule_*.json")
+    summary = json.loads(run_data.read_text())["model"]["summary"]
     ref = load_latent(newest(out / "adacache_demo", "unpatched_latent_*.latent"))
     test = load_latent(newest(out / "adacache_demo", "latent_*.latent"))
-    from comfy_api.latest import io  # noqa: F401  (ComfyUI is booted; the pack's preview is the one the workflow used)
     preview = rt.pack.nodes.demo.latent_to_rgb
-    summary = run["summary"]
     report = {
-        "motion": args.motion or "as saved in the workflow",
+        "motion": motion or "as saved in the workflow",
         "computed_steps": summary["computed_steps"],
         "total_steps": summary["total_steps"],
         "ideal_speedup": summary["ideal_speedup"],
@@ -117,21 +111,32 @@ def main() -> None:
         "measured_speedup": min(times["unpatched"]) / min(times["adacache"]),
         "psnr_latents_db": psnr(test, ref),
         "ssim_preview": ssim(preview(test), preview(ref)),
+        "output_dir": str(out),
         "files": {
             "schedule_chart": str(newest(out / "adacache_demo", "schedule_*.png").relative_to(out)),
-            "run_data": str(newest(out / "adacache", "schedule_*.json").relative_to(out)),
+            "run_data": str(run_data.relative_to(out)),
             "video_adacache": str(newest(out / "adacache_demo", "video_*.webp").relative_to(out)),
             "video_unpatched": str(newest(out / "adacache_demo", "unpatched_video_*.webp").relative_to(out)),
         },
     }
     (out / "demo_report.json").write_text(json.dumps(report, indent=1))
+    return report
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--output", type=Path, default=comfy_runtime.REPO_ROOT / "output" / "demo")
+    ap.add_argument("--motion", default=None, help="override the demo prompt's motion class (static, slow, fast, orbit)")
+    ap.add_argument("--repeats", type=int, default=2, help="timed runs of each variant; the fastest counts")
+    args = ap.parse_args()
+    report = run(args.output, args.motion, args.repeats)
     print()
     print(f"AdaCache demo on the tiny Wan 2.1 model ({report['motion']})")
     print(f"  computed steps      {report['computed_steps']}/{report['total_steps']} (ideal speedup {report['ideal_speedup']:.2f}x)")
     print(f"  sampler time        unpatched {report['sampler_seconds_unpatched']:.2f} s, AdaCache {report['sampler_seconds_adacache']:.2f} s"
           f" -> measured speedup {report['measured_speedup']:.2f}x")
     print(f"  quality vs unpatched PSNR {report['psnr_latents_db']:.1f} dB (latents), SSIM {report['ssim_preview']:.3f} (preview frames)")
-    print(f"  output folder       {out}")
+    print(f"  output folder       {report['output_dir']}")
     for k, v in report["files"].items():
         print(f"    {k:16s} {v}")
     print(f"    {'report':16s} demo_report.json")

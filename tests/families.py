@@ -1,0 +1,79 @@
+"""Tiny, randomly initialised instances of ComfyUI's own DiT classes, one per supported family.
+
+Built the way ComfyUI builds a model from a checkpoint (supported_models config -> model_base ->
+ModelPatcher), minus the weights: sizes come from the table below.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass(frozen=True)
+class Family:
+    config: str  # comfy.supported_models class
+    unet: dict
+    latent: tuple[int, ...]
+    context: tuple[int, int]  # (tokens, width) of the text conditioning
+    extra: dict = field(default_factory=dict)  # further conditioning entries
+    blocks: str = "blocks"  # first block list, to count executions
+    frames_per_token: int = 1  # latent frames per token (temporal patch)
+
+
+FAMILIES = {
+    "HunyuanVideo": Family("HunyuanVideo", dict(in_channels=16, out_channels=16, vec_in_dim=8, context_in_dim=16, hidden_size=64,
+                                                mlp_ratio=2.0, num_heads=2, depth=2, depth_single_blocks=2, axes_dim=[8, 12, 12],
+                                                theta=256, patch_size=[1, 2, 2], qkv_bias=True, guidance_embed=True, byt5=False,
+                                                meanflow=False, use_cond_type_embedding=False, vision_in_dim=None),
+                           (1, 16, 3, 8, 8), (5, 16), {"pooled_output": (1, 8), "guidance": 6.0}, "double_blocks"),
+    "Mochi": Family("GenmoMochi", dict(patch_size=2, in_channels=12, hidden_size_x=64, hidden_size_y=32, depth=3, num_heads=2,
+                                      mlp_ratio_x=192.0, mlp_ratio_y=4.0, learn_sigma=False, use_t5=True, t5_feat_dim=32,
+                                      t5_token_length=8, qk_norm=True, qkv_bias=False, out_bias=True, attn_drop=0.0,
+                                      patch_embed_bias=True, posenc_preserve_area=True, timestep_mlp_bias=True,
+                                      attend_to_padding=False, timestep_scale=1000.0, rope_theta=10000.0),
+                    (1, 12, 3, 8, 8), (8, 32), {"attention_mask": (1, 8)}),
+    "Flux": Family("Flux", dict(in_channels=16, out_channels=16, vec_in_dim=8, context_in_dim=16, hidden_size=64, mlp_ratio=2.0,
+                                num_heads=2, depth=2, depth_single_blocks=2, axes_dim=[8, 12, 12], theta=10000, patch_size=2,
+                                qkv_bias=True, guidance_embed=True),
+                   (1, 16, 8, 8), (5, 16), {"pooled_output": (1, 8), "guidance": 3.5}, "double_blocks"),
+    "Qwen-Image": Family("QwenImage", dict(patch_size=2, in_channels=64, out_channels=16, num_layers=3, attention_head_dim=32,
+                                           num_attention_heads=2, joint_attention_dim=24, axes_dims_rope=(8, 12, 12)),
+                         (1, 16, 8, 8), (5, 24), {}, "transformer_blocks"),
+}
+
+
+# A DiT without per-block hooks, which must get the warning and come back unpatched.
+LUMINA2 = Family("Lumina2", dict(patch_size=2, in_channels=16, dim=64, n_layers=2, n_refiner_layers=1, n_heads=2, n_kv_heads=2,
+                                 multiple_of=16, ffn_dim_multiplier=2.0, qk_norm=True, cap_feat_dim=24, axes_dims=[8, 12, 12],
+                                 axes_lens=[300, 512, 512]),
+                 (1, 16, 8, 8), (5, 24), {}, "layers")
+
+
+def build(family: Family, seed: int = 0):
+    import comfy.model_management
+    import comfy.model_patcher
+    import comfy.supported_models
+
+    config_cls = getattr(comfy.supported_models, family.config)
+    config = config_cls(dict(config_cls.unet_config) | family.unet)
+    config.set_inference_dtype(torch.float32, None)
+    model = config.get_model({})
+    torch.manual_seed(seed)
+    for p in model.diffusion_model.parameters():  # ComfyUI creates weights empty: they come from a file
+        torch.nn.init.normal_(p, std=0.05)
+    device = torch.device("cpu")
+    return comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=device)
+
+
+def conditioning(family: Family, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    extra = {}
+    for key, value in family.extra.items():
+        if key == "attention_mask":
+            extra[key] = torch.ones(value, dtype=torch.bool)
+        elif isinstance(value, tuple):
+            extra[key] = torch.randn(value, generator=g)
+        else:
+            extra[key] = value
+    return [[torch.randn(1, *family.context, generator=g), extra]]

@@ -1,0 +1,66 @@
+"""Every supported DiT family, at a tiny size with ComfyUI's real classes, through the real KSampler."""
+import logging
+
+import pytest
+import torch
+
+import families as F
+import helpers as h
+
+
+@pytest.fixture(scope="module", params=sorted(F.FAMILIES), ids=str)
+def family(request, runtime):
+    fam = F.FAMILIES[request.param]
+    model = F.build(fam)
+    pos, neg = F.conditioning(fam, 1), F.conditioning(fam, 2)
+    baseline = h.ksample(model, pos, neg, torch.zeros(fam.latent), steps=10)
+    return request.param, fam, model, pos, neg, baseline
+
+
+def test_nothing_reused_is_bitwise_equal(runtime, family):
+    name, fam, model, pos, neg, baseline = family
+    patched = h.adacache(runtime, model, end_percent=0.0)
+    assert h.session_of(patched).arch.name == name
+    assert torch.equal(h.ksample(patched, pos, neg, torch.zeros(fam.latent), steps=10), baseline)
+
+
+def test_forced_schedule_really_skips_the_blocks(runtime, family):
+    name, fam, model, pos, neg, baseline = family
+    patched = h.adacache(runtime, model, preset="custom", custom_codebook="10:3")
+    first_block = getattr(model.model.diffusion_model, fam.blocks)[0]
+    runs = []
+    handle = first_block.register_forward_hook(lambda *a: runs.append(1))
+    try:
+        out = h.ksample(patched, pos, neg, torch.zeros(fam.latent), steps=10)
+    finally:
+        handle.remove()
+    trace = h.session_of(patched).last_run
+    assert trace.computed_steps() == [0, 1, 4, 7, 8, 9]
+    assert len(runs) == 6  # cond and uncond batched: one model call per step
+    assert torch.isfinite(out).all() and not torch.equal(out, baseline)
+    assert (out - baseline).abs().max() < baseline.abs().max()
+
+
+def test_moreg_sees_the_right_frame_grid(runtime, family):
+    name, fam, model, pos, neg, _ = family
+    import nodes
+
+    moreg = nodes.NODE_CLASS_MAPPINGS["AdaCacheMoRegSettings"].execute(
+        motion_scale=0.385, motion_power=8.0, motion_divisor=1.0, gradient_weight=10.0, frame_strides="1",
+        window_start=0.1, window_end=0.9).args[0]
+    patched = h.adacache(runtime, model, moreg=moreg, preset="custom", custom_codebook="10:3")
+    h.ksample(patched, pos, neg, torch.zeros(fam.latent), steps=10)
+    trace = h.session_of(patched).last_run
+    if len(fam.latent) == 5:
+        assert trace.token_grid[0] == fam.latent[2] // fam.frames_per_token
+        assert all(d.motion is not None for d in trace.decisions)
+    else:  # images: no frames, no motion score, schedule as without MoReg
+        assert trace.token_grid is None and all(d.motion is None for d in trace.decisions)
+        assert trace.computed_steps() == [0, 1, 4, 7, 8, 9]
+
+
+def test_dit_without_block_hooks_is_warned_and_returned_unpatched(runtime, caplog):
+    model = F.build(F.LUMINA2)
+    with caplog.at_level(logging.WARNING, logger="adacache"):
+        assert h.adacache(runtime, model) is model
+    assert any("Lumina 2" in r.getMessage() and "returned unpatched" in r.getMessage() for r in caplog.records)

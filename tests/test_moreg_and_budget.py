@@ -1,0 +1,107 @@
+"""MoReg and the speed budget on the trained tiny model, through the real KSampler."""
+import statistics
+
+import pytest
+import torch
+
+import helpers as h
+from tools import comfy_runtime
+
+SEEDS = (0, 1, 2)
+STEPS = 30
+
+
+@pytest.fixture(scope="module")
+def tiny(runtime):
+    import comfy.sd
+
+    return comfy.sd.load_diffusion_model(str(comfy_runtime.FIXTURE_MODEL_DIR / "tiny_wan21_motion.safetensors"))
+
+
+def moreg_settings(**overrides):
+    import nodes
+
+    values = dict(motion_scale=0.385, motion_power=8.0, motion_divisor=1.0, gradient_weight=10.0, frame_strides="1",
+                  window_start=0.1, window_end=0.9) | overrides
+    return nodes.NODE_CLASS_MAPPINGS["AdaCacheMoRegSettings"].execute(**values).args[0]
+
+
+def run(runtime, tiny, motion, seed, steps=STEPS, **settings):
+    demo = runtime.pack.nodes.demo
+    patched = h.adacache(runtime, tiny, **settings)
+    out = h.ksample(patched, [[demo.load_prompt(motion), {}]], [[demo.load_prompt("empty"), {}]],
+                    torch.zeros(1, 16, 9, 16, 16), steps=steps, seed=seed)
+    return out, h.session_of(patched).last_run
+
+
+def computed(runtime, tiny, motion, seed, **settings):
+    return len(run(runtime, tiny, motion, seed, **settings)[1].computed_steps())
+
+
+def test_moreg_gives_fast_motion_more_compute(runtime, tiny):
+    moreg = moreg_settings()
+    for seed in SEEDS:
+        fast_on = computed(runtime, tiny, "fast", seed, moreg=moreg)
+        static_on = computed(runtime, tiny, "static", seed, moreg=moreg)
+        fast_off = computed(runtime, tiny, "fast", seed)
+        assert fast_on >= static_on + 3, (seed, fast_on, static_on)
+        assert fast_on > fast_off, (seed, fast_on, fast_off)
+
+
+def test_moreg_records_motion_factor_and_gradient_on_the_video_grid(runtime, tiny):
+    _, trace = run(runtime, tiny, "fast", 0, moreg=moreg_settings())
+    assert trace.token_grid == [9, 8, 8]  # 9 latent frames of 16x16 latents in 2x2 patches
+    measured = [d for d in trace.decisions if d.motion is not None]
+    assert len(measured) == len(trace.computed_steps())
+    assert all(d.moreg_factor == pytest.approx((d.motion / 0.385) ** 8) for d in measured)
+    assert any(d.moreg_gradient for d in measured[1:])
+    assert any(d.moreg_active for d in measured) and not all(d.moreg_active for d in measured)
+
+
+def test_moreg_outside_its_window_leaves_the_schedule_unchanged(runtime, tiny):
+    _, plain = run(runtime, tiny, "fast", 1)
+    _, idle = run(runtime, tiny, "fast", 1, moreg=moreg_settings(window_start=1.0, window_end=1.0))
+    assert idle.computed_steps() == plain.computed_steps()
+    assert [d.distance for d in idle.decisions] == pytest.approx([d.distance for d in plain.decisions])
+
+
+@pytest.mark.parametrize("steps, target", [(12, 2.0), (30, 1.5), (30, 3.0), (60, 4.0)])
+@pytest.mark.parametrize("motion", ["static", "fast"])
+def test_speed_budget_is_met_on_real_runs(runtime, tiny, steps, target, motion):
+    _, trace = run(runtime, tiny, motion, 0, steps=steps, target_speedup=target, moreg=moreg_settings())
+    assert trace.budget == max(3, round(steps / target))
+    assert abs(len(trace.computed_steps()) - trace.budget) <= 1
+
+
+def test_speed_budget_stays_adaptive(runtime, tiny):
+    _, static = run(runtime, tiny, "static", 0, target_speedup=2.5, moreg=moreg_settings())
+    _, fast = run(runtime, tiny, "fast", 0, target_speedup=2.5, moreg=moreg_settings())
+    assert static.computed_steps() != fast.computed_steps()
+    # where the fast prompt computes, the distance it measured is larger than where it reused longest
+    decisions = [d for d in fast.decisions if d.distance is not None and d.moreg_active]
+    short = [d.distance for d in decisions if d.reuse_length <= statistics.median(x.reuse_length for x in decisions)]
+    long = [d.distance for d in decisions if d.reuse_length > statistics.median(x.reuse_length for x in decisions)]
+    if long:
+        assert statistics.mean(short) > statistics.mean(long)
+
+
+def psnr(a, b):
+    return 10 * torch.log10((b.max() - b.min()) ** 2 / torch.mean((a - b) ** 2)).item()
+
+
+def test_budget_quality_against_presets_and_a_uniform_schedule(runtime, tiny):
+    """At equal computed steps: budget mode vs the fixed preset and vs every-k-th-step."""
+    demo = runtime.pack.nodes.demo
+    margins = []
+    for motion in ("static", "fast"):
+        ref = h.ksample(tiny, [[demo.load_prompt(motion), {}]], [[demo.load_prompt("empty"), {}]],
+                        torch.zeros(1, 16, 9, 16, 16), steps=STEPS, seed=0)
+        preset_out, preset = run(runtime, tiny, motion, 0)
+        k = len(preset.computed_steps())
+        budget_out, budget = run(runtime, tiny, motion, 0, target_speedup=STEPS / k)
+        uniform_out, uniform = run(runtime, tiny, motion, 0, preset="custom", custom_codebook=f"1000:{round((STEPS - 3) / (k - 3))}")
+        assert abs(len(budget.computed_steps()) - k) <= 1
+        margins.append((psnr(budget_out, ref) - psnr(preset_out, ref), psnr(budget_out, ref) - psnr(uniform_out, ref),
+                        len(uniform.computed_steps()), k))
+    assert all(m[0] > -3.0 for m in margins), margins  # not worse than the preset by more than 3 dB
+    assert statistics.mean(m[1] for m in margins) > 0, margins  # better than a uniform schedule on average
