@@ -1,0 +1,180 @@
+"""Hook overhead, speedup against the ideal, and memory, at real Wan model sizes (random weights).
+
+    .venv/bin/python benchmarks/bench_real_size.py --config 1.3b --latent 2x16x16 --steps 10
+    .venv/bin/python benchmarks/bench_real_size.py --config 1.3b --latent 21x60x104 --steps 30 --dtype bf16   # on a GPU
+    .venv/bin/python benchmarks/bench_real_size.py --config 14b --latent 5x60x104 --steps 30 --dtype bf16    # on a GPU
+
+Through the real ComfyUI path (supported_models config -> model_base -> ModelPatcher, the real
+KSampler with CFG, the pack's node), in one process, side by side:
+  unpatched; patched with every step computed (hook overhead); patched with forced schedules of k
+  computed steps out of N (speedup vs the ideal N/k); the cache offloaded to the CPU; ComfyUI's
+  EasyCache at a threshold giving a similar computed-step count.
+Reports time per step, end to end, peak memory (process RSS; peak allocated on a GPU) and block
+executions; writes benchmarks/results/real_size_<config>_<device>.json and appends a table to
+benchmarks/RESULTS.md (older rows stay: they are the history of the overhead).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.append(str(REPO))
+sys.path.append(str(REPO / "tests"))
+from tools import comfy_runtime  # noqa: E402
+
+CONFIGS = {
+    "tiny": dict(dim=128, ffn_dim=256, num_heads=1, num_layers=4),
+    "1.3b": dict(dim=1536, ffn_dim=8960, num_heads=12, num_layers=30),
+    "14b": dict(dim=5120, ffn_dim=13824, num_heads=40, num_layers=40),
+}
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class PeakRSS:
+    """Samples the process's resident memory in a thread (the CPU has no allocator counter)."""
+
+    def __enter__(self):
+        import psutil
+
+        self.proc, self.peak, self.stop = psutil.Process(), 0, False
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+        self.thread.start()
+        return self
+
+    def _poll(self):
+        while not self.stop:
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+            time.sleep(0.005)
+
+    def __exit__(self, *exc):
+        self.stop = True
+        self.thread.join()
+
+
+def build_model(config: str, dtype, device):
+    import comfy.model_patcher
+    import comfy.supported_models
+
+    unet = dict(comfy.supported_models.WAN21_T2V.unet_config) | CONFIGS[config] | dict(
+        in_dim=16, out_dim=16, text_dim=4096, freq_dim=256, patch_size=(1, 2, 2), cross_attn_norm=True)
+    model_config = comfy.supported_models.WAN21_T2V(unet)
+    model_config.set_inference_dtype(dtype, None)
+    model = model_config.get_model({}, device=device)
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    with torch.no_grad():
+        for name, p in model.diffusion_model.named_parameters():  # weights do not change the cost
+            value = torch.randn(p.shape, generator=gen) * (0.02 if p.ndim > 1 else 0.1)
+            p.copy_((value + 1.0) if "norm" in name else value)
+    return comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=torch.device("cpu"))
+
+
+def run_rows(config: str, latent: tuple[int, int, int], steps: int, dtype_name: str, easycache_thresholds) -> dict:
+    import helpers as h
+    import nodes
+
+    rt = comfy_runtime.boot()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = DTYPES[dtype_name]
+    base = build_model(config, dtype, device)
+    blocks = base.model.diffusion_model.blocks
+    shape = (1, 16, *latent)
+    g = torch.Generator().manual_seed(0)
+    pos = [[torch.randn(1, 16, 4096, generator=g), {}]]
+    neg = [[torch.randn(1, 16, 4096, generator=g), {}]]
+
+    def measure(label, model, **extra):
+        count = []
+        handle = blocks[0].register_forward_hook(lambda *a: count.append(1))
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        try:
+            with PeakRSS() as rss:
+                start = time.perf_counter()
+                out = h.ksample(model, pos, neg, torch.zeros(shape), steps=steps, seed=0)
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                seconds = time.perf_counter() - start
+        finally:
+            handle.remove()
+        row = {"row": label, "seconds": seconds, "seconds_per_step": seconds / steps, "block_runs": len(count) * len(blocks),
+               "computed_calls": len(count), "peak_rss_mb": rss.peak / 2**20} | extra
+        if device.type == "cuda":
+            row["peak_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        return row, out
+
+    h.ksample(base, pos, neg, torch.zeros(shape), steps=2, seed=0)  # warm-up (kernels, allocator)
+    rows = []
+    unpatched, ref = measure("unpatched", base)
+    rows.append(unpatched)
+    every = h.adacache(rt, base, preset="custom", custom_codebook="1000:1")
+    row, _ = measure("AdaCache, every step computed", every)
+    row["overhead_pct"] = 100 * (row["seconds"] / unpatched["seconds"] - 1)
+    rows.append(row)
+    for length in (2, 3, 5):
+        for offload in (False, True):
+            patched = h.adacache(rt, base, preset="custom", custom_codebook=f"1000:{length}", offload_cache=offload)
+            row, out = measure(f"AdaCache forced 1000:{length}" + (", cache offloaded" if offload else ""), patched)
+            k = len(h.session_of(patched).last_run.computed_steps())
+            row |= {"computed_steps": k, "ideal_speedup": steps / k, "speedup": unpatched["seconds"] / row["seconds"]}
+            row["speedup_vs_ideal"] = row["speedup"] / row["ideal_speedup"]
+            rows.append(row)
+    easycache = nodes.NODE_CLASS_MAPPINGS["EasyCache"]
+    for threshold in easycache_thresholds:
+        row, _ = measure(f"EasyCache {threshold}", easycache.execute(base, threshold, 0.15, 0.95, False).args[0])
+        row |= {"computed_steps": row["computed_calls"], "speedup": unpatched["seconds"] / row["seconds"]}
+        rows.append(row)
+    return {
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "torch": torch.__version__, "config": config, "model": CONFIGS[config], "latent": list(shape), "steps": steps,
+        "dtype": dtype_name, "cfg": 5.0, "rows": rows,
+    }
+
+
+def markdown(result: dict, command: str) -> str:
+    lines = [f"\n### {result['config']} on {result['device']} ({time.strftime('%Y-%m-%d')})\n",
+             f"`{command}` — torch {result['torch']}, latent {result['latent']}, {result['steps']} steps, CFG {result['cfg']}, {result['dtype']}\n",
+             "| row | s/step | computed | speedup | vs ideal | overhead | peak RSS MB | peak alloc MB |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        fmt = lambda k, f: (f.format(r[k]) if r.get(k) is not None else "")  # noqa: E731
+        lines.append(f"| {r['row']} | {r['seconds_per_step']:.3f} | {r.get('computed_steps', r['computed_calls'])} "
+                     f"| {fmt('speedup', '{:.2f}x')} | {fmt('speedup_vs_ideal', '{:.3f}')} | {fmt('overhead_pct', '{:+.2f}%')} "
+                     f"| {r['peak_rss_mb']:.0f} | {fmt('peak_allocated_mb', '{:.0f}')} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", choices=sorted(CONFIGS), default="1.3b")
+    ap.add_argument("--latent", default="2x16x16", help="latent frames x height x width")
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--dtype", choices=sorted(DTYPES), default="fp32")
+    ap.add_argument("--easycache", default="0.05,0.2", help="EasyCache thresholds to run")
+    ap.add_argument("--no-write", action="store_true", help="print only (the smoke test uses this)")
+    args = ap.parse_args(argv)
+    latent = tuple(int(v) for v in args.latent.split("x"))
+    result = run_rows(args.config, latent, args.steps, args.dtype, [float(t) for t in args.easycache.split(",") if t])
+    command = "benchmarks/bench_real_size.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    table = markdown(result, command)
+    print(table)
+    if not args.no_write:
+        out = REPO / "benchmarks" / "results"
+        out.mkdir(exist_ok=True)
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        (out / f"real_size_{args.config}_{device}.json").write_text(json.dumps(result | {"command": command}, indent=1))
+        with open(REPO / "benchmarks" / "RESULTS.md", "a") as f:
+            f.write(table)
+    return result
+
+
+if __name__ == "__main__":
+    main()
