@@ -181,11 +181,14 @@ class AdaCacheSession:
 
     def before_block(self, index: int, call: _Call, args: dict) -> torch.Tensor | None:
         """Keep what the residuals need of the block's input (a copy if blocks update it in place)."""
+        probe = index in self._probes and call.measures
+        if index != 0 and not probe:
+            return None
         x = args[self.arch.stream]
         keep = x.clone() if self.arch.inplace_blocks else x
         if index == 0:
             call.span_input = keep
-        return keep if index in self._probes and call.measures else None
+        return keep if probe else None
 
     def after_block(self, index: int, call: _Call, before: torch.Tensor | None, out: dict) -> None:
         run = self._run
