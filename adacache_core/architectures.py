@@ -12,8 +12,8 @@ patch_size:        dotted attribute path of the patch size (int = spatial only, 
 inplace_blocks:    blocks update their input tensor in place, so inputs are copied before use
 merged_stream:     later blocks work on text and image tokens concatenated: "txt_first" or
                    "img_first" says where the image tokens sit (residuals use those only)
-controls_between:  the model adds ControlNet residuals (or model patches) between blocks,
-                   outside the hook: a run that uses them computes every step
+controls_between:  the model adds ControlNet residuals or runs transformer_options["patches"]
+                   ["double_block"] between blocks, outside the hook: such runs compute every step
 """
 from __future__ import annotations
 
@@ -50,10 +50,17 @@ class Architecture:
             return None
         return tuple(math.ceil(n / p) for n, p in zip(latent_shape[2:], patch))  # type: ignore[return-value]
 
-    def image_tokens(self, hidden, image_count: int):
-        """The image part of a block's hidden state (all of it, unless text was merged in)."""
+    def image_tokens(self, hidden, image_count: int, options: dict):
+        """The image part of a block's hidden state (all of it, unless text was merged in).
+
+        Newer ComfyUI says where the image sits (``transformer_options["img_slice"]``) and has
+        flipped HunyuanVideo's order; without it, the row's ``merged_stream`` (0.3.75) applies.
+        """
         if hidden.shape[1] == image_count or self.merged_stream is None:
             return hidden
+        where = options.get("img_slice")
+        if where is not None:
+            return hidden[:, where[0]:where[1]]
         return hidden[:, -image_count:] if self.merged_stream == "txt_first" else hidden[:, :image_count]
 
 
@@ -61,10 +68,11 @@ DOUBLE = (("blocks", "double_block"),)
 FLUX_LIKE = (("double_blocks", "double_block"), ("single_blocks", "single_block"))
 
 ARCHITECTURES: tuple[Architecture, ...] = (
-    # CameraWanModel runs its blocks exactly as WanModel. VACE adds hints between blocks and
+    # CameraWanModel runs its blocks exactly as WanModel (newer ComfyUI runs "double_block"
+    # patches after each Wan block, hence controls_between). VACE adds hints between blocks and
     # S2V / Animate / HuMo inject audio or faces between blocks, which a skipped span cannot
     # reproduce: those classes are not listed and get the unsupported-model warning.
-    Architecture("Wan 2.1 / 2.2", ("WanModel", "CameraWanModel"), DOUBLE),
+    Architecture("Wan 2.1 / 2.2", ("WanModel", "CameraWanModel"), DOUBLE, controls_between=True),
     Architecture("HunyuanVideo", ("HunyuanVideo",), FLUX_LIKE, inplace_blocks=True, merged_stream="img_first",
                  controls_between=True),
     Architecture("Mochi", ("AsymmDiTJoint",), DOUBLE),

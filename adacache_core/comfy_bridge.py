@@ -77,7 +77,7 @@ class _BlockHook:
         before = None if call is None else self.session.before_block(self.index, call, args)
         out = self.previous(args, extra) if self.previous is not None else extra["original_block"](args)
         if call is not None:
-            self.session.after_block(self.index, call, before, out)
+            self.session.after_block(self.index, call, before, out, args.get("transformer_options", {}))
         return out
 
 
@@ -151,6 +151,7 @@ class AdaCacheSession:
         if residual is None and not computes:
             computes = True  # this branch layout has no cache yet: compute it, leave the schedule as is
         if not computes and self.arch.controls_between and (control or options.get("patches", {}).get("double_block")):
+            # additions outside the blocks would be counted twice on top of the cached residual
             computes = True
             note = "ControlNet or a model patch adds to the blocks' outputs: every step of this run was computed"
             if note not in planner.trace.notes:
@@ -190,13 +191,13 @@ class AdaCacheSession:
             call.span_input = keep
         return keep if probe else None
 
-    def after_block(self, index: int, call: _Call, before: torch.Tensor | None, out: dict) -> None:
+    def after_block(self, index: int, call: _Call, before: torch.Tensor | None, out: dict, options: dict) -> None:
         run = self._run
         if before is not None or index == self._last_block:
             n_img = call.span_input.shape[1]
-            out_img = self.arch.image_tokens(out[self.arch.stream], n_img)
+            out_img = self.arch.image_tokens(out[self.arch.stream], n_img, options)
             if before is not None:
-                self._measure_probe(run, index, call, out_img - self.arch.image_tokens(before, n_img))
+                self._measure_probe(run, index, call, out_img - self.arch.image_tokens(before, n_img, options))
             if index == self._last_block:
                 run.span_cache[call.key] = self._store(out_img - call.span_input)
 

@@ -20,9 +20,18 @@ class _Recorder:
         self.events.append((time.perf_counter(), event, data))
 
     def node_seconds(self) -> dict[str, float]:
-        """Seconds each executed node took: from its 'executing' message to the next one."""
-        starts = [(t, d.get("node")) for t, e, d in self.events if e == "executing"]
-        return {node: t_next - t for (t, node), (t_next, _) in zip(starts, starts[1:]) if node is not None}
+        """Seconds each executed node took, from the engine's progress_state messages
+        (the time a node is first reported running to the time it is first reported finished)."""
+        started, finished = {}, {}
+        for t, event, data in self.events:
+            if event != "progress_state":
+                continue
+            for node, state in data.get("nodes", {}).items():
+                if state.get("state") == "running":
+                    started.setdefault(node, t)
+                elif state.get("state") == "finished":
+                    finished.setdefault(node, t)
+        return {node: finished[node] - started[node] for node in started if node in finished}
 
 
 def validate(prompt: dict) -> tuple[bool, dict, list[str], dict]:
@@ -43,7 +52,9 @@ def execute(prompt: dict):
     valid, error, outputs, node_errors = validate(prompt)
     if not valid:
         raise RuntimeError(f"ComfyUI refused the prompt: {error} {node_errors}")
-    executor = execution.PromptExecutor(_Recorder())
+    # As main.py does; cache_args must be given (0.3.75 reads cache_args["ram"] unconditionally).
+    executor = execution.PromptExecutor(_Recorder(), cache_type=execution.CacheType.CLASSIC,
+                                        cache_args={"lru": 0, "ram": 0, "ram_inactive": 0})
     executor.execute(prompt, str(uuid.uuid4()), {}, outputs)
     if not executor.success:
         errors = [data for event, data in executor.status_messages if event == "execution_error"]

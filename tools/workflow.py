@@ -48,6 +48,14 @@ def is_widget(spec: tuple) -> bool:
     return input_type(spec) in WIDGET_TYPES
 
 
+def widget_default(spec: tuple):
+    default = spec[1].get("default") if len(spec) > 1 and isinstance(spec[1], dict) else None
+    if default is None and input_type(spec) == "COMBO":
+        options = spec[0] if isinstance(spec[0], list) else spec[1].get("options", [None])
+        default = options[0] if options else None
+    return default
+
+
 def has_control_value(spec: tuple) -> bool:
     return len(spec) > 1 and isinstance(spec[1], dict) and bool(spec[1].get("control_after_generate"))
 
@@ -72,11 +80,7 @@ class WorkflowBuilder:
         values, sockets = [], []
         for name, spec in ordered_inputs(info):
             if is_widget(spec):
-                default = spec[1].get("default") if len(spec) > 1 and isinstance(spec[1], dict) else None
-                if default is None and input_type(spec) == "COMBO":
-                    options = spec[0] if isinstance(spec[0], list) else spec[1].get("options", [None])
-                    default = options[0] if options else None
-                values.append(widgets.pop(name, default))
+                values.append(widgets.pop(name, widget_default(spec)))
                 if has_control_value(spec):
                     values.append("fixed")
             else:
@@ -130,7 +134,8 @@ def ui_to_api(workflow: dict) -> dict:
         inputs, i = {}, 0
         for name, spec in ordered_inputs(info):
             if is_widget(spec):
-                value = values[i] if i < len(values) else None
+                # a widget added after the file was saved keeps its default, as in the front end
+                value = values[i] if i < len(values) else widget_default(spec)
                 i += 1 + has_control_value(spec)
                 if name not in linked:
                     inputs[name] = value
