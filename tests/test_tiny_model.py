@@ -19,12 +19,12 @@ def tiny(runtime):
     return nodes.UNETLoader().load_unet(FIXTURE.name, "default")[0]
 
 
-def sample(runtime, model, motion: str, seed: int, steps: int = 20):
+def sample(runtime, model, motion: str, seed: int, steps: int = 20, cfg: float = 3.0):
     import helpers as h
 
     demo = runtime.pack.nodes.demo
     pos, neg = [[demo.load_prompt(motion), {}]], [[demo.load_prompt("empty"), {}]]
-    out = h.ksample(model, pos, neg, torch.zeros(1, 16, 9, 16, 16), steps=steps, seed=seed)
+    out = h.ksample(model, pos, neg, torch.zeros(1, 16, 9, 16, 16), steps=steps, seed=seed, cfg=cfg)
     return model.model.latent_format.process_in(out)  # back to the space the model was trained in
 
 
@@ -52,9 +52,9 @@ def test_motion_follows_the_prompt(samples):
     motion = {m: [latent_motion(samples[m, s]) for s in SEEDS] for m in ("static", "slow", "fast")}
     # every seed orders the classes as trained, by a clear margin
     for s in range(len(SEEDS)):
-        assert motion["static"][s] * 1.3 < motion["slow"][s]
-        assert motion["slow"][s] * 1.3 < motion["fast"][s]
-    assert statistics.mean(motion["fast"]) > 2 * statistics.mean(motion["static"])
+        assert motion["static"][s] * 2 < motion["slow"][s], motion
+        assert motion["slow"][s] * 1.2 < motion["fast"][s], motion
+    assert statistics.mean(motion["fast"]) > 4 * statistics.mean(motion["static"]), motion
 
 
 def test_samples_look_like_the_training_data_not_noise(samples):
@@ -62,8 +62,8 @@ def test_samples_look_like_the_training_data_not_noise(samples):
     data = torch.stack([sample_video(VideoSpec(), c, g) for c in MOTION_CLASSES for _ in range(4)])
     noise_motion = latent_motion(torch.randn(1, 16, 9, 16, 16))
     for x in samples.values():
-        assert 0.6 * data.std() < x.std() < 1.5 * data.std()
-        assert latent_motion(x) < noise_motion / 3
+        assert 0.6 * data.std() < x.std() < 2.0 * data.std()
+        assert latent_motion(x) < noise_motion / 2
         per_frame_std = x.std(dim=(1, 3, 4))
         assert per_frame_std.min() > 0.5 * data.std()
 
