@@ -9,6 +9,9 @@ from tools import comfy_runtime
 
 SEEDS = (0, 1, 2)
 STEPS = 30
+# The paper's motion_scale (0.385) is calibrated on Open-Sora's residuals; the tiny model's probe
+# residual scores 0.04-0.28 (the viewer shows them), so its "normal" motion is set to 0.15.
+TINY_MOTION_SCALE = 0.15
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +24,7 @@ def tiny(runtime):
 def moreg_settings(**overrides):
     import nodes
 
-    values = dict(motion_scale=0.385, motion_power=8.0, motion_divisor=1.0, gradient_weight=10.0, frame_strides="1",
+    values = dict(motion_scale=TINY_MOTION_SCALE, motion_power=8.0, motion_divisor=1.0, gradient_weight=10.0, frame_strides="1",
                   window_start=0.1, window_end=0.9) | overrides
     return nodes.NODE_CLASS_MAPPINGS["AdaCacheMoRegSettings"].execute(**values).args[0]
 
@@ -53,7 +56,7 @@ def test_moreg_records_motion_factor_and_gradient_on_the_video_grid(runtime, tin
     assert trace.token_grid == [9, 8, 8]  # 9 latent frames of 16x16 latents in 2x2 patches
     measured = [d for d in trace.decisions if d.motion is not None]
     assert len(measured) == len(trace.computed_steps())
-    assert all(d.moreg_factor == pytest.approx((d.motion / 0.385) ** 8) for d in measured)
+    assert all(d.moreg_factor == pytest.approx((d.motion / TINY_MOTION_SCALE) ** 8) for d in measured)
     assert any(d.moreg_gradient for d in measured[1:])
     assert any(d.moreg_active for d in measured) and not all(d.moreg_active for d in measured)
 
@@ -90,18 +93,23 @@ def psnr(a, b):
 
 
 def test_budget_quality_against_presets_and_a_uniform_schedule(runtime, tiny):
-    """At equal computed steps: budget mode vs the fixed preset and vs every-k-th-step."""
+    """At equal computed steps: budget mode vs the fixed preset and vs every-L-th-step."""
     demo = runtime.pack.nodes.demo
-    margins = []
+    vs_preset, vs_uniform = [], []
     for motion in ("static", "fast"):
         ref = h.ksample(tiny, [[demo.load_prompt(motion), {}]], [[demo.load_prompt("empty"), {}]],
                         torch.zeros(1, 16, 9, 16, 16), steps=STEPS, seed=0)
         preset_out, preset = run(runtime, tiny, motion, 0)
         k = len(preset.computed_steps())
         budget_out, budget = run(runtime, tiny, motion, 0, target_speedup=STEPS / k)
-        uniform_out, uniform = run(runtime, tiny, motion, 0, preset="custom", custom_codebook=f"1000:{round((STEPS - 3) / (k - 3))}")
         assert abs(len(budget.computed_steps()) - k) <= 1
-        margins.append((psnr(budget_out, ref) - psnr(preset_out, ref), psnr(budget_out, ref) - psnr(uniform_out, ref),
-                        len(uniform.computed_steps()), k))
-    assert all(m[0] > -3.0 for m in margins), margins  # not worse than the preset by more than 3 dB
-    assert statistics.mean(m[1] for m in margins) > 0, margins  # better than a uniform schedule on average
+        vs_preset.append(psnr(budget_out, ref) - psnr(preset_out, ref))
+        for length in (3, 5):
+            uniform_out, uniform = run(runtime, tiny, motion, 0, preset="custom", custom_codebook=f"1000:{length}")
+            k = len(uniform.computed_steps())
+            budget_out, budget = run(runtime, tiny, motion, 0, target_speedup=STEPS / k)
+            assert len(budget.computed_steps()) == k  # the same compute, so PSNR compares fairly
+            vs_uniform.append(psnr(budget_out, ref) - psnr(uniform_out, ref))
+    # measured (seed 0): vs the preset -0.1 / +1.7 dB; vs every-L-th step +0.5 to +2.7 dB
+    assert min(vs_preset) > -1.0, vs_preset
+    assert statistics.mean(vs_uniform) > 0.5, vs_uniform
