@@ -46,6 +46,14 @@ def diffusion_model(wf: WorkflowBuilder, unet: str, shift: float, y: int = 0, ti
     return sampling
 
 
+def ksampler(wf: WorkflowBuilder, settings: dict, model: NodeRef, pos: NodeRef, neg: NodeRef, latent: NodeRef,
+             x: int = 1140) -> NodeRef:
+    sampler = wf.add("KSampler", settings, pos=(x, 0))
+    for src, name in ((model, "model"), (pos, "positive"), (neg, "negative"), (latent, "latent_image")):
+        wf.connect(src, 0, sampler, name)
+    return sampler
+
+
 def save_video(wf: WorkflowBuilder, latent: NodeRef, vae: NodeRef, fps: int, x: int, prefix: str) -> None:
     decode = wf.add("VAEDecode", pos=(x, 0))
     wf.connect(latent, 0, decode, "samples")
@@ -71,9 +79,7 @@ def wan21_t2v_1_3b() -> dict:
     patched = adacache_chain(wf, model, 0, 760, 0, "fast (paper, 30 steps)")
     pos, neg = text_encoders(wf, "a red fox runs through fresh snow in a pine forest, tracking shot")
     latent = wf.add("EmptyHunyuanLatentVideo", {"width": 832, "height": 480, "length": 33}, pos=(760, 520))
-    sampler = wf.add("KSampler", {"seed": 42, "steps": 30, "cfg": 6.0, "sampler_name": "uni_pc", "scheduler": "simple"}, pos=(1140, 0))
-    for src, name in ((patched, "model"), (pos, "positive"), (neg, "negative"), (latent, "latent_image")):
-        wf.connect(src, 0, sampler, name)
+    sampler = ksampler(wf, {"seed": 42, "steps": 30, "cfg": 6.0, "sampler_name": "uni_pc", "scheduler": "simple"}, patched, pos, neg, latent)
     vae = wf.add("VAELoader", {"vae_name": "wan_2.1_vae.safetensors"}, pos=(760, 700))
     save_video(wf, sampler, vae, 16, 1520, "video/wan21_t2v_adacache")
     viewer(wf, patched, sampler, 1520)
@@ -140,9 +146,7 @@ def wan22_ti2v_5b() -> dict:
     vae = wf.add("VAELoader", {"vae_name": "wan2.2_vae.safetensors"}, pos=(0, 860))
     latent = wf.add("Wan22ImageToVideoLatent", {"width": 1280, "height": 704, "length": 121}, pos=(760, 520))
     wf.connect(vae, 0, latent, "vae")
-    sampler = wf.add("KSampler", {"seed": 42, "steps": 20, "cfg": 5.0, "sampler_name": "uni_pc", "scheduler": "simple"}, pos=(1140, 0))
-    for src, name in ((patched, "model"), (pos, "positive"), (neg, "negative"), (latent, "latent_image")):
-        wf.connect(src, 0, sampler, name)
+    sampler = ksampler(wf, {"seed": 42, "steps": 20, "cfg": 5.0, "sampler_name": "uni_pc", "scheduler": "simple"}, patched, pos, neg, latent)
     save_video(wf, sampler, vae, 24, 1520, "video/wan22_ti2v_5b_adacache")
     viewer(wf, patched, sampler, 1520)
     return wf.to_ui("Wan 2.2 TI2V 5B (48-channel latents) with AdaCache. Settings from ComfyUI's template (1280x704, "
@@ -158,9 +162,7 @@ def tiny_demo() -> dict:
     pos = wf.add("AdaCacheDemoPrompt", {"motion": "fast"}, pos=(0, 400), title="Positive")
     neg = wf.add("AdaCacheDemoPrompt", {"motion": "empty"}, pos=(0, 520), title="Negative")
     latent = wf.add("EmptyHunyuanLatentVideo", {"width": 128, "height": 128, "length": 33}, pos=(380, 520))
-    sampler = wf.add("KSampler", {"seed": 7, "steps": 30, "cfg": 5.0, "sampler_name": "euler", "scheduler": "simple"}, pos=(760, 0))
-    for src, name in ((patched, "model"), (pos, "positive"), (neg, "negative"), (latent, "latent_image")):
-        wf.connect(src, 0, sampler, name)
+    sampler = ksampler(wf, {"seed": 7, "steps": 30, "cfg": 5.0, "sampler_name": "euler", "scheduler": "simple"}, patched, pos, neg, latent, x=760)
     preview = wf.add("AdaCacheDemoLatentPreview", pos=(1140, 0))
     wf.connect(sampler, 0, preview, "samples")
     save = wf.add("SaveAnimatedWEBP", {"filename_prefix": "adacache_demo/video", "fps": 6.0}, pos=(1140, 160))
