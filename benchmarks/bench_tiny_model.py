@@ -33,6 +33,8 @@ CODEBOOKS = {
     "paper (100 steps)": {},
     "custom 0.1:4, 1:1": {"preset": "custom", "custom_codebook": "0.1:4, 1.0:1"},
     "custom 0.3:3, 1:2": {"preset": "custom", "custom_codebook": "0.3:3, 1.0:2"},
+    "budget 2x": {"target_speedup": 2.0},
+    "budget 3x": {"target_speedup": 3.0},
 }
 
 
@@ -66,6 +68,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--classes", default="static,slow,fast,orbit")
+    ap.add_argument("--motion-scale", type=float, default=0.15,
+                    help="MoReg motion_scale (the tiny model's motion scores are 0.04-0.28; the paper's 0.385 fits Open-Sora)")
     args = ap.parse_args()
 
     rt = comfy_runtime.boot()
@@ -78,7 +82,7 @@ def main() -> None:
     base = comfy.sd.load_diffusion_model(str(comfy_runtime.FIXTURE_MODEL_DIR / demo.TINY_MODEL))
     run = Timed(base)
     moreg = nodes.NODE_CLASS_MAPPINGS["AdaCacheMoRegSettings"].execute(
-        motion_scale=0.385, motion_power=8.0, motion_divisor=1.0, gradient_weight=10.0, frame_strides="1",
+        motion_scale=args.motion_scale, motion_power=8.0, motion_divisor=1.0, gradient_weight=10.0, frame_strides="1",
         window_start=0.1, window_end=0.9).args[0]
     easycache = nodes.NODE_CLASS_MAPPINGS["EasyCache"]
     latent = torch.zeros(1, 16, 9, 16, 16)
@@ -97,7 +101,8 @@ def main() -> None:
                 ec.append({"threshold": thr, "computed": n, "speedup": t_ref / t, "psnr": psnr(out, ref)})
             for name, settings in CODEBOOKS.items():
                 for use_moreg in (False, True):
-                    m = h.adacache(rt, base, **({"preset": name} | settings | {"moreg": moreg if use_moreg else None}))
+                    preset = {"preset": name} if name in rt.pack.adacache_core.PRESETS else {}
+                    m = h.adacache(rt, base, **(preset | settings | {"moreg": moreg if use_moreg else None}))
                     out, t, n = run(m, pos, neg, latent, args.steps, seed)
                     match = min(ec, key=lambda r: (abs(r["computed"] - n), -r["psnr"]))
                     rows.append({"class": cls, "seed": seed, "codebook": name, "moreg": use_moreg, "computed": n,
