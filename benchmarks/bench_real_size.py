@@ -77,10 +77,10 @@ def build_model(config: str, dtype, device):
 
 
 def run_rows(config: str, latent: tuple[int, int, int], steps: int, dtype_name: str, easycache_thresholds) -> dict:
+    rt = comfy_runtime.boot()  # first: ComfyUI's `nodes` must be importable before ours shadows it
     import helpers as h
     import nodes
 
-    rt = comfy_runtime.boot()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = DTYPES[dtype_name]
     base = build_model(config, dtype, device)
