@@ -48,3 +48,11 @@ def test_core_does_not_import_comfy():
             "assert not bad, bad; print('ok')") % str(REPO)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_front_end_extension_is_registered(runtime):
+    import nodes
+
+    web = [Path(d) for d in nodes.EXTENSION_WEB_DIRS.values()]
+    assert REPO / "web" in web
+    assert (REPO / "web" / "schedule_viewer.js").read_text().count("AdaCacheScheduleViewer") == 1
