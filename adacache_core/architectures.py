@@ -78,6 +78,8 @@ ARCHITECTURES: tuple[Architecture, ...] = (
     Architecture("Mochi", ("AsymmDiTJoint",), DOUBLE),
     Architecture("Flux", ("Flux",), FLUX_LIKE, patch_size=None, inplace_blocks=True, merged_stream="txt_first",
                  controls_between=True),
+    Architecture("Chroma", ("Chroma",), FLUX_LIKE, patch_size=None, inplace_blocks=True, merged_stream="txt_first",
+                 controls_between=True),
     Architecture("Qwen-Image", ("QwenImageTransformer2DModel",), (("transformer_blocks", "double_block"),), patch_size=None,
                  controls_between=True),
 )
