@@ -64,3 +64,25 @@ def test_dit_without_block_hooks_is_warned_and_returned_unpatched(runtime, caplo
     with caplog.at_level(logging.WARNING, logger="adacache"):
         assert h.adacache(runtime, model) is model
     assert any("Lumina 2" in r.getMessage() and "returned unpatched" in r.getMessage() for r in caplog.records)
+
+
+def test_additions_between_blocks_turn_reuse_off_for_that_run(runtime):
+    """A model patch that adds between Qwen-Image's blocks (as DiffSynth controlnets do) would be
+    counted twice on top of a cached residual: such runs compute every step, and say so."""
+    fam = F.FAMILIES["Qwen-Image"]
+    model = F.build(fam)
+    pos, neg = F.conditioning(fam, 1), F.conditioning(fam, 2)
+    hint = torch.randn(1, 16, 64, generator=torch.Generator().manual_seed(0)) * 0.1
+
+    def add_hint(args):  # adds to the image stream after every block, outside the block hook
+        return {"img": args["img"] + hint.to(args["img"]), "txt": args["txt"]}
+
+    hinted = model.clone()
+    hinted.set_model_patch(add_hint, "double_block")
+    baseline = h.ksample(hinted, pos, neg, torch.zeros(fam.latent), steps=10)
+    patched = h.adacache(runtime, hinted, preset="custom", custom_codebook="10:3")
+    out = h.ksample(patched, pos, neg, torch.zeros(fam.latent), steps=10)
+    trace = h.session_of(patched).last_run
+    assert trace.computed_steps() == list(range(10))
+    assert any("every step of this run was computed" in n for n in trace.notes)
+    assert torch.equal(out, baseline)
