@@ -8,6 +8,7 @@ def test_real_size_benchmark_smoke(runtime):
     rows = {r["row"]: r for r in result["rows"]}
     unpatched, every = rows["unpatched"], rows["AdaCache, every step computed"]
     assert every["block_runs"] == unpatched["block_runs"] == 8 * 4  # 8 steps x 4 blocks, CFG batched
+    assert 0 < every["pack_seconds_per_step"] < every["seconds_per_step"]
     for length, expected in ((2, [0, 1, 3, 5, 6, 7]), (3, [0, 1, 4, 6, 7]), (5, [0, 1, 6, 7])):
         for suffix in ("", ", cache offloaded"):
             row = rows[f"AdaCache forced 1000:{length}{suffix}"]
