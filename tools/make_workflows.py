@@ -153,6 +153,35 @@ def wan22_ti2v_5b() -> dict:
                     "121 frames, 20 steps, uni_pc, CFG 5); connect a start image to Wan22ImageToVideoLatent for I2V.")
 
 
+def hunyuan_video_t2v() -> dict:
+    """HunyuanVideo is guidance-distilled: FluxGuidance + BasicGuider + SamplerCustomAdvanced, as its template."""
+    wf = WorkflowBuilder()
+    model = diffusion_model(wf, "hunyuan_video_t2v_720p_bf16.safetensors", 7.0)
+    patched = adacache_chain(wf, model, 0, 760, 0, "fast (paper, 30 steps)")
+    clip = wf.add("DualCLIPLoader", {"clip_name1": "clip_l.safetensors", "clip_name2": "llava_llama3_fp8_scaled.safetensors",
+                                     "type": "hunyuan_video"}, pos=(0, 400))
+    text = wf.add("CLIPTextEncode", {"text": "a cat walks on the grass, realistic style, tracking shot"}, pos=(380, 400), title="Positive")
+    wf.connect(clip, 0, text, "clip")
+    guidance = wf.add("FluxGuidance", {"guidance": 6.0}, pos=(380, 620))
+    wf.connect(text, 0, guidance, "conditioning")
+    guider = wf.add("BasicGuider", pos=(1140, 0))
+    wf.connect(patched, 0, guider, "model")
+    wf.connect(guidance, 0, guider, "conditioning")
+    noise = wf.add("RandomNoise", {"noise_seed": 42}, pos=(1140, 120))
+    sampler = wf.add("KSamplerSelect", {"sampler_name": "euler"}, pos=(1140, 240))
+    sigmas = wf.add("BasicScheduler", {"scheduler": "simple", "steps": 20, "denoise": 1.0}, pos=(1140, 360))
+    wf.connect(patched, 0, sigmas, "model")
+    latent = wf.add("EmptyHunyuanLatentVideo", {"width": 848, "height": 480, "length": 73}, pos=(760, 520))
+    run = wf.add("SamplerCustomAdvanced", pos=(1140, 500))
+    for src, name in ((noise, "noise"), (guider, "guider"), (sampler, "sampler"), (sigmas, "sigmas"), (latent, "latent_image")):
+        wf.connect(src, 0, run, name)
+    vae = wf.add("VAELoader", {"vae_name": "hunyuan_video_vae_bf16.safetensors"}, pos=(760, 700))
+    save_video(wf, run, vae, 24, 1520, "video/hunyuan_video_adacache")
+    viewer(wf, patched, run, 1520)
+    return wf.to_ui("HunyuanVideo T2V with AdaCache. Settings from ComfyUI's template (848x480, 73 frames, 20 steps, euler, "
+                    "guidance 6 through FluxGuidance, shift 7); guidance-distilled, so only the cond branch runs.")
+
+
 def tiny_demo() -> dict:
     """The demo on the bundled tiny model: runs anywhere, headless, in seconds."""
     wf = WorkflowBuilder()
@@ -184,6 +213,7 @@ WORKFLOWS = {
     "wan2.1_i2v_480p_14B_adacache.json": wan21_i2v_14b,
     "wan2.2_t2v_A14B_two_experts_adacache.json": wan22_a14b_t2v,
     "wan2.2_ti2v_5B_adacache.json": wan22_ti2v_5b,
+    "hunyuan_video_t2v_720p_adacache.json": hunyuan_video_t2v,
 }
 
 
