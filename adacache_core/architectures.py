@@ -76,6 +76,9 @@ ARCHITECTURES: tuple[Architecture, ...] = (
     Architecture("HunyuanVideo", ("HunyuanVideo",), FLUX_LIKE, inplace_blocks=True, merged_stream="img_first",
                  controls_between=True),
     Architecture("Mochi", ("AsymmDiTJoint",), DOUBLE),
+    # Tokens are (frames, height, width) in the patchifier's order; blocks add to x in place.
+    Architecture("LTX-Video", ("LTXVModel",), (("transformer_blocks", "double_block"),),
+                 patch_size="patchifier.patch_size", inplace_blocks=True),
     Architecture("Flux", ("Flux",), FLUX_LIKE, patch_size=None, inplace_blocks=True, merged_stream="txt_first",
                  controls_between=True),
     Architecture("Chroma", ("Chroma",), FLUX_LIKE, patch_size=None, inplace_blocks=True, merged_stream="txt_first",

@@ -37,6 +37,9 @@ FAMILIES = {
                                       patch_embed_bias=True, posenc_preserve_area=True, timestep_mlp_bias=True,
                                       attend_to_padding=False, timestep_scale=1000.0, rope_theta=10000.0),
                     (1, 12, 3, 8, 8), (8, 32), {"attention_mask": (1, 8)}),
+    "LTX-Video": Family("LTXV", dict(in_channels=128, cross_attention_dim=64, attention_head_dim=32, num_attention_heads=2,
+                                     caption_channels=32, num_layers=3),
+                        (1, 128, 3, 4, 4), (5, 32), {"attention_mask": (1, 5)}, "transformer_blocks"),
     "Flux": Family("Flux", dict(in_channels=16, out_channels=16, vec_in_dim=8, context_in_dim=16, hidden_size=64, mlp_ratio=2.0,
                                 num_heads=2, depth=2, depth_single_blocks=2, axes_dim=[8, 12, 12], theta=10000, patch_size=2,
                                 qkv_bias=True, guidance_embed=True),
@@ -75,7 +78,7 @@ def conditioning(family: Family, seed: int):
     extra = {}
     for key, value in family.extra.items():
         if key == "attention_mask":
-            extra[key] = torch.ones(value, dtype=torch.bool)
+            extra[key] = torch.ones(value, dtype=torch.long)  # as the T5 encoders return it
         elif isinstance(value, tuple):
             extra[key] = torch.randn(value, generator=g)
         else:
