@@ -5,10 +5,12 @@ that this module stays free of ComfyUI imports. What each field means for the br
 
 name:              shown in logs and in the run data
 classes:           class names of ``model.diffusion_model`` the row applies to
-block_lists:       (attribute, patches_replace["dit"] key kind) per block list, in execution order
-stream:            key of the image hidden state in the replacement's args / returned dict
-patch_size:        dotted attribute path of the patch size (int = spatial only, or (t, h, w));
-                   None for models without a video token grid (MoReg then stays off)
+block_lists:       the block lists in execution order, each hooked one of two ways (:class:`BlockList`)
+stream:            key of the image hidden state in the replacement's args / returned dict (for
+                   forward-hooked blocks: the name of that argument of the block's forward)
+patch_size:        dotted attribute path of the patch size (int = spatial only, or (t, h, w)), or
+                   a (t, h, w) tuple of such paths; None for models without a video token grid
+                   (MoReg then stays off)
 inplace_blocks:    blocks update their input tensor in place, so inputs are copied before use
 merged_stream:     later blocks work on text and image tokens concatenated: "txt_first" or
                    "img_first" says where the image tokens sit (residuals use those only)
@@ -22,12 +24,28 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
+class BlockList:
+    """One list of blocks and how the bridge hooks each of them.
+
+    ``key``: the ``patches_replace["dit"]`` key kind (e.g. "double_block") for models whose
+    forward honours per-block replacement. ``None`` for models that do not: their blocks'
+    ``forward`` is shadowed for the length of one sampling call (see comfy_bridge), and
+    ``returns`` names the forward's arguments that the block returns updated (one name: the
+    block returns that tensor; several: a tuple in that order).
+    """
+
+    attribute: str
+    key: str | None = None
+    returns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Architecture:
     name: str
     classes: tuple[str, ...]
-    block_lists: tuple[tuple[str, str], ...]
+    block_lists: tuple[BlockList, ...]
     stream: str = "img"
-    patch_size: str | None = "patch_size"
+    patch_size: str | tuple[str, str, str] | None = "patch_size"
     inplace_blocks: bool = False
     merged_stream: str | None = None
     controls_between: bool = False
@@ -35,9 +53,9 @@ class Architecture:
     def patch_of(self, diffusion_model: object) -> tuple[int, int, int] | None:
         if self.patch_size is None:
             return None
-        value = diffusion_model
-        for part in self.patch_size.split("."):
-            value = getattr(value, part)
+        if isinstance(self.patch_size, tuple):
+            return tuple(int(_attribute(diffusion_model, path)) for path in self.patch_size)  # type: ignore[return-value]
+        value = _attribute(diffusion_model, self.patch_size)
         if isinstance(value, int):
             return (1, value, value)
         value = tuple(int(v) for v in value)
@@ -49,6 +67,11 @@ class Architecture:
         if len(latent_shape) != 5 or len(patch) != 3:
             return None
         return tuple(math.ceil(n / p) for n, p in zip(latent_shape[2:], patch))  # type: ignore[return-value]
+
+    @staticmethod
+    def tokens(hidden):
+        """A hidden state as (batch, tokens, channels); Cosmos keeps it as (B, T, H, W, D)."""
+        return hidden if hidden.ndim == 3 else hidden.flatten(1, -2)
 
     def image_tokens(self, hidden, image_count: int, options: dict):
         """The image part of a block's hidden state (all of it, unless text was merged in).
@@ -64,8 +87,14 @@ class Architecture:
         return hidden[:, -image_count:] if self.merged_stream == "txt_first" else hidden[:, :image_count]
 
 
-DOUBLE = (("blocks", "double_block"),)
-FLUX_LIKE = (("double_blocks", "double_block"), ("single_blocks", "single_block"))
+def _attribute(obj: object, dotted: str):
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+DOUBLE = (BlockList("blocks", "double_block"),)
+FLUX_LIKE = (BlockList("double_blocks", "double_block"), BlockList("single_blocks", "single_block"))
 
 ARCHITECTURES: tuple[Architecture, ...] = (
     # CameraWanModel runs its blocks exactly as WanModel (newer ComfyUI runs "double_block"
@@ -77,20 +106,32 @@ ARCHITECTURES: tuple[Architecture, ...] = (
                  controls_between=True),
     Architecture("Mochi", ("AsymmDiTJoint",), DOUBLE),
     # Tokens are (frames, height, width) in the patchifier's order; blocks add to x in place.
-    Architecture("LTX-Video", ("LTXVModel",), (("transformer_blocks", "double_block"),),
+    Architecture("LTX-Video", ("LTXVModel",), (BlockList("transformer_blocks", "double_block"),),
                  patch_size="patchifier.patch_size", inplace_blocks=True),
     Architecture("Flux", ("Flux",), FLUX_LIKE, patch_size=None, inplace_blocks=True, merged_stream="txt_first",
                  controls_between=True),
     Architecture("Chroma", ("Chroma",), FLUX_LIKE, patch_size=None, inplace_blocks=True, merged_stream="txt_first",
                  controls_between=True),
-    Architecture("Qwen-Image", ("QwenImageTransformer2DModel",), (("transformer_blocks", "double_block"),), patch_size=None,
-                 controls_between=True),
+    Architecture("Qwen-Image", ("QwenImageTransformer2DModel",), (BlockList("transformer_blocks", "double_block"),),
+                 patch_size=None, controls_between=True),
+    # No per-block replacement in ComfyUI: hooked through their blocks' forward (BlockList.key None).
+    Architecture("Cosmos Predict2", ("MiniTrainDIT",), (BlockList("blocks", returns=("x_B_T_H_W_D",)),),
+                 stream="x_B_T_H_W_D", patch_size=("patch_temporal", "patch_spatial", "patch_spatial")),
+    # Double blocks update image and text tokens; single blocks see [image, text] concatenated.
+    Architecture("HiDream", ("HiDreamImageTransformer2DModel",),
+                 (BlockList("double_stream_blocks", returns=("image_tokens", "text_tokens")),
+                  BlockList("single_stream_blocks", returns=("image_tokens",))),
+                 stream="image_tokens", patch_size=None, merged_stream="img_first"),
+    # Caption and image tokens form one stream from the first layer on: the residual covers both.
+    # Newer ComfyUI runs "double_block" patches (Z-Image control) after each layer.
+    Architecture("Lumina 2 / Z-Image", ("NextDiT",), (BlockList("layers", returns=("x",)),), stream="x",
+                 patch_size=None, controls_between=True),
 )
 
-# Known DiTs whose forward has no per-block replacement hook in ComfyUI 0.3.75: named in the warning.
-WITHOUT_BLOCK_HOOKS = {
-    "GeneralDIT": "Cosmos 1", "MiniTrainDIT": "Cosmos Predict2", "HiDreamImageTransformer2DModel": "HiDream",
-    "NextDiT": "Lumina 2 / Z-Image", "VaceWanModel": "Wan VACE", "WanModel_S2V": "Wan S2V",
+# Known DiTs that add work between their blocks, which a skipped span of blocks would lose (or
+# count twice): named in the warning. Cosmos 1 adds a position embedding before every block.
+ADDS_BETWEEN_BLOCKS = {
+    "GeneralDIT": "Cosmos 1", "VaceWanModel": "Wan VACE", "WanModel_S2V": "Wan S2V",
     "AnimateWanModel": "Wan Animate", "HumoWanModel": "Wan HuMo",
 }
 
@@ -109,7 +150,7 @@ def supported_names() -> list[str]:
 
 def unsupported_reason(diffusion_model: object) -> str:
     name = type(diffusion_model).__name__
-    if name in WITHOUT_BLOCK_HOOKS:
-        return (f"{WITHOUT_BLOCK_HOOKS[name]} ({name}) cannot be cached safely: ComfyUI gives its blocks no per-block "
-                "hook, or the model adds work between blocks that skipping them would lose")
+    if name in ADDS_BETWEEN_BLOCKS:
+        return (f"{ADDS_BETWEEN_BLOCKS[name]} ({name}) cannot be cached safely: the model adds work between its "
+                "blocks (hints, audio, faces or position embeddings) that skipping blocks would lose")
     return f"{name} is not a supported diffusion transformer"

@@ -9,6 +9,11 @@ Hooks (all on the clone; the input MODEL and the loaded torch model are never to
   * ``patches_replace["dit"]`` per block: on computed steps runs the block (and any replacement
     installed before ours) and measures the probe blocks; on reused steps the first block returns
     its input plus the cached residual of the whole block stack and the others pass through.
+  * models whose forward offers no per-block replacement (Cosmos Predict2, HiDream, Lumina 2):
+    the same per-block hook, reached by shadowing each block's ``forward`` with an instance
+    attribute for the length of one sampling call (:class:`_ForwardOverride`, installed and
+    removed by the OUTER_SAMPLE wrapper). Weights, state dict and the model's own forward are
+    untouched, and everything is restored when the call ends, even on an error.
 
 Because residuals add up, one summed residual per branch layout covers the whole stack: memory
 is one hidden state per branch (plus one per probe block for the distance), not one per block.
@@ -16,6 +21,7 @@ is one hidden state per branch (plus one per probe block for the distance), not 
 from __future__ import annotations
 
 import collections
+import inspect
 import logging
 import time
 from dataclasses import dataclass, field
@@ -26,7 +32,7 @@ import comfy.model_management
 import comfy.patcher_extension
 
 from . import schedule
-from .architectures import Architecture, find_architecture, supported_names, unsupported_reason
+from .architectures import Architecture, BlockList, find_architecture, supported_names, unsupported_reason
 from .config import AdaCacheConfig
 from .planner import RunPlanner
 from .trace import CallRecord, RunTrace
@@ -81,6 +87,51 @@ class _BlockHook:
         return out
 
 
+class _ForwardOverride:
+    """The generic hook for blocks that ComfyUI gives no per-block replacement.
+
+    Shadows ``block.forward`` with an instance attribute that speaks the ``patches_replace``
+    protocol to a :class:`_BlockHook`: the call's arguments become the args dict (by the
+    forward's own parameter names) and ``original_block`` calls the block's forward with them.
+    ``install``/``remove`` bracket one sampling call; an override that was already there (another
+    pack's) is called through and put back as it was.
+    """
+
+    def __init__(self, block, hook: _BlockHook, returns: tuple[str, ...]):
+        self.block = block
+        self.hook = hook
+        self.returns = returns
+        self._shadowed = None
+        self._forward = None
+        self._signature = None
+
+    def install(self) -> None:
+        self._shadowed = self.block.__dict__.get("forward")
+        self._forward = self.block.forward
+        # the parameter names of the block class's own forward, even under another pack's override
+        self._signature = inspect.signature(type(self.block).forward.__get__(self.block))
+        self.block.forward = self
+
+    def remove(self) -> None:
+        if self._shadowed is None:
+            self.block.__dict__.pop("forward", None)
+        else:
+            self.block.forward = self._shadowed
+        self._forward = self._signature = self._shadowed = None
+
+    def __call__(self, *args, **kwargs):
+        bound = self._signature.bind(*args, **kwargs)
+
+        def original_block(block_args: dict) -> dict:
+            for name in bound.arguments:
+                bound.arguments[name] = block_args.get(name, bound.arguments[name])
+            out = self._forward(*bound.args, **bound.kwargs)
+            return dict(zip(self.returns, out)) if len(self.returns) > 1 else {self.returns[0]: out}
+
+        out = self.hook(dict(bound.arguments), {"original_block": original_block})
+        return tuple(out[name] for name in self.returns) if len(self.returns) > 1 else out[self.returns[0]]
+
+
 class AdaCacheSession:
     """AdaCache attached to one patched model: settings, hooks, and the traces of its last runs."""
 
@@ -97,6 +148,7 @@ class AdaCacheSession:
         self._probes = frozenset(config.probe_blocks)
         self._last_block = num_blocks - 1
         self._offload = comfy.model_management.unet_offload_device() if config.offload_cache else None
+        self.forward_hooks: list[tuple[BlockList, int, _BlockHook]] = []  # blocks without replacement
 
     @property
     def last_run(self) -> RunTrace | None:
@@ -117,9 +169,12 @@ class AdaCacheSession:
         if trace.steps < 4:
             trace.notes.append(f"{trace.steps} step(s): the first and last two steps are always computed, nothing to reuse")
         self._run = _Run(planner)
+        overrides = self._install_forward_overrides(guider.model_patcher.get_model_object("diffusion_model"))
         try:
             return executor(*args, **kwargs)
         finally:
+            for override in reversed(overrides):
+                override.remove()
             self.call = None
             run, self._run = self._run, None
             trace = run.planner.finish()
@@ -127,6 +182,19 @@ class AdaCacheSession:
             s = trace.summary()
             LOG.info("AdaCache [%s]: computed %s/%s steps (ideal speedup %.2fx)", self.label,
                      s["computed_steps"], s["total_steps"], s["ideal_speedup"] or 1.0)
+
+    def _install_forward_overrides(self, diffusion_model) -> list[_ForwardOverride]:
+        installed = []
+        try:
+            for block_list, i, hook in self.forward_hooks:
+                override = _ForwardOverride(getattr(diffusion_model, block_list.attribute)[i], hook, block_list.returns)
+                override.install()
+                installed.append(override)
+        except BaseException:
+            for override in reversed(installed):
+                override.remove()
+            raise
+        return installed
 
     # -- APPLY_MODEL -------------------------------------------------------------------------------
     def apply_model_wrapper(self, executor, *args, **kwargs):
@@ -178,7 +246,7 @@ class AdaCacheSession:
         if index != 0:
             return args
         x = args[self.arch.stream]
-        return {**args, self.arch.stream: x + call.residual.to(x.device, x.dtype)}
+        return {**args, self.arch.stream: x + call.residual.to(x.device, x.dtype).reshape(x.shape)}
 
     def before_block(self, index: int, call: _Call, args: dict) -> torch.Tensor | None:
         """Keep what the residuals need of the block's input (a copy if blocks update it in place)."""
@@ -194,12 +262,14 @@ class AdaCacheSession:
     def after_block(self, index: int, call: _Call, before: torch.Tensor | None, out: dict, options: dict) -> None:
         run = self._run
         if before is not None or index == self._last_block:
-            n_img = call.span_input.shape[1]
-            out_img = self.arch.image_tokens(out[self.arch.stream], n_img, options)
+            tokens = self.arch.tokens
+            span_input = tokens(call.span_input)
+            n_img = span_input.shape[1]
+            out_img = self.arch.image_tokens(tokens(out[self.arch.stream]), n_img, options)
             if before is not None:
-                self._measure_probe(run, index, call, out_img - self.arch.image_tokens(before, n_img, options))
+                self._measure_probe(run, index, call, out_img - self.arch.image_tokens(tokens(before), n_img, options))
             if index == self._last_block:
-                run.span_cache[call.key] = self._store(out_img - call.span_input)
+                run.span_cache[call.key] = self._store(out_img - span_input)
 
     def _measure_probe(self, run: _Run, index: int, call: _Call, residual: torch.Tensor) -> None:
         planner = run.planner
@@ -236,14 +306,18 @@ def patch_model(model, config_for, label: str = "model"):
                   f"AdaCache: {unsupported_reason(diffusion_model)}; the model is returned unpatched. "
                   f"Supported: {', '.join(supported_names())}.")
         return model, None
-    blocks = [(kind, i) for attr, kind in arch.block_lists for i in range(len(getattr(diffusion_model, attr)))]
+    blocks = [(bl, i) for bl in arch.block_lists for i in range(len(getattr(diffusion_model, bl.attribute)))]
     config = config_for(len(blocks))
     patched = model.clone()
     patch_size = arch.patch_of(diffusion_model)
     session = AdaCacheSession(config, arch, len(blocks), label, patch_size)
     existing = patched.model_options.get("transformer_options", {}).get("patches_replace", {}).get("dit", {})
-    for index, block_key in enumerate(blocks):
-        patched.set_model_patch_replace(_BlockHook(session, index, existing.get(block_key)), "dit", *block_key)
+    for index, (block_list, i) in enumerate(blocks):
+        if block_list.key is None:
+            session.forward_hooks.append((block_list, i, _BlockHook(session, index)))
+        else:
+            block_key = (block_list.key, i)
+            patched.set_model_patch_replace(_BlockHook(session, index, existing.get(block_key)), "dit", *block_key)
     transformer_options = patched.model_options.setdefault("transformer_options", {})
     transformer_options[OPTIONS_KEY] = session
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, OPTIONS_KEY, session.outer_sample_wrapper)
