@@ -18,7 +18,7 @@ def placeholder_models(runtime, tmp_path_factory):
         for node in json.loads(wf.read_text())["nodes"]:
             for value in node.get("widgets_values", []):
                 if isinstance(value, str) and value.endswith(".safetensors"):
-                    folder = {"UNETLoader": "diffusion_models", "CLIPLoader": "text_encoders", "DualCLIPLoader": "text_encoders",
+                    folder = {"UNETLoader": "diffusion_models", "CheckpointLoaderSimple": "checkpoints", "CLIPLoader": "text_encoders", "DualCLIPLoader": "text_encoders",
                               "VAELoader": "vae", "CLIPVisionLoader": "clip_vision"}.get(node["type"])
                     if folder:
                         (root / folder).mkdir(exist_ok=True)
@@ -30,11 +30,11 @@ def placeholder_models(runtime, tmp_path_factory):
     return root
 
 
-def test_there_are_workflows_for_the_demo_and_every_wan_variant():
+def test_there_are_workflows_for_the_demo_and_every_video_family_asked_for():
     names = {p.name for p in WORKFLOWS}
     assert {"adacache_demo_tiny_model.json", "wan2.1_t2v_1.3B_adacache.json", "wan2.1_i2v_480p_14B_adacache.json",
             "wan2.2_t2v_A14B_two_experts_adacache.json", "wan2.2_ti2v_5B_adacache.json",
-            "hunyuan_video_t2v_720p_adacache.json"} <= names
+            "hunyuan_video_t2v_720p_adacache.json", "ltx_video_2b_t2v_adacache.json"} <= names
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)

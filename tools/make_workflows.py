@@ -54,10 +54,10 @@ def ksampler(wf: WorkflowBuilder, settings: dict, model: NodeRef, pos: NodeRef, 
     return sampler
 
 
-def save_video(wf: WorkflowBuilder, latent: NodeRef, vae: NodeRef, fps: int, x: int, prefix: str) -> None:
+def save_video(wf: WorkflowBuilder, latent: NodeRef, vae: NodeRef, fps: int, x: int, prefix: str, vae_slot: int = 0) -> None:
     decode = wf.add("VAEDecode", pos=(x, 0))
     wf.connect(latent, 0, decode, "samples")
-    wf.connect(vae, 0, decode, "vae")
+    wf.connect(vae, vae_slot, decode, "vae")
     video = wf.add("CreateVideo", {"fps": fps}, pos=(x, 160))
     wf.connect(decode, 0, video, "images")
     save = wf.add("SaveVideo", {"filename_prefix": prefix}, pos=(x, 320))
@@ -182,6 +182,40 @@ def hunyuan_video_t2v() -> dict:
                     "guidance 6 through FluxGuidance, shift 7); guidance-distilled, so only the cond branch runs.")
 
 
+def ltx_video_t2v() -> dict:
+    """LTX-Video ships as a checkpoint (model + VAE); sampled with SamplerCustom and LTXVScheduler, as its template."""
+    wf = WorkflowBuilder()
+    checkpoint = wf.add("CheckpointLoaderSimple", {"ckpt_name": "ltx-video-2b-v0.9.5.safetensors"}, pos=(0, 0))
+    patched = adacache_chain(wf, checkpoint, 0, 760, 0, "fast (paper, 30 steps)")
+    clip = wf.add("CLIPLoader", {"clip_name": "t5xxl_fp16.safetensors", "type": "ltxv"}, pos=(0, 400))
+    pos = wf.add("CLIPTextEncode", {"text": "a woman with long brown hair walks along a beach at sunset, waves rolling in, "
+                                            "the camera follows her from the side"}, pos=(380, 400), title="Positive")
+    neg = wf.add("CLIPTextEncode", {"text": "low quality, worst quality, deformed, distorted, disfigured, motion smear, "
+                                            "motion artifacts, fused fingers, bad anatomy, weird hand, ugly"},
+                 pos=(380, 620), title="Negative")
+    for text in (pos, neg):
+        wf.connect(clip, 0, text, "clip")
+    conditioning = wf.add("LTXVConditioning", {"frame_rate": 25.0}, pos=(760, 520))
+    wf.connect(pos, 0, conditioning, "positive")
+    wf.connect(neg, 0, conditioning, "negative")
+    latent = wf.add("EmptyLTXVLatentVideo", {"width": 768, "height": 512, "length": 97}, pos=(760, 700))
+    sigmas = wf.add("LTXVScheduler", {"steps": 30, "max_shift": 2.05, "base_shift": 0.95, "stretch": True, "terminal": 0.1},
+                    pos=(1140, 360))
+    wf.connect(latent, 0, sigmas, "latent")
+    sampler = wf.add("KSamplerSelect", {"sampler_name": "euler"}, pos=(1140, 240))
+    run = wf.add("SamplerCustom", {"add_noise": True, "noise_seed": 42, "cfg": 3.0}, pos=(1140, 0))
+    wf.connect(patched, 0, run, "model")
+    wf.connect(conditioning, 0, run, "positive")
+    wf.connect(conditioning, 1, run, "negative")
+    wf.connect(sampler, 0, run, "sampler")
+    wf.connect(sigmas, 0, run, "sigmas")
+    wf.connect(latent, 0, run, "latent_image")
+    save_video(wf, run, checkpoint, 25, 1520, "video/ltx_video_t2v_adacache", vae_slot=2)
+    viewer(wf, patched, run, 1520)
+    return wf.to_ui("LTX-Video 2B (0.9.5) T2V with AdaCache. Settings from ComfyUI's example (768x512, 97 frames, 30 steps, "
+                    "LTXVScheduler, euler, CFG 3, 25 fps); the paper's 30-step 'fast' codebook; MoReg at the paper's defaults.")
+
+
 def tiny_demo() -> dict:
     """The demo on the bundled tiny model: runs anywhere, headless, in seconds."""
     wf = WorkflowBuilder()
@@ -214,6 +248,7 @@ WORKFLOWS = {
     "wan2.2_t2v_A14B_two_experts_adacache.json": wan22_a14b_t2v,
     "wan2.2_ti2v_5B_adacache.json": wan22_ti2v_5b,
     "hunyuan_video_t2v_720p_adacache.json": hunyuan_video_t2v,
+    "ltx_video_2b_t2v_adacache.json": ltx_video_t2v,
 }
 
 
