@@ -178,6 +178,7 @@ class AdaCacheSession:
             self.call = None
             run, self._run = self._run, None
             trace = run.planner.finish()
+            trace.cache_bytes = sum(t.numel() * t.element_size() for t in (*run.span_cache.values(), *run.probe_cache.values()))
             self.runs.append(trace)
             s = trace.summary()
             LOG.info("AdaCache [%s]: computed %s/%s steps (ideal speedup %.2fx)", self.label,

@@ -51,6 +51,7 @@ class RunTrace:
     finished: bool = False
     budget: int | None = None  # speed-budget mode: the computed steps aimed at
     token_grid: list[int] | None = None  # (frames, height, width) in tokens, as MoReg reads the video
+    cache_bytes: int | None = None  # what the cached residuals held at the end of the run
 
     # -- reading ---------------------------------------------------------------------------------
     def branches(self) -> list[str]:
@@ -90,6 +91,7 @@ class RunTrace:
             "seconds_per_computed_call": mean_c,
             "seconds_per_reused_call": mean_r,
             "estimated_speedup": estimate,
+            "cache_mb": None if self.cache_bytes is None else self.cache_bytes / 2**20,
         }
 
     # -- storage ---------------------------------------------------------------------------------

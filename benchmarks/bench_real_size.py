@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import sys
 import threading
@@ -148,8 +149,9 @@ def run_rows(config: str, latent: tuple[int, int, int], steps: int, dtype_name: 
         for offload in (False, True):
             patched = h.adacache(rt, base, preset="custom", custom_codebook=f"1000:{length}", offload_cache=offload)
             row, out = measure(f"AdaCache forced 1000:{length}" + (", cache offloaded" if offload else ""), patched)
-            k = len(h.session_of(patched).last_run.computed_steps())
-            row |= {"computed_steps": k, "ideal_speedup": steps / k, "speedup": unpatched["seconds"] / row["seconds"]}
+            trace = h.session_of(patched).last_run
+            k = len(trace.computed_steps())
+            row |= {"computed_steps": k, "cache_mb": trace.cache_bytes / 2**20, "ideal_speedup": steps / k, "speedup": unpatched["seconds"] / row["seconds"]}
             row["speedup_vs_ideal"] = row["speedup"] / row["ideal_speedup"]
             rows.append(row)
     easycache = nodes.NODE_CLASS_MAPPINGS["EasyCache"]
@@ -166,19 +168,27 @@ def run_rows(config: str, latent: tuple[int, int, int], steps: int, dtype_name: 
         "device": torch.cuda.get_device_name() if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
         "torch": torch.__version__, "config": config, "model": CONFIGS[config], "latent": list(shape), "steps": steps,
         "dtype": dtype_name, "cfg": 5.0, "rows": rows,
+        # cond and uncond batched: one hidden state is (2, tokens, dim) in the run's dtype
+        "hidden_state_mb": 2 * math.prod(latent[i] // p for i, p in enumerate((1, 2, 2))) * blocks[0].dim
+                           * torch.tensor([], dtype=dtype).element_size() / 2**20,
+        "num_blocks": len(blocks),
     }
 
 
 def markdown(result: dict, command: str) -> str:
     lines = [f"\n### {result['config']} on {result['device']} ({time.strftime('%Y-%m-%d')})\n",
              f"`{command}` — torch {result['torch']}, latent {result['latent']}, {result['steps']} steps, CFG {result['cfg']}, {result['dtype']}\n",
-             "| row | s/step | computed | speedup | vs ideal | overhead / drift (wall) | pack code (cProfile) | peak RSS MB | peak alloc MB |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| row | s/step | computed | speedup | vs ideal | overhead / drift (wall) | pack code (cProfile) | peak RSS MB | peak alloc MB | cache MB |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         fmt = lambda k, f: (f.format(r[k]) if r.get(k) is not None else "")  # noqa: E731
         lines.append(f"| {r['row']} | {r['seconds_per_step']:.3f} | {r.get('computed_steps', r['computed_calls'])} "
                      f"| {fmt('speedup', '{:.2f}x')} | {fmt('speedup_vs_ideal', '{:.3f}')} | {fmt('overhead_pct', '{:+.2f}%')}{fmt('drift_pct', '{:+.2f}%')} "
-                     f"| {fmt('pack_seconds_per_step', '{:.4f} s/step')} {fmt('pack_overhead_pct', '({:.3f}%)')} | {r['peak_rss_mb']:.0f} | {fmt('peak_allocated_mb', '{:.0f}')} |")
+                     f"| {fmt('pack_seconds_per_step', '{:.4f} s/step')} {fmt('pack_overhead_pct', '({:.3f}%)')} | {r['peak_rss_mb']:.0f} | {fmt('peak_allocated_mb', '{:.0f}')} "
+                     f"| {fmt('cache_mb', '{:.2f}')} |")
+    if result.get("hidden_state_mb"):
+        lines.append(f"\nCache MB: the cached residuals at the end of the run. One hidden state (cond and uncond batched) is "
+                     f"{result['hidden_state_mb']:.2f} MB; one per block would be {result['hidden_state_mb'] * result['num_blocks']:.1f} MB.")
     return "\n".join(lines) + "\n"
 
 

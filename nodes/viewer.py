@@ -27,7 +27,8 @@ def summary_text(label: str, trace: RunTrace) -> str:
         f"{label}: {trace.architecture}, {trace.steps} steps",
         f"  computed {s['computed_steps']}/{s['total_steps']} steps ({branches}) -> ideal speedup {_fmt(s['ideal_speedup'], 'x')}",
         f"  time per computed call {_fmt(s['seconds_per_computed_call'], ' s', 3)}, per reused call "
-        f"{_fmt(s['seconds_per_reused_call'], ' s', 3)} -> estimated speedup {_fmt(s['estimated_speedup'], 'x')}",
+        f"{_fmt(s['seconds_per_reused_call'], ' s', 3)} -> estimated speedup {_fmt(s['estimated_speedup'], 'x')}; "
+        f"cache {_fmt(s.get('cache_mb'), ' MB', 1)}",
         f"  preset {cfg.get('preset')}, codebook used [{', '.join(f'{t:.3g}:{n}' for t, n in trace.codebook)}], "
         f"probe blocks {cfg.get('probe_blocks')}, MoReg {'on' if cfg.get('moreg') else 'off'}",
     ]

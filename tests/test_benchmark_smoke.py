@@ -15,5 +15,6 @@ def test_real_size_benchmark_smoke(runtime):
             assert row["computed_steps"] == len(expected)
             assert row["block_runs"] == len(expected) * 4
             assert row["ideal_speedup"] == 8 / len(expected)
+            assert row["cache_mb"] == 2 * result["hidden_state_mb"]  # the span's residual and one probe's, not one per block
     assert all(r["seconds"] > 0 and r["peak_rss_mb"] > 0 for r in result["rows"])
     assert rows["EasyCache 0.2"]["computed_steps"] <= 8

@@ -1,5 +1,6 @@
 """AdaCache Patch Model on ComfyUI's real Wan model classes (tiny, random weights), real samplers."""
 import logging
+import math
 
 import pytest
 import torch
@@ -200,6 +201,16 @@ def test_offload_cache_gives_the_same_result(runtime, wan, conds):
     on_device = h.ksample(h.adacache(runtime, wan, preset="custom", custom_codebook="10:3"), *conds, torch.zeros(LATENT), steps=10)
     offloaded = h.ksample(h.adacache(runtime, wan, preset="custom", custom_codebook="10:3", offload_cache=True), *conds, torch.zeros(LATENT), steps=10)
     assert torch.equal(on_device, offloaded)
+
+
+def test_cache_holds_one_hidden_state_per_branch_layout_and_probe_not_per_block(runtime, wan, conds):
+    patched = h.adacache(runtime, wan, preset="custom", custom_codebook="10:3", probe_blocks="1")
+    h.ksample(patched, *conds, torch.zeros(LATENT), steps=10)
+    trace = h.session_of(patched).last_run
+    tokens = math.prod(trace.token_grid)
+    hidden_state = 2 * tokens * 128 * 4  # cond and uncond batched, dim 128, float32
+    assert trace.cache_bytes == 2 * hidden_state  # the span's summed residual and the probe's, for 4 blocks
+    assert trace.summary()["cache_mb"] == trace.cache_bytes / 2**20
 
 
 def test_unsupported_model_is_returned_unpatched_with_one_warning(runtime, caplog):
