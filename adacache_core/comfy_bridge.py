@@ -98,6 +98,12 @@ class AdaCacheSession:
         self._last_block = num_blocks - 1
         self._offload = comfy.model_management.unet_offload_device() if config.offload_cache else None
 
+    def __deepcopy__(self, memo) -> "AdaCacheSession":
+        # ModelPatcher.clone() deep-copies model_options (where the session and the block hooks
+        # live) but not the wrappers: a later node cloning the model (an SP engine, a LoRA loader)
+        # must keep hooks and wrappers on one session, or its blocks would never see a call.
+        return self
+
     @property
     def last_run(self) -> RunTrace | None:
         return self.runs[-1] if self.runs else None
