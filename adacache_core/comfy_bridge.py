@@ -150,6 +150,12 @@ class AdaCacheSession:
         self._offload = comfy.model_management.unet_offload_device() if config.offload_cache else None
         self.forward_hooks: list[tuple[BlockList, int, _BlockHook]] = []  # blocks without replacement
 
+    def __deepcopy__(self, memo) -> "AdaCacheSession":
+        # ModelPatcher.clone() deep-copies model_options (where the session and the block hooks
+        # live) but not the wrappers: a later node cloning the model (an SP engine, a LoRA loader)
+        # must keep hooks and wrappers on one session, or its blocks would never see a call.
+        return self
+
     @property
     def last_run(self) -> RunTrace | None:
         return self.runs[-1] if self.runs else None
@@ -274,13 +280,19 @@ class AdaCacheSession:
 
     def _measure_probe(self, run: _Run, index: int, call: _Call, residual: torch.Tensor) -> None:
         planner = run.planner
+        group = planner.group(residual.shape[1], call.grid)  # sequence parallel: see sequence_parallel.py
         prev = run.probe_cache.get((call.key, index))
         if prev is not None:
             planner.add_change(index, *schedule.change_terms(residual, prev))
         if planner.wants_motion and call.grid is not None:
             frames, h, w = call.grid
-            if residual.shape[1] == frames * h * w and frames > 1:
-                for stride, (num, den) in zip(self.config.moreg.strides, schedule.motion_terms(residual, frames, self.config.moreg.strides)):
+            terms = None
+            if group is not None and frames > 1:
+                terms = group.motion_terms(residual, frames, h * w, self.config.moreg.strides)
+            elif residual.shape[1] == frames * h * w and frames > 1:
+                terms = zip(self.config.moreg.strides, schedule.motion_terms(residual, frames, self.config.moreg.strides))
+            if terms is not None:
+                for stride, (num, den) in terms:
                     planner.add_motion(index, stride, num, den)
             else:
                 note = f"MoReg off: {residual.shape[1]} tokens do not form the {frames}x{h}x{w} video grid"

@@ -178,6 +178,9 @@ def parse_probe_blocks(text: str, num_blocks: int) -> tuple[int, ...]:
     return blocks
 
 
+SEQUENCE_PARALLEL_MODES = ("auto", "always", "off")  # see sequence_parallel.py
+
+
 @dataclass(frozen=True)
 class AdaCacheConfig:
     """Everything a patched model needs to decide, step by step, what to compute and what to reuse."""
@@ -190,6 +193,7 @@ class AdaCacheConfig:
     offload_cache: bool = False
     moreg: MoRegConfig | None = None
     target_speedup: float | None = None  # speed-budget mode: compute steps / target steps, codebook unused
+    sequence_parallel: str = "auto"  # one of SEQUENCE_PARALLEL_MODES: when to measure over a process group
 
     def __post_init__(self) -> None:
         if self.target_speedup is not None and not (1.0 <= self.target_speedup <= 50.0):
@@ -200,6 +204,8 @@ class AdaCacheConfig:
             raise SettingsError(f"start_percent ({self.start_percent}) must not be after end_percent ({self.end_percent})")
         if not self.probe_blocks:
             raise SettingsError("probe_blocks: at least one probe block is needed")
+        if self.sequence_parallel not in SEQUENCE_PARALLEL_MODES:
+            raise SettingsError(f"sequence_parallel: {self.sequence_parallel!r} is not one of {list(SEQUENCE_PARALLEL_MODES)}")
 
     def codebook_for(self, steps: int) -> Codebook:
         return self.codebook.rescaled(steps)
@@ -214,6 +220,7 @@ class AdaCacheConfig:
             "end_percent": self.end_percent,
             "offload_cache": self.offload_cache,
             "target_speedup": self.target_speedup,
+            "sequence_parallel": self.sequence_parallel,
             "moreg": None if self.moreg is None else {
                 "scale": self.moreg.scale, "power": self.moreg.power, "divisor": self.moreg.divisor,
                 "grad_mul": self.moreg.grad_mul, "strides": list(self.moreg.strides), "window": list(self.moreg.window)},

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import schedule
+from . import schedule, sequence_parallel
 from .config import AdaCacheConfig
 from .trace import DecisionRecord, RunTrace
 
@@ -41,12 +41,20 @@ class _StepMeasurement:
     def add_motion(self, probe: int, stride: int, num: torch.Tensor, den: torch.Tensor) -> None:
         self._add(self.motion, (probe, stride), num, den)
 
-    def resolve(self) -> tuple[float | None, float | None]:
-        """(mean relative change over probes, mean motion score) as Python floats: one sync."""
+    def resolve(self, group: "sequence_parallel.Group | None" = None) -> tuple[float | None, float | None]:
+        """(mean relative change over probes, mean motion score) as Python floats: one sync.
+
+        With a sequence-parallel ``group`` the terms are first summed over its ranks, in one
+        all_reduce. Every rank holds the same keys in the same order (the same calls reach the
+        same probes on every rank, empty shards included), so the tensors line up.
+        """
         flat = [t for acc in (*self.change.values(), *self.motion.values()) for t in acc]
         if not flat:
             return None, None
-        values = torch.stack([t.float().cpu() for t in flat]).tolist()
+        if group is not None:
+            values = group.reduce_sum(flat)
+        else:
+            values = torch.stack([t.float().cpu() for t in flat]).tolist()
         it = iter(values)
         changes = [schedule.ratio(next(it), next(it)) for _ in self.change]
         motions = [schedule.ratio(next(it), next(it)) for _ in self.motion]
@@ -76,6 +84,8 @@ class RunPlanner:
         self._step: int | None = None
         self._computes = True
         self._measure = _StepMeasurement()
+        self._group: sequence_parallel.Group | None = None
+        self._group_chosen = False
 
     def step_of(self, sigma: float) -> int:
         """The step a model call at ``sigma`` belongs to: the last step whose sigma is >= it.
@@ -105,6 +115,15 @@ class RunPlanner:
     def wants_motion(self) -> bool:
         return self.config.moreg is not None
 
+    def group(self, local_tokens: int, grid: tuple[int, int, int] | None) -> "sequence_parallel.Group | None":
+        """The process group this run measures over (chosen at its first measurement), or None."""
+        if not self._group_chosen:
+            self._group_chosen = True
+            self._group = sequence_parallel.choose(self.config.sequence_parallel, local_tokens, grid)
+            if self._group is not None:
+                self.trace.notes.append(self._group.describe())
+        return self._group
+
     def add_change(self, probe: int, num: torch.Tensor, den: torch.Tensor) -> None:
         self._measure.add_change(probe, num, den)
 
@@ -119,7 +138,7 @@ class RunPlanner:
         return self.trace
 
     def _decide(self, step: int) -> None:
-        change, motion = self._measure.resolve()
+        change, motion = self._measure.resolve(self._group)
         gap = None if self._last_computed is None else step - self._last_computed
         record = DecisionRecord(step=step, sigma=float(self.sigmas[step]), change=change, gap=gap,
                                 distance=None, reuse_length=1, next_step=step + 1, motion=motion)

@@ -5,6 +5,7 @@ from comfy_api.latest import io
 
 from ..adacache_core import (CUSTOM_PRESET, DEFAULT_PRESET, PRESETS, AdaCacheConfig, SettingsError, parse_probe_blocks,
                              resolve_codebook)
+from ..adacache_core.config import SEQUENCE_PARALLEL_MODES
 from ..adacache_core.comfy_bridge import patch_model
 from .types import MoRegSettings
 
@@ -12,7 +13,8 @@ DEFAULT_CUSTOM_CODEBOOK = PRESETS[DEFAULT_PRESET].describe()
 
 
 def _settings(preset: str, custom_codebook: str, probe_blocks: str, start_percent: float, end_percent: float,
-              offload_cache: bool, moreg, num_blocks: int, target_speedup: float = 0.0) -> AdaCacheConfig:
+              offload_cache: bool, moreg, num_blocks: int, target_speedup: float = 0.0,
+              sequence_parallel: str = "auto") -> AdaCacheConfig:
     return AdaCacheConfig(
         target_speedup=target_speedup or None,
         codebook=resolve_codebook(preset, custom_codebook),
@@ -22,6 +24,7 @@ def _settings(preset: str, custom_codebook: str, probe_blocks: str, start_percen
         end_percent=end_percent,
         offload_cache=offload_cache,
         moreg=moreg,
+        sequence_parallel=sequence_parallel,
     )
 
 
@@ -63,6 +66,13 @@ class AdaCachePatchModel(io.ComfyNode):
                                        "decides WHICH steps: where the video changes most. The preset's codebook is not used then."),
                 MoRegSettings.Input("moreg", optional=True,
                                     tooltip="Optional MoReg Settings: motion-aware caching, which computes more steps when the video moves."),
+                io.Combo.Input("sequence_parallel", options=list(SEQUENCE_PARALLEL_MODES), default="auto", optional=True,
+                               tooltip="Only for multi-GPU sequence parallel (tokens split across GPUs, e.g. Raylight / xDiT): "
+                                       "every GPU must take the same cache decisions, so the measurements are summed over "
+                                       "the GPUs (one tiny exchange per computed step). 'auto' does so when torch.distributed "
+                                       "is running and this GPU holds only part of the video's tokens; 'always' whenever "
+                                       "torch.distributed runs with several processes (image models, or when one GPU may "
+                                       "hold every token); 'off' never. On one GPU all three are the same."),
             ],
             outputs=[io.Model.Output(tooltip="The model with AdaCache; connect it to KSampler / SamplerCustomAdvanced.")],
             hidden=[io.Hidden.unique_id],
@@ -76,20 +86,23 @@ class AdaCachePatchModel(io.ComfyNode):
         is checked again in execute.
         """
         values = {"preset": DEFAULT_PRESET, "custom_codebook": DEFAULT_CUSTOM_CODEBOOK, "probe_blocks": "middle",
-                  "start_percent": 0.0, "end_percent": 1.0, "target_speedup": 0.0} | {k: v for k, v in inputs.items() if v is not None}
+                  "start_percent": 0.0, "end_percent": 1.0, "target_speedup": 0.0,
+                  "sequence_parallel": "auto"} | {k: v for k, v in inputs.items() if v is not None}
         try:
             _settings(values["preset"], values["custom_codebook"], values["probe_blocks"], values["start_percent"],
-                      values["end_percent"], False, None, num_blocks=10_000, target_speedup=values["target_speedup"])
+                      values["end_percent"], False, None, num_blocks=10_000, target_speedup=values["target_speedup"],
+                      sequence_parallel=values["sequence_parallel"])
         except SettingsError as e:
             return str(e)
         return True
 
     @classmethod
     def execute(cls, model, preset: str, custom_codebook: str, probe_blocks: str, start_percent: float,
-                end_percent: float, offload_cache: bool, moreg=None, target_speedup: float = 0.0) -> io.NodeOutput:
+                end_percent: float, offload_cache: bool, moreg=None, target_speedup: float = 0.0,
+                sequence_parallel: str = "auto") -> io.NodeOutput:
         def config_for(num_blocks: int) -> AdaCacheConfig:
             return _settings(preset, custom_codebook, probe_blocks, start_percent, end_percent, offload_cache, moreg,
-                             num_blocks, target_speedup)
+                             num_blocks, target_speedup, sequence_parallel)
 
         patched, _ = patch_model(model, config_for, label=f"node {getattr(cls.hidden, 'unique_id', None) or '?'}")
         return io.NodeOutput(patched)

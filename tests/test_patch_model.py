@@ -237,3 +237,19 @@ def test_bad_settings_are_refused_before_sampling(runtime, wan):
     assert node.validate_inputs(preset="custom", custom_codebook="0.1:2, 1:1", probe_blocks="1,2") is True
     with pytest.raises(ValueError, match="probe_blocks.*0 to 3"):
         h.adacache(runtime, wan, probe_blocks="9")
+
+
+def test_a_later_clone_of_the_patched_model_keeps_caching(runtime, wan, conds):
+    """Nodes after AdaCache (ModelSamplingSD3, LoRA loaders, a multi-GPU engine) clone the model,
+    which deep-copies model_options but not the wrappers: hooks and wrappers must keep one session."""
+    patched = h.adacache(runtime, wan, preset="custom", custom_codebook="10:3")
+    direct = h.ksample(patched, *conds, torch.zeros(LATENT), steps=10)
+    session = h.session_of(patched)
+    computed = session.last_run.computed_steps()
+    clone = patched.clone()
+    assert h.session_of(clone) is session
+    with BlockCounter(wan) as counter:
+        out = h.ksample(clone, *conds, torch.zeros(LATENT), steps=10)
+    assert session.last_run.computed_steps() == computed and len(computed) < 10
+    assert counter.count == len(computed) * len(wan.model.diffusion_model.blocks)
+    assert torch.equal(out, direct)

@@ -1,0 +1,166 @@
+"""Sequence parallel: the same cache decisions on every rank that holds a shard of the tokens.
+
+When a distributed engine splits a video's tokens across GPUs (every rank runs the blocks on its
+own contiguous slice of the token sequence, as xDiT's / Raylight's sequence parallelism does), a
+decision taken from local tokens would differ between ranks: one rank would compute a step that
+another reuses (a wrong video, or a hang in the engine's own collectives). So, as in the paper's
+code, the measurement is taken over the whole sequence:
+
+* the norm terms (numerator and denominator) of every probe's change and of every MoReg stride
+  are summed over the group in ONE ``all_reduce`` per computed step, when the planner turns them
+  into a decision (:meth:`Group.reduce_sum`). Reused steps measure nothing and communicate nothing;
+* MoReg compares tokens one frame (or ``stride`` frames) apart, which may live on the next rank(s):
+  at each probe block of a computed call, one ``all_gather`` exchanges each rank's shard length and
+  its first ``max_stride * tokens_per_frame`` tokens (:meth:`Group.motion_terms`), which gives every
+  rank exactly the tokens that follow its shard. Without MoReg this exchange does not happen.
+
+The sums equal the single-process norms over the full tensor, so every rank takes the same
+decision as one process on the whole video would (up to float summation order).
+
+Configuration (see README, "Sequence parallel"):
+  * ``"auto"`` (default): a group registered with :func:`use_group` if any; otherwise the default
+    process group, when ``torch.distributed`` is initialised with more than one rank and the probe
+    sees fewer image tokens than the video's token grid has (the tokens are sharded);
+  * ``"always"``: the registered or default group whenever ``torch.distributed`` is initialised
+    with more than one rank (image models without a token grid, or a shard that may hold every token);
+  * ``"off"``: never communicate.
+Without ``torch.distributed`` initialised nothing here does anything: the only call made is
+``torch.distributed.is_available() and torch.distributed.is_initialized()``.
+"""
+from __future__ import annotations
+
+import sys
+import types
+
+import torch
+
+from .schedule import l1
+
+# The group set with use_group(), kept in one process-wide namespace: ComfyUI imports the pack under
+# its folder name, an engine may import ``adacache_core`` directly; both must see the same setting.
+_SHARED_NAME = "adacache_core.sequence_parallel:registry"
+_shared = sys.modules.setdefault(_SHARED_NAME, types.ModuleType(_SHARED_NAME))
+
+
+def use_group(group) -> None:
+    """Reduce AdaCache's measurements over ``group`` (a ``torch.distributed`` process group).
+
+    For engines whose sequence-parallel group is not the whole world (e.g. sequence parallel
+    inside each of several CFG- or data-parallel groups): call it on every rank, with that rank's
+    sequence-parallel group, before sampling. ``use_group(None)`` goes back to the default group.
+    Applies to runs in modes "auto" and "always", from the next run on. Any import of this module
+    works (ComfyUI's import of the pack, or ``adacache_core`` on ``sys.path``): they share the setting.
+    """
+    _shared.group = group
+
+
+def registered_group():
+    return getattr(_shared, "group", None)
+
+
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def choose(mode: str, local_tokens: int, grid: tuple[int, int, int] | None) -> "Group | None":
+    """The group a run reduces over, or None (decide locally, as one process does).
+
+    Called once per run, at its first measured block, with the image tokens this rank holds and
+    the video's token grid (from the full latent). Every rank of a sharded run must come to the
+    same answer: in "auto" that holds whenever no rank holds all tokens (see module docstring).
+    """
+    if mode == "off" or not _distributed():
+        return None
+    dist = torch.distributed
+    group = registered_group()
+    if dist.get_world_size(group) < 2:
+        return None
+    if mode == "auto" and group is None:
+        if grid is None or local_tokens >= grid[0] * grid[1] * grid[2]:
+            return None
+    return Group(group)
+
+
+class Group:
+    """One process group's view of a sharded token sequence: the two collectives AdaCache makes."""
+
+    def __init__(self, group):
+        dist = torch.distributed
+        self.group = group
+        self.size = dist.get_world_size(group)
+        self.rank = dist.get_rank(group)
+        self._cpu = dist.get_backend(group) == "gloo"  # gloo reduces CPU tensors; NCCL and others device ones
+
+    def describe(self) -> str:
+        return f"sequence parallel: decisions measured over {self.size} ranks (this is rank {self.rank})"
+
+    def _where(self, t: torch.Tensor) -> torch.Tensor:
+        return t.cpu() if self._cpu else t
+
+    def reduce_sum(self, terms: list[torch.Tensor]) -> list[float]:
+        """Sum the 0-dim terms over the group (one all_reduce) and return them as Python floats."""
+        stacked = self._where(torch.stack([t.float() for t in terms]))
+        torch.distributed.all_reduce(stacked, op=torch.distributed.ReduceOp.SUM, group=self.group)
+        return stacked.cpu().tolist()
+
+    def motion_terms(self, tokens: torch.Tensor, frames: int, per_frame: int,
+                     strides: tuple[int, ...]) -> list[tuple[int, tuple[torch.Tensor, torch.Tensor]]] | None:
+        """This rank's share of :func:`schedule.motion_terms` on the full sequence, per stride.
+
+        ``tokens`` is this rank's shard (batch, n_local, channels); the shards, in rank order, are
+        consecutive pieces of the frame-major sequence of ``frames * per_frame`` tokens (tokens
+        past that count, e.g. padding to a multiple of the rank count, are ignored). Each rank owns
+        the pairs (p, p + stride * per_frame) whose first token it holds; the second one comes from
+        its own shard or from the heads of the following ranks. Summed over the group, the terms
+        equal the single-process ones. Returns None on every rank when the shards do not cover the
+        grid (then MoReg stays off for the call, on all ranks alike).
+        """
+        total = frames * per_frame
+        strides = tuple(s for s in strides if s < frames)
+        if not strides:
+            return []
+        reach = max(strides) * per_frame
+        batch, n, channels = tokens.shape
+        lengths, heads = self._exchange_heads(tokens, reach)
+        if all(length == total for length in lengths):
+            offset = 0  # every rank holds the whole sequence (replicated or batch-split): nothing follows
+            extended = tokens
+        elif sum(lengths) >= total:
+            offset = sum(lengths[: self.rank])
+            following, have = [], 0
+            for j in range(self.rank + 1, self.size):
+                if have >= reach:
+                    break
+                take = min(lengths[j], reach)  # a head shorter than reach is that rank's whole shard
+                following.append(heads[j][:, :take].to(tokens.device))
+                have += take
+            extended = torch.cat([tokens, *following], dim=1) if following else tokens
+        else:
+            return None
+        terms = []
+        for s in strides:
+            gap = s * per_frame
+            owned = max(0, min(offset + n, total - gap) - offset)  # pairs whose first token is here
+            earlier = extended[:, :owned]
+            later = extended[:, gap: gap + owned]
+            terms.append((s, (l1(later - earlier), l1(later) + l1(earlier))))
+        return terms
+
+    def _exchange_heads(self, tokens: torch.Tensor, reach: int) -> tuple[list[int], list[torch.Tensor]]:
+        """One all_gather of (shard length, first ``reach`` tokens) from every rank, bit-exact.
+
+        Packed as bytes (8 for the length, then the head in the tokens' own dtype, zero-padded to
+        ``reach`` tokens), so one collective carries both, any dtype travels unchanged, and every
+        rank sends the same number of bytes whatever its shard length (empty shards included).
+        """
+        batch, n, channels = tokens.shape
+        head = tokens[:, :reach]
+        if head.shape[1] < reach:
+            head = torch.cat([head, head.new_zeros(batch, reach - head.shape[1], channels)], dim=1)
+        length = torch.tensor([n], dtype=torch.int64, device=tokens.device)
+        packed = self._where(torch.cat([length.view(torch.uint8), head.contiguous().view(-1).view(torch.uint8)]))
+        gathered = [torch.empty_like(packed) for _ in range(self.size)]
+        torch.distributed.all_gather(gathered, packed, group=self.group)
+        lengths = torch.stack([g[:8] for g in gathered]).view(torch.int64).flatten().tolist()
+        heads = [g[8:].view(tokens.dtype).view(batch, reach, channels) for g in gathered]
+        return lengths, heads
