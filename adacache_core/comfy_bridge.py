@@ -290,7 +290,7 @@ class AdaCacheSession:
             if group is not None and frames > 1:
                 terms = group.motion_terms(residual, frames, h * w, self.config.moreg.strides)
             elif residual.shape[1] == frames * h * w and frames > 1:
-                terms = zip(self.config.moreg.strides, schedule.motion_terms(residual, frames, self.config.moreg.strides))
+                terms = schedule.motion_terms(residual, frames, self.config.moreg.strides)
             if terms is not None:
                 for stride, (num, den) in terms:
                     planner.add_motion(index, stride, num, den)

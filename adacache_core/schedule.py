@@ -22,8 +22,8 @@ def change_terms(now: torch.Tensor, prev: torch.Tensor) -> tuple[torch.Tensor, t
     return l1(now - prev.to(now.device, now.dtype)), l1(prev)
 
 
-def motion_terms(tokens: torch.Tensor, frames: int, strides: tuple[int, ...]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Per stride s, terms of ||r[f+s] - r[f]||_1 / (||r[f+s]||_1 + ||r[f]||_1) over all frames f.
+def motion_terms(tokens: torch.Tensor, frames: int, strides: tuple[int, ...]) -> list[tuple[int, tuple[torch.Tensor, torch.Tensor]]]:
+    """Per stride s, ``(s, terms)`` of ||r[f+s] - r[f]||_1 / (||r[f+s]||_1 + ||r[f]||_1) over all frames f.
 
     ``tokens`` is (batch, frames * tokens_per_frame, channels), frame-major as video DiTs
     flatten their (frames, height, width) grid. Strides at or beyond the frame count add nothing.
@@ -35,7 +35,7 @@ def motion_terms(tokens: torch.Tensor, frames: int, strides: tuple[int, ...]) ->
         if s >= frames:
             continue
         later, earlier = video[:, s:], video[:, :-s]
-        terms.append((l1(later - earlier), l1(later) + l1(earlier)))
+        terms.append((s, (l1(later - earlier), l1(later) + l1(earlier))))
     return terms
 
 

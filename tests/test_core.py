@@ -66,14 +66,16 @@ def test_motion_terms_on_static_and_shifted_tokens():
     frames, hw, c = 3, 4, 2
     frame = torch.arange(hw * c, dtype=torch.float32).reshape(1, hw, c) + 1
     static = frame.repeat(1, frames, 1)
-    (num, den), = schedule.motion_terms(static, frames, (1,))
+    (stride, (num, den)), = schedule.motion_terms(static, frames, (1,))
+    assert stride == 1
     assert num.item() == 0.0
     moving = torch.cat([frame + 2 * f for f in range(frames)], dim=1)
-    (num, den), = schedule.motion_terms(moving, frames, (1,))
+    (_, (num, den)), = schedule.motion_terms(moving, frames, (1,))
     later, earlier = moving.reshape(1, frames, hw, c)[:, 1:], moving.reshape(1, frames, hw, c)[:, :-1]
     assert num.item() == pytest.approx((later - earlier).abs().sum().item())
     assert den.item() == pytest.approx(later.abs().sum().item() + earlier.abs().sum().item())
     assert schedule.motion_terms(moving, frames, (5,)) == []  # stride beyond the clip adds nothing
+    assert [s for s, _ in schedule.motion_terms(moving, frames, (5, 1, 2))] == [1, 2]  # labelled by their own stride
 
 
 def test_moreg_factor_is_the_papers_mapping():
