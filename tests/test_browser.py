@@ -317,6 +317,11 @@ def test_demo_runs_and_viewer_shows_chart_and_summary(page, server):
                 return n?.imgs?.length > 0 && n.imgs.every(i => i.complete && i.naturalWidth > 0)
                     && n.widgets?.some(w => w.name === 'adacache_summary' && w.value); }""",
                                timeout=RUN_TIMEOUT_MS, polling=500)
+        # The viewer's output arrives while later nodes (SaveAnimatedWEBP) may still run: wait for
+        # the queue to drain before reading the prompt's outcome.
+        while (queue := server.get_json("/queue"))["queue_running"] or queue["queue_pending"]:
+            assert time.monotonic() - t0 < RUN_TIMEOUT_MS / 1000, f"the prompt is still running: {queue}"
+            time.sleep(0.5)
         print(f"demo run finished in the browser after {time.monotonic() - t0:.1f} s")
         history = server.get_json("/history")
         assert history and all(h["status"]["status_str"] == "success" for h in history.values()), history
