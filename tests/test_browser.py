@@ -45,7 +45,9 @@ def server(tmp_path_factory):
 def browser():
     chromium = find_chromium()
     if chromium is None:
-        _unavailable("Debian's chromium is not installed (no `chromium` on PATH, ADACACHE_CHROMIUM not set)")
+        env = os.environ.get("ADACACHE_CHROMIUM")
+        _unavailable(f"ADACACHE_CHROMIUM={env} is not an executable" if env else
+                     "Debian's chromium is not installed (no `chromium` on PATH, ADACACHE_CHROMIUM not set)")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -119,7 +121,7 @@ class Page:
 
 
 @pytest.fixture(scope="module")
-def page(server, browser):
+def page(browser, server):  # the browser first: no server start when it is missing
     context = browser.new_context(viewport={"width": 1600, "height": 1000})
     raw = context.new_page()
     raw.set_default_timeout(60_000)
