@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Creates (or refreshes) the repo-local virtual environment `.venv` with torch, ComfyUI's runtime
-# dependencies, the test tools and a pinned ComfyUI tree. Idempotent: when nothing changed since the
-# last run (same requirements, same ComfyUI source) it returns in about a second.
+# dependencies, the test tools, a pinned ComfyUI tree and the front-end package it requires, and
+# installs Debian's chromium for the browser test when it is missing (as root, with apt).
+# Idempotent: when nothing changed since the last run (same requirements, same ComfyUI source) it
+# returns in about a second.
 #
 #   COMFYUI_PATH=/path/to/ComfyUI   use that checkout instead of the pinned copy
 set -euo pipefail
@@ -32,4 +34,36 @@ if [ -n "${COMFYUI_PATH:-}" ]; then
   echo "setup: using ComfyUI at COMFYUI_PATH=$COMFYUI_PATH"
 else
   echo "setup: using the pinned ComfyUI from $comfy_carrier"
+fi
+
+# ComfyUI's web front end is a separate package; install the exact version that this ComfyUI's
+# requirements.txt names (the browser test serves it). Quick when it is already there.
+comfy_root=$(cd "$repo" && "$venv/bin/python" -c "from tools.comfy_runtime import find_comfyui; print(find_comfyui())")
+frontend=$(grep -E '^comfyui-frontend-package==' "$comfy_root/requirements.txt" | tr -d '[:space:]' || true)
+if [ -z "$frontend" ]; then
+  echo "setup: $comfy_root/requirements.txt names no comfyui-frontend-package version" >&2
+  exit 2
+fi
+have=$("$venv/bin/python" -c "import importlib.metadata as m; print('comfyui-frontend-package==' + m.version('comfyui-frontend-package'))" 2>/dev/null || true)
+if [ "$have" != "$frontend" ]; then
+  echo "setup: installing $frontend (the front end this ComfyUI requires)"
+  "$venv/bin/python" -m pip install --quiet --no-deps "$frontend"
+fi
+
+# The browser test (tests/test_browser.py) drives Debian's chromium through Playwright; Playwright's
+# own browser download is never used. Installed with apt when missing and we are root; otherwise
+# the test skips with the reason (and fails under CI=true).
+if command -v chromium >/dev/null 2>&1 || [ -n "${ADACACHE_CHROMIUM:-}" ]; then
+  :
+elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "setup: installing Debian's chromium for the browser test (apt-get)"
+  if ! { DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+         && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-liberation; } \
+       > "$venv/.apt-chromium.log" 2>&1; then
+    echo "setup: WARNING: apt-get could not install chromium (log: $venv/.apt-chromium.log);" \
+         "the browser test will skip, or fail under CI" >&2
+  fi
+else
+  echo "setup: no chromium on PATH: the browser test will skip (install Debian's chromium," \
+       "e.g. sudo apt-get install chromium, or set ADACACHE_CHROMIUM=/path/to/chromium)"
 fi

@@ -1,0 +1,355 @@
+"""End to end in the real ComfyUI front end: the pinned ComfyUI server with the front-end package
+version it requires, this pack installed in its custom_nodes/, and headless Debian Chromium driven
+by Playwright (see tests/browser_harness.py for how the server is set up).
+
+Checks what an artist does: find the nodes by name in the node search and the node library, read
+input tooltips, drop each workflow file on the canvas (no missing-node dialog, no warning, every
+widget value valid), and run the tiny-model demo until the Cache Schedule Viewer shows its chart
+and summary on the node. Screenshots go to output/browser/ (a CI artifact; output/ is ignored).
+
+Without Chromium or Playwright the module skips with the reason, except under CI (CI=true), where
+it fails: CI must run it. `bash tools/setup_env.sh` installs both.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+
+import pytest
+
+from browser_harness import ARTIFACTS, WORKFLOWS, ComfyServer, find_chromium
+
+DEMO = next(p for p in WORKFLOWS if p.name == "adacache_demo_tiny_model.json")
+IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+RUN_TIMEOUT_MS = 240_000  # the demo takes 10-30 s on two CPU cores; generous for a loaded runner
+
+
+def _unavailable(reason: str):
+    hint = "Run `bash tools/setup_env.sh` (installs Debian's chromium and Playwright into .venv)."
+    if IN_CI:
+        pytest.fail(f"browser test cannot run: {reason}. {hint}", pytrace=False)
+    pytest.skip(f"{reason}; {hint}")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from tools.comfy_runtime import find_comfyui
+
+    with ComfyServer(tmp_path_factory.mktemp("comfyui-server"), find_comfyui()) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def browser():
+    chromium = find_chromium()
+    if chromium is None:
+        env = os.environ.get("ADACACHE_CHROMIUM")
+        _unavailable(f"ADACACHE_CHROMIUM={env} is not an executable" if env else
+                     "Debian's chromium is not installed (no `chromium` on PATH, ADACACHE_CHROMIUM not set)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("the Python package `playwright` is not installed")
+    with sync_playwright() as pw:
+        try:
+            b = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+        except Exception as e:  # noqa: BLE001 - the message names the cause (missing libraries, bad binary)
+            pytest.fail(f"could not start {chromium} headless through Playwright: {e}", pytrace=False)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+class Page:
+    """One front-end tab, with what the page logged."""
+
+    def __init__(self, page, server):
+        self.page, self.server = page, server
+        self.console: list[str] = []
+        page.on("console", lambda m: self.console.append(f"{m.type}: {m.text}"))
+        page.on("pageerror", lambda e: self.console.append(f"pageerror: {e}"))
+
+    def __getattr__(self, name):
+        return getattr(self.page, name)
+
+    def problems_since(self, start: int) -> list[str]:
+        """Errors/warnings logged since console[start], less failed loads of blocked or absent files
+        (the page may not reach the internet; the optional templates package is not installed)."""
+        return [m for m in self.console[start:]
+                if m.startswith(("error", "warning", "pageerror")) and "Failed to load resource" not in m]
+
+    def open_overlays(self) -> list[str]:
+        """Text of visible dialogs and toasts (missing nodes, invalid workflow, execution errors)."""
+        return self.page.evaluate("""() => [...document.querySelectorAll('.p-dialog, .p-toast-message')]
+            .filter(e => e.offsetParent !== null || getComputedStyle(e).position === 'fixed')
+            .map(e => e.innerText.trim().slice(0, 500))""")
+
+    def close_overlays(self):
+        for _ in range(5):
+            if not self.open_overlays():
+                return
+            self.page.keyboard.press("Escape")
+            for b in self.page.locator(".p-toast-close-button").all():
+                with contextlib.suppress(Exception):
+                    b.click(timeout=1000)
+            self.page.wait_for_timeout(300)
+
+    def to_screen(self, canvas_pos) -> tuple[float, float]:
+        """Graph coordinates -> page coordinates (through the canvas' pan and zoom)."""
+        return tuple(self.page.evaluate("""(p) => { const c = app.canvas.ds.convertOffsetToCanvas(p);
+            const r = app.canvas.canvas.getBoundingClientRect(); return [r.left + c[0], r.top + c[1]]; }""", canvas_pos))
+
+    def drop_file(self, name: str, text: str):
+        """Drop a workflow file on the canvas, as dragging it from the file manager does."""
+        self.page.evaluate("""([name, text]) => {
+            const dt = new DataTransfer();
+            dt.items.add(new File([text], name, {type: 'application/json'}));
+            const canvas = app.canvas.canvas, r = canvas.getBoundingClientRect();
+            const at = {bubbles: true, cancelable: true, dataTransfer: dt,
+                        clientX: r.left + r.width / 2, clientY: r.top + r.height / 2};
+            for (const type of ['dragenter', 'dragover', 'drop']) canvas.dispatchEvent(new DragEvent(type, at));
+        }""", [name, text])
+
+    def screenshot_to(self, name: str, **kw) -> str:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        path = ARTIFACTS / name
+        self.page.screenshot(path=str(path), **kw)
+        return str(path)
+
+
+@pytest.fixture(scope="module")
+def page(browser, server):  # the browser first: no server start when it is missing
+    context = browser.new_context(viewport={"width": 1600, "height": 1000})
+    raw = context.new_page()
+    raw.set_default_timeout(60_000)
+    # Loopback only: the front end also asks api.comfy.org for release notes; that must not matter.
+    raw.route(lambda url: not url.startswith(server.url), lambda route: route.abort())
+    pg = Page(raw, server)
+    raw.goto(server.url + "/")
+    raw.wait_for_function("""() => window.app?.graph && window.app.canvas
+        && window.LiteGraph?.registered_node_types?.AdaCacheScheduleViewer
+        && window.app.extensions?.some(e => e.name === 'AdaCache.ScheduleViewer')""", timeout=90_000)
+    raw.wait_for_timeout(1000)  # let the first-load dialogs and toasts settle
+    pg.close_overlays()
+    yield pg
+    context.close()
+
+
+@contextlib.contextmanager
+def snapshot_on_failure(page, name):
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(Exception):
+            print("screenshot of the failure:", page.screenshot_to(f"FAILED-{name}.png"))
+            print("page console (last 40):\n" + "\n".join(page.console[-40:]))
+            print("server log:\n" + page.server.log_tail(40))
+        raise
+
+
+@pytest.fixture(scope="module")
+def pack_nodes(server):
+    """id -> node definition (from /object_info) for every node this pack registers."""
+    info = server.get_json("/object_info")
+    nodes = {k: v for k, v in info.items() if v.get("python_module", "").endswith("ComfyUI-AdaCache")}
+    assert {"AdaCachePatchModel", "AdaCacheMoRegSettings", "AdaCacheScheduleViewer"} <= set(nodes)
+    return nodes
+
+
+def _inputs(node_def):
+    for section in ("required", "optional"):
+        for name, spec in node_def["input"].get(section, {}).items():
+            yield name, (spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {})
+
+
+def _new_blank_workflow(page):
+    page.evaluate("app.graph.clear(); app.canvas.ds.offset = [0, 0]; app.canvas.ds.scale = 1; app.canvas.setDirty(true, true)")
+
+
+def test_front_end_is_the_version_comfyui_pins(page, server):
+    from tools.comfy_runtime import find_comfyui
+
+    pinned = next(line.split("==")[1].strip() for line in (find_comfyui() / "requirements.txt").read_text().splitlines()
+                  if line.startswith("comfyui-frontend-package=="))
+    assert page.evaluate("window.__COMFYUI_FRONTEND_VERSION__") == pinned
+
+
+def test_nodes_are_found_by_display_name_in_search_and_library(page, pack_nodes):
+    from playwright.sync_api import expect
+
+    with snapshot_on_failure(page, "search"):
+        registered = page.evaluate("""(ids) => ids.map(id => [id, LiteGraph.registered_node_types[id]?.title ?? null])""",
+                                   list(pack_nodes))
+        assert {i: t for i, t in registered} == {i: d["display_name"] for i, d in pack_nodes.items()}
+
+        # The search box, as an artist opens it: double-click the empty canvas, type the name, Enter.
+        for node_id, node_def in pack_nodes.items():
+            _new_blank_workflow(page)
+            box = page.get_by_placeholder("Search Nodes...")
+            for _ in range(3):  # LiteGraph times double-clicks itself: a click right after the last one may not count
+                page.wait_for_timeout(500)
+                page.mouse.dblclick(700, 500)
+                with contextlib.suppress(Exception):
+                    box.wait_for(state="visible", timeout=3_000)
+                    break
+            box.wait_for(state="visible", timeout=1_000)
+            box.fill(node_def["display_name"])
+            # The top result (retried while the list filters as typed) is the node, under its display name.
+            expect(page.locator(".p-autocomplete-option").first).to_contain_text(node_def["display_name"], timeout=10_000)
+            box.press("Enter")
+            page.wait_for_function("app.graph.nodes.length === 1", timeout=10_000)
+            assert page.evaluate("[app.graph.nodes[0].type, app.graph.nodes[0].title]") == [node_id, node_def["display_name"]]
+
+        # The node library sidebar: the AdaCache category (and its demo subfolder) lists every node
+        # under its display name.
+        page.locator(".node-library-tab-button").click()
+        folders = sorted({tuple(d["category"].split("/")) for d in pack_nodes.values()}, key=len)
+        opened = set()
+        for path in folders:
+            for depth in range(1, len(path) + 1):
+                if path[:depth] not in opened:
+                    page.locator(f'[role=treeitem][aria-level="{depth}"][aria-label="{path[depth - 1]}"]').first.click()
+                    opened.add(path[:depth])
+        for node_def in pack_nodes.values():
+            item = page.locator(f'[role=treeitem][aria-label="{node_def["display_name"]}"]')
+            expect(item.first).to_be_visible(timeout=10_000)
+        page.screenshot_to("node_library.png")
+        page.locator(".node-library-tab-button").click()  # close the sidebar again
+
+
+def test_every_input_has_a_tooltip_and_hovering_shows_it(page, pack_nodes):
+    without = [f"{n}.{i}" for n, d in pack_nodes.items() for i, opts in _inputs(d) if not opts.get("tooltip")]
+    assert without == [], "inputs without a tooltip"
+
+    with snapshot_on_failure(page, "tooltip"):
+        viewer = pack_nodes["AdaCacheScheduleViewer"]
+        tips = dict(_inputs(viewer))
+        _new_blank_workflow(page)
+        page.evaluate("""() => { const n = LiteGraph.createNode('AdaCacheScheduleViewer'); n.pos = [300, 300];
+            app.graph.add(n); app.canvas.setDirty(true, true); }""")
+        page.wait_for_timeout(300)
+        targets = {  # a socket input and a widget input, where the pointer rests on each
+            "model": page.evaluate("(() => { const n = app.graph.nodes[0]; return n.getConnectionPos(true, n.findInputSlot('model')); })()"),
+            "filename_prefix": page.evaluate("""(() => { const n = app.graph.nodes[0]; const w = n.widgets.find(w => w.name === 'filename_prefix');
+                return [n.pos[0] + n.size[0] / 2, n.pos[1] + w.y + 10]; })()"""),
+        }
+        tooltip = page.locator(".node-tooltip")
+        for name, pos in targets.items():
+            x, y = page.to_screen(pos)
+            page.mouse.move(x - 60, y - 60)
+            page.mouse.move(x, y, steps=5)
+            tooltip.filter(has_text=tips[name]["tooltip"]).wait_for(state="visible", timeout=10_000)
+        page.screenshot_to("tooltip.png")
+        page.mouse.move(5, 500)
+
+
+def _check_loaded_graph(page, workflow):
+    """What the front end made of the workflow: node types known, widget values kept and valid."""
+    return page.evaluate("""(wf) => {
+        const out = [];
+        const byId = new Map(app.graph.nodes.map(n => [String(n.id), n]));
+        for (const saved of wf.nodes) {
+            const n = byId.get(String(saved.id));
+            if (!n) { out.push(`node ${saved.id} (${saved.type}) was not created`); continue; }
+            if (!LiteGraph.registered_node_types[saved.type]) out.push(`node ${saved.id}: unknown type ${saved.type}`);
+            if (n.has_errors) out.push(`node ${saved.id} (${saved.type}) is marked as having errors`);
+            // What saving the workflow again would write. It may add values of widgets that only the
+            // front end has (LoadImage's upload button); the saved ones must come back unchanged.
+            const values = (n.serialize().widgets_values || []).slice(0, (saved.widgets_values || []).length);
+            if (saved.widgets_values && JSON.stringify(values) !== JSON.stringify(saved.widgets_values))
+                out.push(`node ${saved.id} (${saved.type}): widget values ${JSON.stringify(values)} != saved ${JSON.stringify(saved.widgets_values)}`);
+            for (const w of n.widgets || []) {
+                if (w.type === 'combo') {
+                    let choices = w.options?.values;
+                    if (typeof choices === 'function') choices = choices(w, n);
+                    if (!Array.isArray(choices) || !choices.includes(w.value))
+                        out.push(`node ${saved.id} (${saved.type}).${w.name}: ${JSON.stringify(w.value)} is not one of its choices`);
+                } else if (w.type === 'number' && typeof w.value === 'number') {
+                    const {min, max} = w.options || {};
+                    if ((min != null && w.value < min) || (max != null && w.value > max))
+                        out.push(`node ${saved.id} (${saved.type}).${w.name}: ${w.value} outside [${min}, ${max}]`);
+                }
+            }
+        }
+        return out;
+    }""", workflow)
+
+
+def test_missing_node_detection_works(page):
+    """The check below must be able to fail: a node type that does not exist raises the dialog."""
+    broken = json.loads(DEMO.read_text())
+    broken["nodes"][0]["type"] = "AdaCacheNoSuchNode"
+    with snapshot_on_failure(page, "missing-node-control"):
+        page.close_overlays()
+        page.drop_file("broken.json", json.dumps(broken))
+        page.wait_for_function("() => document.querySelector('.p-dialog') !== null", timeout=15_000)
+        assert any("AdaCacheNoSuchNode" in text for text in page.open_overlays())
+        assert any("AdaCacheNoSuchNode" in p for p in _check_loaded_graph(page, broken))
+        page.close_overlays()
+        assert page.open_overlays() == []
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_workflow_drops_onto_the_canvas_without_warnings(page, path):
+    workflow = json.loads(path.read_text())
+    with snapshot_on_failure(page, f"load-{path.stem}"):
+        page.close_overlays()
+        start = len(page.console)
+        page.drop_file(path.name, path.read_text())
+        page.wait_for_function("(n) => app.graph.nodes.length === n", arg=len(workflow["nodes"]), timeout=15_000)
+        page.wait_for_timeout(1500)  # dialogs and toasts come up asynchronously
+        assert page.open_overlays() == [], "the front end raised a dialog or toast on load"
+        assert _check_loaded_graph(page, workflow) == []
+        assert page.problems_since(start) == []
+        page.screenshot_to(f"workflow-{path.stem}.png")
+
+
+def test_demo_runs_and_viewer_shows_chart_and_summary(page, server):
+    with snapshot_on_failure(page, "demo-run"):
+        page.close_overlays()
+        page.drop_file(DEMO.name, DEMO.read_text())
+        page.wait_for_function("app.graph.nodes.some(n => n.type === 'AdaCacheScheduleViewer')", timeout=15_000)
+        start = len(page.console)
+        t0 = time.monotonic()
+        page.get_by_role("button", name="Run", exact=True).first.click()  # the Queue/Run button
+        page.wait_for_function("""() => { const n = app.graph.nodes.find(n => n.type === 'AdaCacheScheduleViewer');
+                return n?.imgs?.length > 0 && n.imgs.every(i => i.complete && i.naturalWidth > 0)
+                    && n.widgets?.some(w => w.name === 'adacache_summary' && w.value); }""",
+                               timeout=RUN_TIMEOUT_MS, polling=500)
+        # The viewer's output arrives while later nodes (SaveAnimatedWEBP) may still run: wait for
+        # the queue to drain before reading the prompt's outcome.
+        while (queue := server.get_json("/queue"))["queue_running"] or queue["queue_pending"]:
+            assert time.monotonic() - t0 < RUN_TIMEOUT_MS / 1000, f"the prompt is still running: {queue}"
+            time.sleep(0.5)
+        print(f"demo run finished in the browser after {time.monotonic() - t0:.1f} s")
+        history = server.get_json("/history")
+        assert history and all(h["status"]["status_str"] == "success" for h in history.values()), history
+        assert page.open_overlays() == [] or all("error" not in t.lower() for t in page.open_overlays())
+
+        viewer = page.evaluate("""() => { const n = app.graph.nodes.find(n => n.type === 'AdaCacheScheduleViewer');
+            const w = n.widgets.find(w => w.name === 'adacache_summary');
+            return {summary: w.value, shown: w.element ? w.element.value : null,
+                    visible: !!w.element && w.element.offsetParent !== null,
+                    image: [n.imgs[0].naturalWidth, n.imgs[0].naturalHeight], src: n.imgs[0].src}; }""")
+        assert viewer["summary"] == viewer["shown"]  # the textarea on the node holds the summary
+        assert viewer["visible"]
+        assert "computed" in viewer["summary"] and "steps" in viewer["summary"] and "speedup" in viewer["summary"]
+        assert "/view?" in viewer["src"] and viewer["image"][0] >= 400 and viewer["image"][1] >= 200
+        assert [p for p in page.problems_since(start) if "AdaCache" in p or "schedule_viewer" in p] == []
+
+        page.screenshot_to("demo_workflow.png")
+        # Center the viewer node at 100 % zoom and keep a picture of just it (README, CI artifact).
+        box = page.evaluate("""() => { const n = app.graph.nodes.find(n => n.type === 'AdaCacheScheduleViewer');
+            const c = app.canvas.canvas.getBoundingClientRect(), t = LiteGraph.NODE_TITLE_HEIGHT;
+            app.canvas.ds.scale = 1;
+            app.canvas.ds.offset = [c.width / 2 - n.pos[0] - n.size[0] / 2, c.height / 2 - n.pos[1] - n.size[1] / 2 + t / 2];
+            app.canvas.deselectAll?.(); app.canvas.setDirty(true, true);
+            return [c.left + c.width / 2 - n.size[0] / 2, c.top + c.height / 2 - n.size[1] / 2 - t / 2, n.size[0], n.size[1] + t]; }""")
+        page.mouse.move(5, 5)
+        page.wait_for_timeout(500)
+        m = 8
+        path = page.screenshot_to("viewer.png", clip={"x": box[0] - m, "y": box[1] - m, "width": box[2] + 2 * m, "height": box[3] + 2 * m})
+        print("viewer screenshot:", path)
