@@ -35,10 +35,6 @@ TINY_MODEL = REPO / "tests" / "fixtures" / "tiny_wan21_motion.safetensors"
 PACK_DIR_NAME = "ComfyUI-AdaCache"
 ARTIFACTS = REPO / "output" / "browser"  # output/ is gitignored; CI keeps this folder
 
-# Which model folder each loader node reads its file-name widgets from.
-LOADER_FOLDERS = {"UNETLoader": "diffusion_models", "CLIPLoader": "text_encoders", "DualCLIPLoader": "text_encoders",
-                  "VAELoader": "vae", "CLIPVisionLoader": "clip_vision"}
-
 
 def find_chromium() -> str | None:
     """Debian's chromium (or ADACACHE_CHROMIUM); Playwright's own browser download is never used."""
@@ -59,14 +55,9 @@ def stand_in_files(workflows=WORKFLOWS) -> dict[str, set[str]]:
     server list exactly what a user who followed the README has, so the front end sees the same
     choices. They are never loaded: only the tiny-model demo is queued.
     """
-    wanted: dict[str, set[str]] = {}
-    for path in workflows:
-        for node in json.loads(path.read_text())["nodes"]:
-            folder = LOADER_FOLDERS.get(node["type"])
-            for value in node.get("widgets_values") or []:
-                if folder and isinstance(value, str) and value.endswith(".safetensors") and value != TINY_MODEL.name:
-                    wanted.setdefault(folder, set()).add(value)
-    return wanted
+    from tools.workflow import model_files
+
+    return {folder: names - {TINY_MODEL.name} for folder, names in model_files(workflows).items()}
 
 
 def make_base_directory(base: Path) -> Path:

@@ -13,17 +13,14 @@ def placeholder_models(runtime, tmp_path_factory):
     import folder_paths
     from PIL import Image
 
+    from tools.workflow import model_files
+
     root = tmp_path_factory.mktemp("models")
-    for wf in WORKFLOWS:
-        for node in json.loads(wf.read_text())["nodes"]:
-            for value in node.get("widgets_values", []):
-                if isinstance(value, str) and value.endswith(".safetensors"):
-                    folder = {"UNETLoader": "diffusion_models", "CheckpointLoaderSimple": "checkpoints", "CLIPLoader": "text_encoders", "DualCLIPLoader": "text_encoders",
-                              "VAELoader": "vae", "CLIPVisionLoader": "clip_vision"}.get(node["type"])
-                    if folder:
-                        (root / folder).mkdir(exist_ok=True)
-                        (root / folder / value).touch()
-                        folder_paths.add_model_folder_path(folder, str(root / folder))
+    for folder, names in model_files(WORKFLOWS).items():
+        (root / folder).mkdir()
+        for name in names:
+            (root / folder / name).touch()
+        folder_paths.add_model_folder_path(folder, str(root / folder))
     inputs = tmp_path_factory.mktemp("input")
     Image.new("RGB", (64, 64), (200, 100, 50)).save(inputs / "example.png")
     folder_paths.set_input_directory(str(inputs))

@@ -8,9 +8,27 @@ registry (ComfyUI must be booted), exactly as the front end uses /object_info.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+
+# Which model folder each loader node reads its file-name widget from.
+LOADER_FOLDERS = {"UNETLoader": "diffusion_models", "CheckpointLoaderSimple": "checkpoints", "CLIPLoader": "text_encoders",
+                  "DualCLIPLoader": "text_encoders", "VAELoader": "vae", "CLIPVisionLoader": "clip_vision"}
+
+
+def model_files(paths: list[Path]) -> dict[str, set[str]]:
+    """Model folder -> the file names that the workflows' loader nodes name (what a user downloads)."""
+    wanted: dict[str, set[str]] = {}
+    for path in paths:
+        for node in json.loads(Path(path).read_text())["nodes"]:
+            folder = LOADER_FOLDERS.get(node["type"])
+            for value in node.get("widgets_values") or []:
+                if folder and isinstance(value, str) and value.endswith(".safetensors"):
+                    wanted.setdefault(folder, set()).add(value)
+    return wanted
 
 
 def node_info(class_type: str) -> dict:
