@@ -10,7 +10,7 @@ KSampler with CFG, the pack's node), in one process, side by side:
   computed steps out of N (speedup vs the ideal N/k); the cache offloaded to the CPU; ComfyUI's
   EasyCache at a threshold giving a similar computed-step count.
 Reports time per step, end to end, peak memory (process RSS; peak allocated on a GPU) and block
-executions; writes benchmarks/results/real_size_<config>_<device>.json and appends a table to
+executions; appends the run to benchmarks/results/real_size_<config>_<device>.json and a table to
 benchmarks/RESULTS.md (older rows stay: they are the history of the overhead).
 """
 from __future__ import annotations
@@ -210,7 +210,11 @@ def main(argv: list[str] | None = None) -> dict:
         out = REPO / "benchmarks" / "results"
         out.mkdir(exist_ok=True)
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        (out / f"real_size_{args.config}_{device}.json").write_text(json.dumps(result | {"command": command}, indent=1))
+        path = out / f"real_size_{args.config}_{device}.json"
+        history = json.loads(path.read_text()) if path.exists() else []  # every run, oldest first
+        history = history if isinstance(history, list) else [history]
+        history.append(result | {"command": command, "date": time.strftime("%Y-%m-%d")})
+        path.write_text(json.dumps(history, indent=1))
         with open(REPO / "benchmarks" / "RESULTS.md", "a") as f:
             f.write(table)
     return result
