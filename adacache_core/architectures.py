@@ -16,6 +16,7 @@ merged_stream:     later blocks work on text and image tokens concatenated: "txt
                    "img_first" says where the image tokens sit (residuals use those only)
 controls_between:  the model adds ControlNet residuals or runs transformer_options["patches"]
                    ["double_block"] between blocks, outside the hook: such runs compute every step
+side_blocks:       blocks the model runs beside the stack and adds between its blocks (:class:`SideBlocks`)
 """
 from __future__ import annotations
 
@@ -40,6 +41,23 @@ class BlockList:
 
 
 @dataclass(frozen=True)
+class SideBlocks:
+    """Blocks run beside the main stack whose outputs the model adds between main blocks (VACE hints).
+
+    On computed steps they run, and what they add is part of the cached residual of the span; on
+    reused steps they are silenced through their forward for the sampling call: the outputs named
+    in ``zeroed`` are zero, the other ``returns`` pass the argument of the same name through.
+    ``placement`` names the model's map of main-block index -> side block: a side block after the
+    last main block would add outside the measured span, so such a model is refused.
+    """
+
+    attribute: str
+    returns: tuple[str, ...]
+    zeroed: tuple[str, ...]
+    placement: str
+
+
+@dataclass(frozen=True)
 class Architecture:
     name: str
     classes: tuple[str, ...]
@@ -49,6 +67,7 @@ class Architecture:
     inplace_blocks: bool = False
     merged_stream: str | None = None
     controls_between: bool = False
+    side_blocks: tuple[SideBlocks, ...] = ()
 
     def patch_of(self, diffusion_model: object) -> tuple[int, int, int] | None:
         if self.patch_size is None:
@@ -98,10 +117,13 @@ FLUX_LIKE = (BlockList("double_blocks", "double_block"), BlockList("single_block
 
 ARCHITECTURES: tuple[Architecture, ...] = (
     # CameraWanModel runs its blocks exactly as WanModel (newer ComfyUI runs "double_block"
-    # patches after each Wan block, hence controls_between). VACE adds hints between blocks and
-    # S2V / Animate / HuMo inject audio or faces between blocks, which a skipped span cannot
-    # reproduce: those classes are not listed and get the unsupported-model warning.
+    # patches after each Wan block, hence controls_between). S2V / Animate / HuMo inject audio or
+    # faces between blocks, which a skipped span cannot reproduce: not listed, they get the warning.
     Architecture("Wan 2.1 / 2.2", ("WanModel", "CameraWanModel"), DOUBLE, controls_between=True),
+    # VACE adds each vace block's hint (c_skip) to x after some blocks: silenced on reused steps,
+    # where the cached residual already holds the hints of the last computed step.
+    Architecture("Wan VACE", ("VaceWanModel",), DOUBLE, controls_between=True,
+                 side_blocks=(SideBlocks("vace_blocks", ("c_skip", "c"), ("c_skip",), "vace_layers_mapping"),)),
     Architecture("HunyuanVideo", ("HunyuanVideo",), FLUX_LIKE, inplace_blocks=True, merged_stream="img_first",
                  controls_between=True),
     Architecture("Mochi", ("AsymmDiTJoint",), DOUBLE),
@@ -131,7 +153,7 @@ ARCHITECTURES: tuple[Architecture, ...] = (
 # Known DiTs that add work between their blocks, which a skipped span of blocks would lose (or
 # count twice): named in the warning. Cosmos 1 adds a position embedding before every block.
 ADDS_BETWEEN_BLOCKS = {
-    "GeneralDIT": "Cosmos 1", "VaceWanModel": "Wan VACE", "WanModel_S2V": "Wan S2V",
+    "GeneralDIT": "Cosmos 1", "WanModel_S2V": "Wan S2V",
     "AnimateWanModel": "Wan Animate", "HumoWanModel": "Wan HuMo",
 }
 
@@ -152,5 +174,5 @@ def unsupported_reason(diffusion_model: object) -> str:
     name = type(diffusion_model).__name__
     if name in ADDS_BETWEEN_BLOCKS:
         return (f"{ADDS_BETWEEN_BLOCKS[name]} ({name}) cannot be cached safely: the model adds work between its "
-                "blocks (hints, audio, faces or position embeddings) that skipping blocks would lose")
+                "blocks (audio, faces or position embeddings) that skipping blocks would lose")
     return f"{name} is not a supported diffusion transformer"

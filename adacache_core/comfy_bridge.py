@@ -13,7 +13,8 @@ Hooks (all on the clone; the input MODEL and the loaded torch model are never to
     the same per-block hook, reached by shadowing each block's ``forward`` with an instance
     attribute for the length of one sampling call (:class:`_ForwardOverride`, installed and
     removed by the OUTER_SAMPLE wrapper). Weights, state dict and the model's own forward are
-    untouched, and everything is restored when the call ends, even on an error.
+    untouched, and everything is restored when the call ends, even on an error. Side blocks
+    (VACE's hint blocks) are reached the same way and silenced on reused steps.
 
 Because residuals add up, one summed residual per branch layout covers the whole stack: memory
 is one hidden state per branch (plus one per probe block for the distance), not one per block.
@@ -32,7 +33,7 @@ import comfy.model_management
 import comfy.patcher_extension
 
 from . import schedule
-from .architectures import Architecture, BlockList, find_architecture, supported_names, unsupported_reason
+from .architectures import Architecture, BlockList, SideBlocks, find_architecture, supported_names, unsupported_reason
 from .config import AdaCacheConfig
 from .planner import RunPlanner
 from .trace import CallRecord, RunTrace
@@ -87,6 +88,21 @@ class _BlockHook:
         return out
 
 
+class _SideBlockHook:
+    """Hook for a side block (:class:`SideBlocks`): runs it on computed steps, silences it on reused ones."""
+
+    def __init__(self, session: "AdaCacheSession", spec: SideBlocks):
+        self.session = session
+        self.spec = spec
+
+    def __call__(self, args: dict, extra: dict) -> dict:
+        call = self.session.call
+        if call is None or call.computes:
+            return extra["original_block"](args)
+        like = next(v for v in args.values() if isinstance(v, torch.Tensor))
+        return {name: like.new_zeros(()) if name in self.spec.zeroed else args[name] for name in self.spec.returns}
+
+
 class _ForwardOverride:
     """The generic hook for blocks that ComfyUI gives no per-block replacement.
 
@@ -97,7 +113,7 @@ class _ForwardOverride:
     pack's) is called through and put back as it was.
     """
 
-    def __init__(self, block, hook: _BlockHook, returns: tuple[str, ...]):
+    def __init__(self, block, hook: "_BlockHook | _SideBlockHook", returns: tuple[str, ...]):
         self.block = block
         self.hook = hook
         self.returns = returns
@@ -148,7 +164,8 @@ class AdaCacheSession:
         self._probes = frozenset(config.probe_blocks)
         self._last_block = num_blocks - 1
         self._offload = comfy.model_management.unet_offload_device() if config.offload_cache else None
-        self.forward_hooks: list[tuple[BlockList, int, _BlockHook]] = []  # blocks without replacement
+        # blocks hooked through their forward: those without replacement, and side blocks
+        self.forward_hooks: list[tuple[BlockList | SideBlocks, int, _BlockHook | _SideBlockHook]] = []
 
     def __deepcopy__(self, memo) -> "AdaCacheSession":
         # ModelPatcher.clone() deep-copies model_options (where the session and the block hooks
@@ -320,6 +337,13 @@ def patch_model(model, config_for, label: str = "model"):
                   f"Supported: {', '.join(supported_names())}.")
         return model, None
     blocks = [(bl, i) for bl in arch.block_lists for i in range(len(getattr(diffusion_model, bl.attribute)))]
+    last_main_block = len(blocks) - 1
+    if any(last_main_block in getattr(diffusion_model, side.placement) for side in arch.side_blocks):
+        name = type(diffusion_model).__name__
+        warn_once(f"side-after-last:{name}",
+                  f"AdaCache: {arch.name} ({name}) adds a side block's output after its last block, outside the span "
+                  "the cache measures; the model is returned unpatched.")
+        return model, None
     config = config_for(len(blocks))
     patched = model.clone()
     patch_size = arch.patch_of(diffusion_model)
@@ -331,6 +355,9 @@ def patch_model(model, config_for, label: str = "model"):
         else:
             block_key = (block_list.key, i)
             patched.set_model_patch_replace(_BlockHook(session, index, existing.get(block_key)), "dit", *block_key)
+    for side in arch.side_blocks:
+        hook = _SideBlockHook(session, side)
+        session.forward_hooks += [(side, i, hook) for i in range(len(getattr(diffusion_model, side.attribute)))]
     transformer_options = patched.model_options.setdefault("transformer_options", {})
     transformer_options[OPTIONS_KEY] = session
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, OPTIONS_KEY, session.outer_sample_wrapper)

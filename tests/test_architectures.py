@@ -1,5 +1,4 @@
 """Every supported DiT family, at a tiny size with ComfyUI's real classes, through the real KSampler."""
-import logging
 
 import pytest
 import torch
@@ -71,13 +70,6 @@ def test_moreg_sees_the_right_frame_grid(runtime, family):
     else:  # images: no frames, no motion score, schedule as without MoReg
         assert trace.token_grid is None and all(d.motion is None for d in trace.decisions)
         assert trace.computed_steps() == [0, 1, 4, 7, 8, 9]
-
-
-def test_dit_adding_work_between_blocks_is_warned_and_returned_unpatched(runtime, caplog):
-    model = F.build(F.COSMOS1)
-    with caplog.at_level(logging.WARNING, logger="adacache"):
-        assert h.adacache(runtime, model) is model
-    assert any("Cosmos 1" in r.getMessage() and "returned unpatched" in r.getMessage() for r in caplog.records)
 
 
 def test_additions_between_blocks_turn_reuse_off_for_that_run(runtime):
