@@ -39,6 +39,9 @@ class BlockList:
     key: str | None = None
     returns: tuple[str, ...] = ()
 
+    def modules(self, diffusion_model: object):
+        return _attribute(diffusion_model, self.attribute)
+
 
 @dataclass(frozen=True)
 class SideBlocks:
@@ -47,14 +50,25 @@ class SideBlocks:
     On computed steps they run, and what they add is part of the cached residual of the span; on
     reused steps they are silenced through their forward for the sampling call: the outputs named
     in ``zeroed`` are zero, the other ``returns`` pass the argument of the same name through.
-    ``placement`` names the model's map of main-block index -> side block: a side block after the
-    last main block would add outside the measured span, so such a model is refused.
+    ``placement`` says after which main blocks they add: the name of the model's map of main-block
+    index -> side block (VACE), or a stride (side block k after main block k * stride, Animate).
+    A side block after the last main block would add outside the measured span: such a model is
+    refused.
     """
 
     attribute: str
     returns: tuple[str, ...]
     zeroed: tuple[str, ...]
-    placement: str
+    placement: str | int
+
+    def modules(self, diffusion_model: object):
+        return _attribute(diffusion_model, self.attribute)
+
+    def after_blocks(self, diffusion_model: object) -> set[int]:
+        """Indices of the main blocks after which one of these side blocks adds its output."""
+        if isinstance(self.placement, int):
+            return {k * self.placement for k in range(len(self.modules(diffusion_model)))}
+        return set(_attribute(diffusion_model, self.placement))
 
 
 @dataclass(frozen=True)
@@ -117,13 +131,17 @@ FLUX_LIKE = (BlockList("double_blocks", "double_block"), BlockList("single_block
 
 ARCHITECTURES: tuple[Architecture, ...] = (
     # CameraWanModel runs its blocks exactly as WanModel (newer ComfyUI runs "double_block"
-    # patches after each Wan block, hence controls_between). S2V / Animate / HuMo inject audio or
-    # faces between blocks, which a skipped span cannot reproduce: not listed, they get the warning.
+    # patches after each Wan block, hence controls_between). S2V / HuMo inject audio between
+    # blocks, outside any block a hook could reach: not listed, they get the warning.
     Architecture("Wan 2.1 / 2.2", ("WanModel", "CameraWanModel"), DOUBLE, controls_between=True),
     # VACE adds each vace block's hint (c_skip) to x after some blocks: silenced on reused steps,
     # where the cached residual already holds the hints of the last computed step.
     Architecture("Wan VACE", ("VaceWanModel",), DOUBLE, controls_between=True,
                  side_blocks=(SideBlocks("vace_blocks", ("c_skip", "c"), ("c_skip",), "vace_layers_mapping"),)),
+    # Animate adds a face block's output (face motion attended by x) to x after every 5th block:
+    # the same pattern as VACE. The face and pose encoders run before the blocks, on every step.
+    Architecture("Wan Animate", ("AnimateWanModel",), DOUBLE, controls_between=True,
+                 side_blocks=(SideBlocks("face_adapter.fuser_blocks", ("face",), ("face",), 5),)),
     Architecture("HunyuanVideo", ("HunyuanVideo",), FLUX_LIKE, inplace_blocks=True, merged_stream="img_first",
                  controls_between=True),
     Architecture("Mochi", ("AsymmDiTJoint",), DOUBLE),
@@ -152,10 +170,7 @@ ARCHITECTURES: tuple[Architecture, ...] = (
 
 # Known DiTs that add work between their blocks, which a skipped span of blocks would lose (or
 # count twice): named in the warning. Cosmos 1 adds a position embedding before every block.
-ADDS_BETWEEN_BLOCKS = {
-    "GeneralDIT": "Cosmos 1", "WanModel_S2V": "Wan S2V",
-    "AnimateWanModel": "Wan Animate", "HumoWanModel": "Wan HuMo",
-}
+ADDS_BETWEEN_BLOCKS = {"GeneralDIT": "Cosmos 1", "WanModel_S2V": "Wan S2V", "HumoWanModel": "Wan HuMo"}
 
 
 def find_architecture(diffusion_model: object) -> Architecture | None:
@@ -174,5 +189,5 @@ def unsupported_reason(diffusion_model: object) -> str:
     name = type(diffusion_model).__name__
     if name in ADDS_BETWEEN_BLOCKS:
         return (f"{ADDS_BETWEEN_BLOCKS[name]} ({name}) cannot be cached safely: the model adds work between its "
-                "blocks (audio, faces or position embeddings) that skipping blocks would lose")
+                "blocks (audio or position embeddings) that skipping blocks would lose")
     return f"{name} is not a supported diffusion transformer"

@@ -14,7 +14,7 @@ Hooks (all on the clone; the input MODEL and the loaded torch model are never to
     attribute for the length of one sampling call (:class:`_ForwardOverride`, installed and
     removed by the OUTER_SAMPLE wrapper). Weights, state dict and the model's own forward are
     untouched, and everything is restored when the call ends, even on an error. Side blocks
-    (VACE's hint blocks) are reached the same way and silenced on reused steps.
+    (VACE's hint blocks, Animate's face blocks) are reached the same way and silenced on reused steps.
 
 Because residuals add up, one summed residual per branch layout covers the whole stack: memory
 is one hidden state per branch (plus one per probe block for the distance), not one per block.
@@ -211,7 +211,7 @@ class AdaCacheSession:
         installed = []
         try:
             for block_list, i, hook in self.forward_hooks:
-                override = _ForwardOverride(getattr(diffusion_model, block_list.attribute)[i], hook, block_list.returns)
+                override = _ForwardOverride(block_list.modules(diffusion_model)[i], hook, block_list.returns)
                 override.install()
                 installed.append(override)
         except BaseException:
@@ -336,9 +336,9 @@ def patch_model(model, config_for, label: str = "model"):
                   f"AdaCache: {unsupported_reason(diffusion_model)}; the model is returned unpatched. "
                   f"Supported: {', '.join(supported_names())}.")
         return model, None
-    blocks = [(bl, i) for bl in arch.block_lists for i in range(len(getattr(diffusion_model, bl.attribute)))]
+    blocks = [(bl, i) for bl in arch.block_lists for i in range(len(bl.modules(diffusion_model)))]
     last_main_block = len(blocks) - 1
-    if any(last_main_block in getattr(diffusion_model, side.placement) for side in arch.side_blocks):
+    if any(last_main_block in side.after_blocks(diffusion_model) for side in arch.side_blocks):
         name = type(diffusion_model).__name__
         warn_once(f"side-after-last:{name}",
                   f"AdaCache: {arch.name} ({name}) adds a side block's output after its last block, outside the span "
@@ -357,7 +357,7 @@ def patch_model(model, config_for, label: str = "model"):
             patched.set_model_patch_replace(_BlockHook(session, index, existing.get(block_key)), "dit", *block_key)
     for side in arch.side_blocks:
         hook = _SideBlockHook(session, side)
-        session.forward_hooks += [(side, i, hook) for i in range(len(getattr(diffusion_model, side.attribute)))]
+        session.forward_hooks += [(side, i, hook) for i in range(len(side.modules(diffusion_model)))]
     transformer_options = patched.model_options.setdefault("transformer_options", {})
     transformer_options[OPTIONS_KEY] = session
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, OPTIONS_KEY, session.outer_sample_wrapper)

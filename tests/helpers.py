@@ -6,13 +6,15 @@ import torch
 
 def random_wan_state_dict(seed: int = 0, model_class: str = "WanModel", **overrides) -> dict[str, torch.Tensor]:
     """State dict of one of ComfyUI's own Wan model classes at a tiny size, randomly initialised."""
-    import comfy.ldm.wan.model as wan
+    import comfy.ldm.wan.model
+    import comfy.ldm.wan.model_animate
     import comfy.ops
 
     cfg = dict(model_type="t2v", dim=128, ffn_dim=256, num_heads=1, num_layers=4, in_dim=16, out_dim=16,
                text_dim=4096, freq_dim=256, cross_attn_norm=True) | overrides
     torch.manual_seed(seed)
-    model = getattr(wan, model_class)(operations=comfy.ops.manual_cast, dtype=torch.float32, **cfg)
+    module = comfy.ldm.wan.model_animate if model_class == "AnimateWanModel" else comfy.ldm.wan.model
+    model = getattr(module, model_class)(operations=comfy.ops.manual_cast, dtype=torch.float32, **cfg)
     for name, p in model.named_parameters():
         if p.ndim >= 2:
             torch.nn.init.normal_(p, std=0.05)

@@ -228,40 +228,6 @@ def test_unsupported_model_is_returned_unpatched_with_one_warning(runtime, caplo
     assert len(warnings) == 1 and "Supported:" in warnings[0].getMessage()
 
 
-def _vace(runtime, vace_layers: int):
-    model = h.load_model_patcher(h.random_wan_state_dict(seed=7, model_class="VaceWanModel", model_type="vace",
-                                                         vace_layers=vace_layers, vace_in_dim=96))
-    assert type(model.model.diffusion_model).__name__ == "VaceWanModel"
-    return model
-
-
-def test_vace_hints_are_cached_with_the_span_and_their_blocks_skipped(runtime, conds):
-    """VACE adds each hint block's output to x after some blocks: on reused steps the hint blocks
-    are silenced (the cached residual already holds the last computed step's hints)."""
-    vace = _vace(runtime, vace_layers=2)
-    base = h.ksample(vace, *conds, torch.zeros(LATENT), steps=10)
-    assert torch.equal(h.ksample(h.adacache(runtime, vace, end_percent=0.0), *conds, torch.zeros(LATENT), steps=10), base)
-    hint_runs = []
-    handle = vace.model.diffusion_model.vace_blocks[0].after_proj.register_forward_hook(lambda *a: hint_runs.append(1))
-    try:
-        patched = h.adacache(runtime, vace, preset="custom", custom_codebook="10:3")
-        out = h.ksample(patched, *conds, torch.zeros(LATENT), steps=10)
-    finally:
-        handle.remove()
-    assert h.session_of(patched).last_run.computed_steps() == [0, 1, 4, 7, 8, 9]
-    assert len(hint_runs) == 6  # the hint block ran on computed steps only
-    assert all("forward" not in b.__dict__ for b in vace.model.diffusion_model.vace_blocks)
-    assert torch.isfinite(out).all() and not torch.equal(out, base)
-    assert (out - base).abs().max() < base.abs().max()
-
-
-def test_vace_with_a_hint_after_the_last_block_is_refused(runtime, caplog):
-    vace = _vace(runtime, vace_layers=4)  # one hint block per main block: the last hint lands after the span
-    with caplog.at_level(logging.WARNING, logger="adacache"):
-        assert h.adacache(runtime, vace) is vace
-    assert any("after its last block" in r.getMessage() for r in caplog.records)
-
-
 def test_bad_settings_are_refused_before_sampling(runtime, wan):
     import nodes
 

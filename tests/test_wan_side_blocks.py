@@ -1,0 +1,120 @@
+"""Wan models that add side blocks' outputs between their main blocks (VACE hints, Animate faces).
+
+On computed steps the side blocks run and what they add is part of the cached span residual; on
+reused steps they are silenced through their forward, so their compute is saved too.
+"""
+import logging
+from contextlib import contextmanager
+
+import pytest
+import torch
+
+import helpers as h
+
+LATENT = (1, 16, 3, 8, 8)
+
+
+@pytest.fixture(scope="module")
+def conds():
+    return h.conditioning(seed=1), h.conditioning(seed=2)
+
+
+@contextmanager
+def count_runs(module, runs: list):
+    """Counts the real executions of ``module``'s forward (its own hooks fire only when it runs)."""
+    handle = module.register_forward_hook(lambda *a: runs.append(1))
+    try:
+        yield runs
+    finally:
+        handle.remove()
+
+
+def _vace(runtime, vace_layers: int):
+    model = h.load_model_patcher(h.random_wan_state_dict(seed=7, model_class="VaceWanModel", model_type="vace",
+                                                         vace_layers=vace_layers, vace_in_dim=96))
+    assert type(model.model.diffusion_model).__name__ == "VaceWanModel"
+    return model
+
+
+def test_vace_hints_are_cached_with_the_span_and_their_blocks_skipped(runtime, conds):
+    vace = _vace(runtime, vace_layers=2)
+    base = h.ksample(vace, *conds, torch.zeros(LATENT), steps=10)
+    assert torch.equal(h.ksample(h.adacache(runtime, vace, end_percent=0.0), *conds, torch.zeros(LATENT), steps=10), base)
+    patched = h.adacache(runtime, vace, preset="custom", custom_codebook="10:3")
+    with count_runs(vace.model.diffusion_model.vace_blocks[0].after_proj, []) as hint_runs:
+        out = h.ksample(patched, *conds, torch.zeros(LATENT), steps=10)
+    assert h.session_of(patched).last_run.computed_steps() == [0, 1, 4, 7, 8, 9]
+    assert len(hint_runs) == 6  # the hint block ran on computed steps only
+    assert all("forward" not in b.__dict__ for b in vace.model.diffusion_model.vace_blocks)
+    assert torch.isfinite(out).all() and not torch.equal(out, base)
+    assert (out - base).abs().max() < base.abs().max()
+
+
+def test_vace_with_a_hint_after_the_last_block_is_refused(runtime, caplog):
+    vace = _vace(runtime, vace_layers=4)  # one hint block per main block: the last hint lands after the span
+    with caplog.at_level(logging.WARNING, logger="adacache"):
+        assert h.adacache(runtime, vace) is vace
+    assert any("after its last block" in r.getMessage() for r in caplog.records)
+
+
+# Wan Animate: the face motion encoder is fixed-size (512x512 face crops, ~1.8 s a frame on two CPU
+# cores), so these runs use one face frame, CFG 1 (one branch) and 6 steps.
+ANIMATE_STEPS = 6
+
+
+@pytest.fixture(scope="module")
+def animate(runtime):
+    model = h.load_model_patcher(h.random_wan_state_dict(seed=7, model_class="AnimateWanModel", model_type="animate",
+                                                         num_layers=10))
+    assert type(model.model.diffusion_model).__name__ == "AnimateWanModel"
+    g = torch.Generator().manual_seed(3)
+    face = torch.rand(1, 3, 1, 512, 512, generator=g) * 2 - 1  # as WanAnimateToVideo passes face_video
+    pose = torch.randn(1, 16, 2, 8, 8, generator=g)  # pose latents, added to frames 1.. before the blocks
+    extra = {"face_video_pixels": face, "pose_video_latent": pose}
+    positive, negative = ([[c[0][0], dict(extra)]] for c in (h.conditioning(seed=1), h.conditioning(seed=2)))
+    return model, positive, negative
+
+
+def _sample(model, positive, negative):
+    return h.ksample(model, positive, negative, torch.zeros(LATENT), steps=ANIMATE_STEPS, cfg=1.0)
+
+
+def test_animate_face_blocks_are_cached_with_the_span_and_skipped(runtime, animate):
+    """Animate adds a face block's output to x after blocks 0 and 5 (of 10): bitwise equal when
+    nothing is reused; on reused steps neither the main blocks nor the face blocks run."""
+    model, positive, negative = animate
+    diffusion_model = model.model.diffusion_model
+    face_layer = diffusion_model.face_adapter.fuser_blocks[1].linear2
+    with count_runs(face_layer, []) as every_step:
+        base = _sample(model, positive, negative)
+    assert len(every_step) == ANIMATE_STEPS  # the face path really runs
+    assert torch.equal(_sample(h.adacache(runtime, model, end_percent=0.0), positive, negative), base)
+
+    patched = h.adacache(runtime, model, preset="custom", custom_codebook="10:3")
+    session = h.session_of(patched)
+    assert session.arch.name == "Wan Animate"
+    assert session.arch.side_blocks[0].after_blocks(diffusion_model) == {0, 5}
+    with count_runs(face_layer, []) as face_runs, count_runs(diffusion_model.blocks[3].ffn, []) as block_runs:
+        out = _sample(patched, positive, negative)
+    trace = session.last_run
+    assert trace.computed_steps() == [0, 1, 4, 5]
+    assert len(face_runs) == 4 and len(block_runs) == 4  # ran on the computed steps only
+    assert trace.token_grid == [3, 4, 4]  # the latent's frames (reference frame first), 2x2 patches
+    assert all("forward" not in b.__dict__ for b in diffusion_model.face_adapter.fuser_blocks)
+    assert torch.isfinite(out).all() and not torch.equal(out, base)
+    assert (out - base).abs().max() < base.abs().max()
+
+
+def test_animate_moreg_scores_motion_on_its_frames(runtime, animate):
+    import nodes
+
+    model, positive, negative = animate
+    moreg = nodes.NODE_CLASS_MAPPINGS["AdaCacheMoRegSettings"].execute(
+        motion_scale=0.385, motion_power=8.0, motion_divisor=1.0, gradient_weight=10.0, frame_strides="1",
+        window_start=0.0, window_end=1.0).args[0]
+    patched = h.adacache(runtime, model, moreg=moreg)
+    _sample(patched, positive, negative)
+    trace = h.session_of(patched).last_run
+    assert trace.token_grid == [3, 4, 4]
+    assert all(d.motion is not None for d in trace.decisions)
+    assert not any("MoReg off" in n for n in trace.notes)
