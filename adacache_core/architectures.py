@@ -17,6 +17,11 @@ merged_stream:     later blocks work on text and image tokens concatenated: "txt
 controls_between:  the model adds ControlNet residuals or runs transformer_options["patches"]
                    ["double_block"] between blocks, outside the hook: such runs compute every step
 side_blocks:       blocks the model runs beside the stack and adds between its blocks (:class:`SideBlocks`)
+layout:            dotted attribute of the model naming its hidden-state layout between blocks
+                   (Cosmos 1: "THWBD", batch next to last); None: batch first
+adds_before_blocks: the model adds to the stream before every block, outside the hook (Cosmos 1's
+                   per-block position embedding): on reused steps the last block returns what the
+                   first one returned, so those additions are not counted again
 """
 from __future__ import annotations
 
@@ -39,8 +44,9 @@ class BlockList:
     key: str | None = None
     returns: tuple[str, ...] = ()
 
-    def modules(self, diffusion_model: object):
-        return _attribute(diffusion_model, self.attribute)
+    def modules(self, diffusion_model: object) -> list:
+        blocks = _attribute(diffusion_model, self.attribute)
+        return list(blocks.values()) if hasattr(blocks, "values") else list(blocks)  # Cosmos 1: a ModuleDict
 
 
 @dataclass(frozen=True)
@@ -82,6 +88,12 @@ class Architecture:
     merged_stream: str | None = None
     controls_between: bool = False
     side_blocks: tuple[SideBlocks, ...] = ()
+    layout: str | None = None
+    adds_before_blocks: bool = False
+
+    def batch_axis(self, diffusion_model: object) -> int:
+        """Where the batch sits in the hidden states the blocks pass on."""
+        return 0 if self.layout is None else str(_attribute(diffusion_model, self.layout)).index("B")
 
     def patch_of(self, diffusion_model: object) -> tuple[int, int, int] | None:
         if self.patch_size is None:
@@ -102,9 +114,14 @@ class Architecture:
         return tuple(math.ceil(n / p) for n, p in zip(latent_shape[2:], patch))  # type: ignore[return-value]
 
     @staticmethod
-    def tokens(hidden):
-        """A hidden state as (batch, tokens, channels); Cosmos keeps it as (B, T, H, W, D)."""
-        return hidden if hidden.ndim == 3 else hidden.flatten(1, -2)
+    def tokens(hidden, batch_axis: int = 0):
+        """A hidden state as (batch, tokens, channels); Cosmos keeps (B, T, H, W, D), Cosmos 1 (T, H, W, B, D)."""
+        return hidden.movedim(batch_axis, 0).flatten(1, -2)
+
+    @staticmethod
+    def from_tokens(tokens, like, batch_axis: int = 0):
+        """The inverse of :meth:`tokens`: ``tokens`` in the layout of the hidden state ``like``."""
+        return tokens.reshape(like.movedim(batch_axis, 0).shape).movedim(0, batch_axis)
 
     def image_tokens(self, hidden, image_count: int, options: dict):
         """The image part of a block's hidden state (all of it, unless text was merged in).
@@ -130,10 +147,10 @@ DOUBLE = (BlockList("blocks", "double_block"),)
 FLUX_LIKE = (BlockList("double_blocks", "double_block"), BlockList("single_blocks", "single_block"))
 
 ARCHITECTURES: tuple[Architecture, ...] = (
-    # CameraWanModel runs its blocks exactly as WanModel (newer ComfyUI runs "double_block"
-    # patches after each Wan block, hence controls_between). S2V / HuMo inject audio between
-    # blocks, outside any block a hook could reach: not listed, they get the warning.
-    Architecture("Wan 2.1 / 2.2", ("WanModel", "CameraWanModel"), DOUBLE, controls_between=True),
+    # CameraWanModel and HumoWanModel (whose blocks take the audio) run their blocks exactly as
+    # WanModel (newer ComfyUI runs "double_block" patches after each Wan block, hence
+    # controls_between). S2V adds audio after its last block too: refused (REFUSED below).
+    Architecture("Wan 2.1 / 2.2", ("WanModel", "CameraWanModel", "HumoWanModel"), DOUBLE, controls_between=True),
     # VACE adds each vace block's hint (c_skip) to x after some blocks: silenced on reused steps,
     # where the cached residual already holds the hints of the last computed step.
     Architecture("Wan VACE", ("VaceWanModel",), DOUBLE, controls_between=True,
@@ -157,6 +174,9 @@ ARCHITECTURES: tuple[Architecture, ...] = (
     # No per-block replacement in ComfyUI: hooked through their blocks' forward (BlockList.key None).
     Architecture("Cosmos Predict2", ("MiniTrainDIT",), (BlockList("blocks", returns=("x_B_T_H_W_D",)),),
                  stream="x_B_T_H_W_D", patch_size=("patch_temporal", "patch_spatial", "patch_spatial")),
+    Architecture("Cosmos 1", ("GeneralDIT",), (BlockList("blocks", returns=("x",)),), stream="x",
+                 patch_size=("patch_temporal", "patch_spatial", "patch_spatial"), layout="block_x_format",
+                 adds_before_blocks=True),
     # Double blocks update image and text tokens; single blocks see [image, text] concatenated.
     Architecture("HiDream", ("HiDreamImageTransformer2DModel",),
                  (BlockList("double_stream_blocks", returns=("image_tokens", "text_tokens")),
@@ -168,9 +188,11 @@ ARCHITECTURES: tuple[Architecture, ...] = (
                  patch_size=None, controls_between=True),
 )
 
-# Known DiTs that add work between their blocks, which a skipped span of blocks would lose (or
-# count twice): named in the warning. Cosmos 1 adds a position embedding before every block.
-ADDS_BETWEEN_BLOCKS = {"GeneralDIT": "Cosmos 1", "WanModel_S2V": "Wan S2V", "HumoWanModel": "Wan HuMo"}
+# Known DiTs that cannot be cached safely, and why: named in the warning.
+REFUSED = {
+    "WanModel_S2V": ("Wan S2V", "its audio injector adds to the stream after the last block too (layer 39 of 40), "
+                                "outside the span of blocks a cache can measure"),
+}
 
 
 def find_architecture(diffusion_model: object) -> Architecture | None:
@@ -187,7 +209,7 @@ def supported_names() -> list[str]:
 
 def unsupported_reason(diffusion_model: object) -> str:
     name = type(diffusion_model).__name__
-    if name in ADDS_BETWEEN_BLOCKS:
-        return (f"{ADDS_BETWEEN_BLOCKS[name]} ({name}) cannot be cached safely: the model adds work between its "
-                "blocks (audio or position embeddings) that skipping blocks would lose")
+    if name in REFUSED:
+        family, why = REFUSED[name]
+        return f"{family} ({name}) cannot be cached safely: {why}"
     return f"{name} is not a supported diffusion transformer"

@@ -9,7 +9,7 @@ Hooks (all on the clone; the input MODEL and the loaded torch model are never to
   * ``patches_replace["dit"]`` per block: on computed steps runs the block (and any replacement
     installed before ours) and measures the probe blocks; on reused steps the first block returns
     its input plus the cached residual of the whole block stack and the others pass through.
-  * models whose forward offers no per-block replacement (Cosmos Predict2, HiDream, Lumina 2):
+  * models whose forward offers no per-block replacement (Cosmos 1 and Predict2, HiDream, Lumina 2):
     the same per-block hook, reached by shadowing each block's ``forward`` with an instance
     attribute for the length of one sampling call (:class:`_ForwardOverride`, installed and
     removed by the OUTER_SAMPLE wrapper). Weights, state dict and the model's own forward are
@@ -22,6 +22,7 @@ is one hidden state per branch (plus one per probe block for the distance), not 
 from __future__ import annotations
 
 import collections
+import functools
 import inspect
 import logging
 import time
@@ -60,6 +61,7 @@ class _Call:
     residual: torch.Tensor | None
     grid: tuple[int, int, int] | None
     span_input: torch.Tensor | None = None
+    span_output: torch.Tensor | None = None  # reused steps of models that add before every block
 
 
 @dataclass
@@ -152,9 +154,10 @@ class AdaCacheSession:
     """AdaCache attached to one patched model: settings, hooks, and the traces of its last runs."""
 
     def __init__(self, config: AdaCacheConfig, arch: Architecture, num_blocks: int, label: str,
-                 patch_size: tuple[int, ...] | None):
+                 patch_size: tuple[int, ...] | None, batch_axis: int = 0):
         self.config = config
         self.patch_size = patch_size
+        self.batch_axis = batch_axis
         self.arch = arch
         self.num_blocks = num_blocks
         self.label = label
@@ -266,11 +269,21 @@ class AdaCacheSession:
 
     # -- per block ---------------------------------------------------------------------------------
     def reuse_block(self, index: int, call: _Call, args: dict) -> dict:
-        """Reused step: the first block adds the whole stack's cached residual, the rest pass through."""
-        if index != 0:
-            return args
-        x = args[self.arch.stream]
-        return {**args, self.arch.stream: x + call.residual.to(x.device, x.dtype).reshape(x.shape)}
+        """Reused step: the first block adds the whole stack's cached residual, the rest pass through.
+
+        A model that adds to the stream before every block (Cosmos 1) gets back from its last block
+        what the first one returned: its additions between the skipped blocks are not counted again.
+        """
+        stream = self.arch.stream
+        if index == 0:
+            x = args[stream]
+            out = x + self.arch.from_tokens(call.residual.to(x.device, x.dtype), x, self.batch_axis)
+            if self.arch.adds_before_blocks:
+                call.span_output = out.clone()  # the model adds to ``out`` in place before the next block
+            return {**args, stream: out}
+        if index == self._last_block and call.span_output is not None:
+            return {**args, stream: call.span_output}
+        return args
 
     def before_block(self, index: int, call: _Call, args: dict) -> torch.Tensor | None:
         """Keep what the residuals need of the block's input (a copy if blocks update it in place)."""
@@ -286,7 +299,7 @@ class AdaCacheSession:
     def after_block(self, index: int, call: _Call, before: torch.Tensor | None, out: dict, options: dict) -> None:
         run = self._run
         if before is not None or index == self._last_block:
-            tokens = self.arch.tokens
+            tokens = functools.partial(self.arch.tokens, batch_axis=self.batch_axis)
             span_input = tokens(call.span_input)
             n_img = span_input.shape[1]
             out_img = self.arch.image_tokens(tokens(out[self.arch.stream]), n_img, options)
@@ -347,7 +360,7 @@ def patch_model(model, config_for, label: str = "model"):
     config = config_for(len(blocks))
     patched = model.clone()
     patch_size = arch.patch_of(diffusion_model)
-    session = AdaCacheSession(config, arch, len(blocks), label, patch_size)
+    session = AdaCacheSession(config, arch, len(blocks), label, patch_size, arch.batch_axis(diffusion_model))
     existing = patched.model_options.get("transformer_options", {}).get("patches_replace", {}).get("dit", {})
     for index, (block_list, i) in enumerate(blocks):
         if block_list.key is None:

@@ -55,6 +55,15 @@ FAMILIES = {
                                                         use_adaln_lora=True, adaln_lora_dim=16, rope_h_extrapolation_ratio=4.0,
                                                         rope_w_extrapolation_ratio=4.0),
                               (1, 16, 3, 8, 8), (5, 32)),
+    # Adds a position embedding to the stream before every block; blocks pass (T, H, W, B, D).
+    "Cosmos 1": Family("CosmosT2V", dict(max_img_h=240, max_img_w=240, max_frames=128, in_channels=16, out_channels=16,
+                                         patch_spatial=2, patch_temporal=1, model_channels=64, block_config="FA-CA-MLP",
+                                         concat_padding_mask=True, pos_emb_cls="rope3d", pos_emb_learnable=False,
+                                         pos_emb_interpolation="crop", block_x_format="THWBD", affline_emb_norm=True,
+                                         use_adaln_lora=True, adaln_lora_dim=16, num_blocks=3, num_heads=2,
+                                         extra_per_block_abs_pos_emb=True, extra_per_block_abs_pos_emb_type="learnable",
+                                         crossattn_emb_channels=32),
+                       (1, 16, 3, 8, 8), (5, 32)),
     "HiDream": Family("HiDream", dict(patch_size=2, in_channels=16, out_channels=16, num_layers=2, num_single_layers=2,
                                       attention_head_dim=32, num_attention_heads=2, caption_channels=[32, 24], text_emb_dim=16,
                                       num_routed_experts=2, num_activated_experts=1, axes_dims_rope=[16, 8, 8],
@@ -66,18 +75,6 @@ FAMILIES = {
                                                  axes_dims=[8, 12, 12], axes_lens=[300, 512, 512]),
                                  (1, 16, 8, 8), (5, 24), {}, "layers"),
 }
-
-
-# A DiT that adds work between its blocks (Cosmos 1: a position embedding before each block),
-# which must get the warning and come back unpatched.
-COSMOS1 = Family("CosmosT2V", dict(max_img_h=240, max_img_w=240, max_frames=128, in_channels=16, out_channels=16,
-                                   patch_spatial=2, patch_temporal=1, model_channels=64, block_config="FA-CA-MLP",
-                                   concat_padding_mask=True, pos_emb_cls="rope3d", pos_emb_learnable=False,
-                                   pos_emb_interpolation="crop", block_x_format="THWBD", affline_emb_norm=True,
-                                   use_adaln_lora=True, adaln_lora_dim=16, num_blocks=2, num_heads=2,
-                                   extra_per_block_abs_pos_emb=True, extra_per_block_abs_pos_emb_type="learnable",
-                                   crossattn_emb_channels=32),
-                 (1, 16, 2, 8, 8), (5, 32))
 
 
 def build(family: Family, seed: int = 0):

@@ -58,3 +58,40 @@ def adacache(runtime, model, **settings):
 
 def session_of(model):
     return model.model_options["transformer_options"].get("adacache")
+
+
+def sigmas_a_hair_apart(model, steps: int) -> torch.Tensor:
+    """``steps`` sigmas 3e-5 apart (relative; the planner tells steps 1e-5 apart) at 30% of the schedule, then 0."""
+    sigma = float(model.get_model_object("model_sampling").percent_to_sigma(0.3))
+    return torch.tensor([sigma * (1 - 3e-5 * i) for i in range(steps)] + [0.0])
+
+
+def stay_put_outputs(model, positive, negative, latent: torch.Tensor, sigmas: torch.Tensor, cfg: float = 5.0) -> list:
+    """The model's denoised output at each sigma, always on the same noisy latent (a sampler that
+    never moves), through the real CFGGuider and SamplerCustomAdvanced."""
+    import comfy.samplers
+    import nodes
+
+    outputs = []
+
+    def stay_put(model_k, x, sigmas, extra_args=None, callback=None, disable=None):
+        s_in = x.new_ones([x.shape[0]])
+        for sigma in sigmas[:-1]:
+            outputs.append(model_k(x, sigma * s_in, **(extra_args or {})))
+        return x
+
+    m = nodes.NODE_CLASS_MAPPINGS
+    guider = m["CFGGuider"].execute(model, positive, negative, cfg).args[0]
+    noise = m["RandomNoise"].execute(0).args[0]
+    m["SamplerCustomAdvanced"].execute(noise, guider, comfy.samplers.KSAMPLER(stay_put), sigmas, {"samples": latent})
+    return outputs
+
+
+def assert_reuse_reproduces(outputs: list, computed: list, reused: tuple[int, ...]) -> None:
+    """Computed steps equal bitwise; reused ones within 1% (the sigmas differ a hair; a residual
+    put back wrongly, or an addition counted twice, is off by several percent)."""
+    for step, (out, ref) in enumerate(zip(outputs, computed, strict=True)):
+        if step in reused:
+            assert (out - ref).abs().max() < 1e-2 * ref.abs().max(), f"reused step {step}"
+        else:
+            assert torch.equal(out, ref), f"computed step {step}"

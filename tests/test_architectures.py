@@ -29,7 +29,8 @@ def _layer_runs(model, fam, run) -> int:
     Counted inside the block, not on the block's own call: blocks hooked through their forward are
     still called on reused steps (the model's loop calls them); only their layers stay idle.
     """
-    first_block = getattr(model.model.diffusion_model, fam.blocks)[0]
+    blocks = getattr(model.model.diffusion_model, fam.blocks)
+    first_block = next(iter(blocks.values())) if isinstance(blocks, torch.nn.ModuleDict) else blocks[0]  # Cosmos 1: a dict
     runs = []
     handles = [m.register_forward_hook(lambda *a: runs.append(1)) for m in first_block.modules() if m is not first_block]
     try:
@@ -132,3 +133,16 @@ def test_forward_hooks_last_one_sampling_call_and_chain_what_was_there(runtime):
     del layers[0].forward
     assert torch.equal(h.ksample(model, pos, neg, torch.zeros(fam.latent), steps=10), baseline)
     assert not torch.equal(out, baseline)
+
+
+def test_reuse_where_nothing_changed_reproduces_the_computed_output(runtime, family):
+    """On the same latent at sigmas a hair apart, a reused step (first block's input plus the cached
+    residual) must give what computing it gives: catches a residual put back in the wrong layout or
+    place, or additions between blocks (position embeddings) counted twice."""
+    name, fam, model, pos, neg, _ = family
+    sigmas = h.sigmas_a_hair_apart(model, steps=7)
+    computed = h.stay_put_outputs(model, pos, neg, torch.zeros(fam.latent), sigmas)
+    patched = h.adacache(runtime, model, preset="custom", custom_codebook="10:3")
+    outputs = h.stay_put_outputs(patched, pos, neg, torch.zeros(fam.latent), sigmas)
+    assert h.session_of(patched).last_run.computed_steps() == [0, 1, 4, 5, 6]
+    h.assert_reuse_reproduces(outputs, computed, reused=(2, 3))

@@ -1,4 +1,5 @@
-"""Wan models that add side blocks' outputs between their main blocks (VACE hints, Animate faces).
+"""Wan variants beyond T2V/I2V: VACE hints and Animate faces (side blocks added between the main
+blocks), HuMo audio (inside the blocks).
 
 On computed steps the side blocks run and what they add is part of the cached span residual; on
 reused steps they are silenced through their forward, so their compute is saved too.
@@ -48,6 +49,11 @@ def test_vace_hints_are_cached_with_the_span_and_their_blocks_skipped(runtime, c
     assert all("forward" not in b.__dict__ for b in vace.model.diffusion_model.vace_blocks)
     assert torch.isfinite(out).all() and not torch.equal(out, base)
     assert (out - base).abs().max() < base.abs().max()
+
+    # hints are not counted twice on reused steps: where nothing changes, reuse reproduces computing
+    sigmas = h.sigmas_a_hair_apart(vace, steps=7)
+    computed = h.stay_put_outputs(vace, *conds, torch.zeros(LATENT), sigmas)
+    h.assert_reuse_reproduces(h.stay_put_outputs(patched, *conds, torch.zeros(LATENT), sigmas), computed, reused=(2, 3))
 
 
 def test_vace_with_a_hint_after_the_last_block_is_refused(runtime, caplog):
@@ -118,3 +124,54 @@ def test_animate_moreg_scores_motion_on_its_frames(runtime, animate):
     assert trace.token_grid == [3, 4, 4]
     assert all(d.motion is not None for d in trace.decisions)
     assert not any("MoReg off" in n for n in trace.notes)
+
+
+@pytest.fixture(scope="module")
+def humo(runtime):
+    model = h.load_model_patcher(h.random_wan_state_dict(seed=5, model_class="HumoWanModel", model_type="humo"))
+    assert type(model.model.diffusion_model).__name__ == "HumoWanModel"
+    g = torch.Generator().manual_seed(4)
+    audio = torch.randn(1, LATENT[2], 8, 5, 1280, generator=g)  # whisper features per latent frame, as HuMo's node builds
+    positive, negative = ([[c[0][0], {"audio_embed": a}]] for c, a in ((h.conditioning(seed=1), audio),
+                                                                      (h.conditioning(seed=2), audio * 0)))
+    return model, positive, negative
+
+
+def test_humo_audio_runs_inside_its_blocks_and_is_cached_with_them(runtime, humo):
+    """HuMo's blocks take the audio themselves, so it is a plain Wan row: bitwise equal when nothing is
+    reused, the audio attention runs on computed steps only, and reuse reproduces where nothing changed."""
+    model, positive, negative = humo
+    audio_attention = model.model.diffusion_model.blocks[2].audio_cross_attn_wrapper
+    with count_runs(audio_attention, []) as every_step:
+        base = h.ksample(model, positive, negative, torch.zeros(LATENT), steps=10)
+    assert len(every_step) == 10
+    assert torch.equal(h.ksample(h.adacache(runtime, model, end_percent=0.0), positive, negative, torch.zeros(LATENT), steps=10), base)
+
+    patched = h.adacache(runtime, model, preset="custom", custom_codebook="10:3")
+    with count_runs(audio_attention, []) as audio_runs:
+        out = h.ksample(patched, positive, negative, torch.zeros(LATENT), steps=10)
+    trace = h.session_of(patched).last_run
+    assert trace.architecture == "Wan 2.1 / 2.2" and trace.computed_steps() == [0, 1, 4, 7, 8, 9]
+    assert len(audio_runs) == 6 and trace.token_grid == [3, 4, 4]
+    assert torch.isfinite(out).all() and not torch.equal(out, base)
+
+    sigmas = h.sigmas_a_hair_apart(model, steps=7)
+    computed = h.stay_put_outputs(model, positive, negative, torch.zeros(LATENT), sigmas)
+    h.assert_reuse_reproduces(h.stay_put_outputs(patched, positive, negative, torch.zeros(LATENT), sigmas), computed, reused=(2, 3))
+
+
+def test_humo_with_a_reference_image_turns_moreg_off_with_a_note(runtime, humo):
+    """HuMo appends the reference image's tokens after the video's: they do not form the video grid."""
+    import nodes
+
+    model, positive, negative = humo
+    reference = torch.randn(1, 16, 1, 8, 8, generator=torch.Generator().manual_seed(6))
+    positive, negative = ([[c[0][0], c[0][1] | {"reference_latents": [reference]}]] for c in (positive, negative))
+    moreg = nodes.NODE_CLASS_MAPPINGS["AdaCacheMoRegSettings"].execute(
+        motion_scale=0.385, motion_power=8.0, motion_divisor=1.0, gradient_weight=10.0, frame_strides="1",
+        window_start=0.0, window_end=1.0).args[0]
+    patched = h.adacache(runtime, model, moreg=moreg)
+    out = h.ksample(patched, positive, negative, torch.zeros(LATENT), steps=10)
+    trace = h.session_of(patched).last_run
+    assert torch.isfinite(out).all()
+    assert any(n.startswith("MoReg off: 64 tokens do not form the 3x4x4 video grid") for n in trace.notes)
