@@ -19,6 +19,7 @@ class Family:
     extra: dict = field(default_factory=dict)  # further conditioning entries
     blocks: str = "blocks"  # first block list, to count executions
     frames_per_token: int = 1  # latent frames per token (temporal patch)
+    architecture: str | None = None  # the table row it must get, if not named like the family
 
 
 FAMILIES = {
@@ -27,6 +28,14 @@ FAMILIES = {
                                                 theta=256, patch_size=[1, 2, 2], qkv_bias=True, guidance_embed=True, byt5=False,
                                                 meanflow=False, use_cond_type_embedding=False, vision_in_dim=None),
                            (1, 16, 3, 8, 8), (5, 16), {"pooled_output": (1, 8), "guidance": 6.0}, "double_blocks"),
+    # 1.5: 32-channel latents (+ image and mask concat), patch 1, no single blocks, condition-type embeddings.
+    "HunyuanVideo 1.5": Family("HunyuanVideo15", dict(in_channels=65, out_channels=32, vec_in_dim=None, context_in_dim=16,
+                                                      hidden_size=64, mlp_ratio=2.0, num_heads=2, depth=3, depth_single_blocks=0,
+                                                      axes_dim=[8, 12, 12], theta=256, patch_size=[1, 1, 1], qkv_bias=True,
+                                                      guidance_embed=False, byt5=False, meanflow=False,
+                                                      use_cond_type_embedding=True, vision_in_dim=None),
+                               (1, 32, 3, 4, 4), (5, 16), {"pooled_output": (1, 8)}, "double_blocks",
+                               architecture="HunyuanVideo"),
     "Chroma": Family("Chroma", dict(in_channels=64, out_channels=64, context_in_dim=16, hidden_size=64, mlp_ratio=2.0, num_heads=2,
                                     depth=2, depth_single_blocks=2, axes_dim=[8, 12, 12], theta=10000, patch_size=2, qkv_bias=True,
                                     in_dim=64, out_dim=64, hidden_dim=32, n_layers=2),
