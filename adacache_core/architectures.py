@@ -167,7 +167,7 @@ ARCHITECTURES: tuple[Architecture, ...] = (
                  patch_size="patchifier.patch_size", inplace_blocks=True),
     Architecture("Flux", ("Flux",), FLUX_LIKE, patch_size=None, inplace_blocks=True, merged_stream="txt_first",
                  controls_between=True),
-    Architecture("Chroma", ("Chroma",), FLUX_LIKE, patch_size=None, inplace_blocks=True, merged_stream="txt_first",
+    Architecture("Chroma", ("Chroma", "ChromaRadiance"), FLUX_LIKE, patch_size=None, inplace_blocks=True, merged_stream="txt_first",
                  controls_between=True),
     Architecture("Qwen-Image", ("QwenImageTransformer2DModel",), (BlockList("transformer_blocks", "double_block"),),
                  patch_size=None, controls_between=True),
