@@ -1,5 +1,5 @@
 """Wan variants beyond T2V/I2V: VACE hints and Animate faces (side blocks added between the main
-blocks), HuMo audio (inside the blocks).
+blocks), HuMo audio (inside the blocks) and Fun camera (added before them).
 
 On computed steps the side blocks run and what they add is part of the cached span residual; on
 reused steps they are silenced through their forward, so their compute is saved too.
@@ -126,33 +126,44 @@ def test_animate_moreg_scores_motion_on_its_frames(runtime, animate):
     assert not any("MoReg off" in n for n in trace.notes)
 
 
-@pytest.fixture(scope="module")
-def humo(runtime):
-    model = h.load_model_patcher(h.random_wan_state_dict(seed=5, model_class="HumoWanModel", model_type="humo"))
-    assert type(model.model.diffusion_model).__name__ == "HumoWanModel"
+# Wan variants whose extra inputs act before or inside the blocks: plain rows of the Wan table.
+# (model class, model settings, extra conditioning: name -> shape, as their ComfyUI nodes build it)
+WAN_WITH_EXTRA_INPUTS = {
+    # HuMo's blocks take the audio (whisper features per latent frame) themselves.
+    "HuMo": ("HumoWanModel", dict(model_type="humo"), {"audio_embed": (1, LATENT[2], 8, 5, 1280)}),
+    # Wan 2.2 Fun camera adds its camera embedding (Plücker rays per pixel) to x before the blocks.
+    "Fun camera": ("CameraWanModel", dict(model_type="camera_2.2", in_dim=36),
+                   {"camera_conditions": (1, 24, LATENT[2], 64, 64)}),
+}
+
+
+def _wan_with_extra_inputs(name: str):
+    model_class, settings, extra = WAN_WITH_EXTRA_INPUTS[name]
+    model = h.load_model_patcher(h.random_wan_state_dict(seed=5, model_class=model_class, **settings))
+    assert type(model.model.diffusion_model).__name__ == model_class
     g = torch.Generator().manual_seed(4)
-    audio = torch.randn(1, LATENT[2], 8, 5, 1280, generator=g)  # whisper features per latent frame, as HuMo's node builds
-    positive, negative = ([[c[0][0], {"audio_embed": a}]] for c, a in ((h.conditioning(seed=1), audio),
-                                                                      (h.conditioning(seed=2), audio * 0)))
+    inputs = {key: torch.randn(shape, generator=g) for key, shape in extra.items()}
+    positive = [[h.conditioning(seed=1)[0][0], inputs]]
+    negative = [[h.conditioning(seed=2)[0][0], {key: value * 0 for key, value in inputs.items()}]]
     return model, positive, negative
 
 
-def test_humo_audio_runs_inside_its_blocks_and_is_cached_with_them(runtime, humo):
-    """HuMo's blocks take the audio themselves, so it is a plain Wan row: bitwise equal when nothing is
-    reused, the audio attention runs on computed steps only, and reuse reproduces where nothing changed."""
-    model, positive, negative = humo
-    audio_attention = model.model.diffusion_model.blocks[2].audio_cross_attn_wrapper
-    with count_runs(audio_attention, []) as every_step:
-        base = h.ksample(model, positive, negative, torch.zeros(LATENT), steps=10)
-    assert len(every_step) == 10
+@pytest.mark.parametrize("name", sorted(WAN_WITH_EXTRA_INPUTS))
+def test_wan_variants_with_extra_inputs_are_cached_like_wan(runtime, name):
+    """Bitwise equal when nothing is reused, the blocks run on computed steps only, and reuse
+    reproduces computing where nothing changed, with the variant's extra input in play."""
+    model, positive, negative = _wan_with_extra_inputs(name)
+    base = h.ksample(model, positive, negative, torch.zeros(LATENT), steps=10)
+    plain = [[c[0][0], {}] for c in (positive, negative)]
+    assert not torch.equal(h.ksample(model, [plain[0]], [plain[1]], torch.zeros(LATENT), steps=10), base)  # the input counts
     assert torch.equal(h.ksample(h.adacache(runtime, model, end_percent=0.0), positive, negative, torch.zeros(LATENT), steps=10), base)
 
     patched = h.adacache(runtime, model, preset="custom", custom_codebook="10:3")
-    with count_runs(audio_attention, []) as audio_runs:
+    with count_runs(model.model.diffusion_model.blocks[2].ffn, []) as block_runs:
         out = h.ksample(patched, positive, negative, torch.zeros(LATENT), steps=10)
     trace = h.session_of(patched).last_run
     assert trace.architecture == "Wan 2.1 / 2.2" and trace.computed_steps() == [0, 1, 4, 7, 8, 9]
-    assert len(audio_runs) == 6 and trace.token_grid == [3, 4, 4]
+    assert len(block_runs) == 6 and trace.token_grid == [3, 4, 4]
     assert torch.isfinite(out).all() and not torch.equal(out, base)
 
     sigmas = h.sigmas_a_hair_apart(model, steps=7)
@@ -160,11 +171,11 @@ def test_humo_audio_runs_inside_its_blocks_and_is_cached_with_them(runtime, humo
     h.assert_reuse_reproduces(h.stay_put_outputs(patched, positive, negative, torch.zeros(LATENT), sigmas), computed, reused=(2, 3))
 
 
-def test_humo_with_a_reference_image_turns_moreg_off_with_a_note(runtime, humo):
+def test_humo_with_a_reference_image_turns_moreg_off_with_a_note(runtime):
     """HuMo appends the reference image's tokens after the video's: they do not form the video grid."""
     import nodes
 
-    model, positive, negative = humo
+    model, positive, negative = _wan_with_extra_inputs("HuMo")
     reference = torch.randn(1, 16, 1, 8, 8, generator=torch.Generator().manual_seed(6))
     positive, negative = ([[c[0][0], c[0][1] | {"reference_latents": [reference]}]] for c in (positive, negative))
     moreg = nodes.NODE_CLASS_MAPPINGS["AdaCacheMoRegSettings"].execute(
