@@ -171,12 +171,20 @@ ARCHITECTURES: tuple[Architecture, ...] = (
                  controls_between=True),
     Architecture("Qwen-Image", ("QwenImageTransformer2DModel",), (BlockList("transformer_blocks", "double_block"),),
                  patch_size=None, controls_between=True),
+    # SD3 / SD3.5: joint blocks update text and image apart; ControlNets add after each block.
+    Architecture("SD3 / SD3.5", ("OpenAISignatureMMDITWrapper",), (BlockList("joint_blocks", "double_block"),),
+                 patch_size=None, controls_between=True),
+    # Hunyuan-DiT: U-Net-like long skips between its blocks, which pass through on reused steps too.
+    Architecture("Hunyuan-DiT", ("HunYuanDiT",), DOUBLE, patch_size=None, controls_between=True),
+    Architecture("AuraFlow", ("MMDiT",), (BlockList("double_layers", "double_block"), BlockList("single_layers", "single_block")),
+                 patch_size=None, merged_stream="txt_first"),
     # No per-block replacement in ComfyUI: hooked through their blocks' forward (BlockList.key None).
     Architecture("Cosmos Predict2", ("MiniTrainDIT",), (BlockList("blocks", returns=("x_B_T_H_W_D",)),),
                  stream="x_B_T_H_W_D", patch_size=("patch_temporal", "patch_spatial", "patch_spatial")),
     Architecture("Cosmos 1", ("GeneralDIT",), (BlockList("blocks", returns=("x",)),), stream="x",
                  patch_size=("patch_temporal", "patch_spatial", "patch_spatial"), layout="block_x_format",
                  adds_before_blocks=True),
+    Architecture("PixArt Alpha / Sigma", ("PixArtMS",), (BlockList("blocks", returns=("x",)),), stream="x", patch_size=None),
     # Double blocks update image and text tokens; single blocks see [image, text] concatenated.
     Architecture("HiDream", ("HiDreamImageTransformer2DModel",),
                  (BlockList("double_stream_blocks", returns=("image_tokens", "text_tokens")),

@@ -20,6 +20,7 @@ class Family:
     blocks: str = "blocks"  # first block list, to count executions
     frames_per_token: int = 1  # latent frames per token (temporal patch)
     architecture: str | None = None  # the table row it must get, if not named like the family
+    loaded_buffers: tuple[str, ...] = ()  # buffers that come from the checkpoint, like the weights
 
 
 FAMILIES = {
@@ -71,6 +72,18 @@ FAMILIES = {
     "Qwen-Image": Family("QwenImage", dict(patch_size=2, in_channels=64, out_channels=16, num_layers=3, attention_head_dim=32,
                                            num_attention_heads=2, joint_attention_dim=24, axes_dims_rope=(8, 12, 12)),
                          (1, 16, 8, 8), (5, 24), {}, "transformer_blocks"),
+    "SD3 / SD3.5": Family("SD3", dict(in_channels=16, out_channels=16, patch_size=2, depth=2, input_size=None, adm_in_channels=8,
+                                      context_embedder_config={"target": "torch.nn.Linear",
+                                                               "params": {"in_features": 16, "out_features": 128}},
+                                      num_patches=256, pos_embed_max_size=16, qk_norm="rms", x_block_self_attn_layers=[0]),
+                          (1, 16, 8, 8), (5, 16), {"pooled_output": (1, 8)}, "joint_blocks", loaded_buffers=("pos_embed",)),
+    "Hunyuan-DiT": Family("HunyuanDiT", dict(input_size=8, patch_size=2, in_channels=4, hidden_size=64, depth=4, num_heads=2,
+                                             text_states_dim=16, text_states_dim_t5=24, text_len=5, text_len_t5=6),
+                          (1, 4, 8, 8), (5, 16), {"attention_mask": (1, 5), "conditioning_mt5xl": (1, 6, 24),
+                                                  "attention_mask_mt5xl": (1, 6)}),
+    "AuraFlow": Family("AuraFlow", dict(in_channels=4, out_channels=4, patch_size=2, dim=64, n_layers=4, n_double_layers=2,
+                                        n_heads=2, global_conddim=64, cond_seq_dim=16, max_seq=64),
+                       (1, 4, 8, 8), (5, 16), {}, "double_layers"),
     # Hooked through their blocks' forward (ComfyUI gives them no per-block replacement).
     "Cosmos Predict2": Family("CosmosT2IPredict2", dict(max_img_h=240, max_img_w=240, max_frames=128, in_channels=16,
                                                         out_channels=16, patch_spatial=2, patch_temporal=1,
@@ -88,6 +101,10 @@ FAMILIES = {
                                          extra_per_block_abs_pos_emb=True, extra_per_block_abs_pos_emb_type="learnable",
                                          crossattn_emb_channels=32),
                        (1, 16, 3, 8, 8), (5, 32)),
+    "PixArt Alpha / Sigma": Family("PixArtSigma", dict(input_size=64, patch_size=2, in_channels=4, hidden_size=64, depth=2,
+                                                       num_heads=2, caption_channels=16, pe_interpolation=0.5,
+                                                       model_max_length=5, micro_condition=False),
+                                   (1, 4, 48, 48), (5, 16), {}, "blocks"),  # its position embedding needs >= 33 latent px
     "HiDream": Family("HiDream", dict(patch_size=2, in_channels=16, out_channels=16, num_layers=2, num_single_layers=2,
                                       attention_head_dim=32, num_attention_heads=2, caption_channels=[32, 24], text_emb_dim=16,
                                       num_routed_experts=2, num_activated_experts=1, axes_dims_rope=[16, 8, 8],
@@ -113,6 +130,8 @@ def build(family: Family, seed: int = 0):
     torch.manual_seed(seed)
     for p in model.diffusion_model.parameters():  # ComfyUI creates weights empty: they come from a file
         torch.nn.init.normal_(p, std=0.05)
+    for name in family.loaded_buffers:
+        torch.nn.init.normal_(model.diffusion_model.get_buffer(name), std=0.05)
     device = torch.device("cpu")
     return comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=device)
 
@@ -121,7 +140,7 @@ def conditioning(family: Family, seed: int):
     g = torch.Generator().manual_seed(seed)
     extra = {}
     for key, value in family.extra.items():
-        if key == "attention_mask":
+        if key.startswith("attention_mask"):
             extra[key] = torch.ones(value, dtype=torch.long)  # as the T5 encoders return it
         elif isinstance(value, tuple):
             extra[key] = torch.randn(value, generator=g)
