@@ -5,6 +5,7 @@ from comfy_api.latest import io
 
 from ..adacache_core import (CUSTOM_PRESET, DEFAULT_PRESET, PRESETS, AdaCacheConfig, SettingsError, parse_probe_blocks,
                              resolve_codebook)
+from ..adacache_core.architectures import supported_names
 from ..adacache_core.config import SEQUENCE_PARALLEL_MODES
 from ..adacache_core.comfy_bridge import patch_model
 from .types import MoRegSettings
@@ -40,7 +41,8 @@ class AdaCachePatchModel(io.ComfyNode):
                 "step it measures how much the video still changes and reuses the block outputs for more steps when "
                 "it changes little. Put it between the model loader and the sampler."),
             inputs=[
-                io.Model.Input("model", tooltip="The diffusion model to accelerate (Wan 2.1 / 2.2). Other models pass through unpatched with a warning."),
+                io.Model.Input("model", tooltip=f"The diffusion model to accelerate. Supported: {', '.join(supported_names())}. "
+                                                "Other models pass through unpatched with a warning."),
                 io.Combo.Input("preset", options=[*PRESETS, CUSTOM_PRESET], default=DEFAULT_PRESET,
                                tooltip="Codebook from the paper: 'fast' reuses longest (more speed, less fidelity), 'slow' reuses least. "
                                        "Presets are rescaled to your step count (reuse lengths grow with steps, thresholds shrink). "
