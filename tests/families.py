@@ -5,6 +5,7 @@ ModelPatcher), minus the weights: sizes come from the table below.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import torch
@@ -118,15 +119,34 @@ FAMILIES = {
 }
 
 
+# Settings that newer ComfyUI's model detection adds for these families (0.3.75 knows none of them),
+# with the values it gives checkpoints without those features. Filled in only where the running
+# ComfyUI's model asks for them, so the same families run on the pinned and on a newer ComfyUI.
+NEWER_SETTINGS = {"meanflow_sum": False, "txt_ids_dims": [], "vec_in_dim": None, "use_x0": False,
+                  "use_sequential_txt_ids": False}
+
+
+def _model(config_cls, unet: dict):
+    while True:
+        config = config_cls(unet)
+        config.set_inference_dtype(torch.float32, None)
+        try:
+            return config.get_model({})
+        except TypeError as error:
+            asked = re.findall(r"'(\w+)'", str(error)) if "required positional argument" in str(error) else []
+            newer = {name: NEWER_SETTINGS[name] for name in asked if name in NEWER_SETTINGS and name not in unet}
+            if not newer:
+                raise
+            unet = unet | newer
+
+
 def build(family: Family, seed: int = 0):
     import comfy.model_management
     import comfy.model_patcher
     import comfy.supported_models
 
     config_cls = getattr(comfy.supported_models, family.config)
-    config = config_cls(dict(config_cls.unet_config) | family.unet)
-    config.set_inference_dtype(torch.float32, None)
-    model = config.get_model({})
+    model = _model(config_cls, dict(config_cls.unet_config) | family.unet)
     torch.manual_seed(seed)
     for p in model.diffusion_model.parameters():  # ComfyUI creates weights empty: they come from a file
         torch.nn.init.normal_(p, std=0.05)

@@ -106,10 +106,10 @@ def test_batched_and_separate_cond_uncond_take_the_same_decisions(runtime, wan, 
     batched = h.ksample(patched, *conds, torch.zeros(LATENT), steps=12)
     run_batched = h.session_of(patched).last_run
     # ComfyUI runs cond and uncond separately when free memory is short: report none free.
-    import comfy.samplers
+    import comfy.model_management
 
-    real = comfy.samplers.model_management.get_free_memory
-    monkeypatch.setattr(comfy.samplers.model_management, "get_free_memory",
+    real = comfy.model_management.get_free_memory
+    monkeypatch.setattr(comfy.model_management, "get_free_memory",
                         lambda dev=None, torch_free_too=False: real(dev, True) if torch_free_too else 0)
     separate = h.ksample(patched, *conds, torch.zeros(LATENT), steps=12)
     run_separate = h.session_of(patched).last_run
