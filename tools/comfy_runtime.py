@@ -13,9 +13,11 @@ Call :func:`boot` once per process; it is idempotent.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import importlib.util
 import logging
 import os
+import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -106,8 +108,12 @@ def boot(output_dir: str | os.PathLike | None = None, extra_args: list[str] | No
     import utils.extra_config  # noqa: F401  (must precede `nodes`, as in main.py)
     import folder_paths
 
-    out = Path(output_dir) if output_dir else Path(tempfile.mkdtemp(prefix="adacache-comfy-out-"))
-    out.mkdir(parents=True, exist_ok=True)
+    if output_dir:
+        out = Path(output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+    else:  # a scratch folder of this process only: removed when it exits
+        out = Path(tempfile.mkdtemp(prefix="adacache-comfy-out-"))
+        atexit.register(shutil.rmtree, out, ignore_errors=True)
     folder_paths.set_output_directory(str(out))
     folder_paths.set_temp_directory(str(out / "temp"))
     folder_paths.add_model_folder_path("diffusion_models", str(FIXTURE_MODEL_DIR))
