@@ -165,10 +165,10 @@ ARCHITECTURES: tuple[Architecture, ...] = (
     # Tokens are (frames, height, width) in the patchifier's order; blocks add to x in place.
     Architecture("LTX-Video", ("LTXVModel",), (BlockList("transformer_blocks", "double_block"),),
                  patch_size="patchifier.patch_size", inplace_blocks=True),
-    Architecture("Flux", ("Flux",), FLUX_LIKE, patch_size=None, inplace_blocks=True, merged_stream="txt_first",
+    Architecture("Flux 1 / Flux 2", ("Flux",), FLUX_LIKE, patch_size=None, inplace_blocks=True, merged_stream="txt_first",
                  controls_between=True),
-    Architecture("Chroma", ("Chroma", "ChromaRadiance"), FLUX_LIKE, patch_size=None, inplace_blocks=True, merged_stream="txt_first",
-                 controls_between=True),
+    Architecture("Chroma / Chroma Radiance", ("Chroma", "ChromaRadiance"), FLUX_LIKE, patch_size=None, inplace_blocks=True,
+                 merged_stream="txt_first", controls_between=True),
     Architecture("Qwen-Image", ("QwenImageTransformer2DModel",), (BlockList("transformer_blocks", "double_block"),),
                  patch_size=None, controls_between=True),
     # SD3 / SD3.5: joint blocks update text and image apart; ControlNets add after each block.
