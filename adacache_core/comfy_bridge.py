@@ -158,6 +158,7 @@ class AdaCacheSession:
         self.config = config
         self.patch_size = patch_size
         self.batch_axis = batch_axis
+        self._tokens = functools.partial(arch.tokens, batch_axis=batch_axis)  # (batch, tokens, channels) view
         self.arch = arch
         self.num_blocks = num_blocks
         self.label = label
@@ -299,7 +300,7 @@ class AdaCacheSession:
     def after_block(self, index: int, call: _Call, before: torch.Tensor | None, out: dict, options: dict) -> None:
         run = self._run
         if before is not None or index == self._last_block:
-            tokens = functools.partial(self.arch.tokens, batch_axis=self.batch_axis)
+            tokens = self._tokens
             span_input = tokens(call.span_input)
             n_img = span_input.shape[1]
             out_img = self.arch.image_tokens(tokens(out[self.arch.stream]), n_img, options)
