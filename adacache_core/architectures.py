@@ -22,6 +22,9 @@ layout:            dotted attribute of the model naming its hidden-state layout 
 adds_before_blocks: the model adds to the stream before every block, outside the hook (Cosmos 1's
                    per-block position embedding): on reused steps the last block returns what the
                    first one returned, so those additions are not counted again
+attention_residual: how to take a block's gated self-attention residual, the quantity the paper's
+                   probe measures (:class:`AttentionResidual`); None: the probe measures the whole
+                   block's residual
 """
 from __future__ import annotations
 
@@ -78,6 +81,24 @@ class SideBlocks:
 
 
 @dataclass(frozen=True)
+class AttentionResidual:
+    """Where a block's gated self-attention residual ``gate * attn(x)`` comes from (the paper's probe).
+
+    The attention module's output is read by a forward hook for the length of one block call; the
+    gate is chunk ``gate`` of the ``chunks`` modulation terms the block forms from its ``modulation``
+    parameter plus the timestep embedding it is given (``timestep_arg`` of the replacement's args),
+    per sample or per token (4-dim embeddings, Wan 2.2 TI2V), repeated over the tokens it covers.
+    Nothing of the block's forward is copied: only the gate's two-term sum is formed again.
+    """
+
+    module: str
+    modulation: str
+    timestep_arg: str
+    chunks: int
+    gate: int
+
+
+@dataclass(frozen=True)
 class Architecture:
     name: str
     classes: tuple[str, ...]
@@ -90,6 +111,7 @@ class Architecture:
     side_blocks: tuple[SideBlocks, ...] = ()
     layout: str | None = None
     adds_before_blocks: bool = False
+    attention_residual: AttentionResidual | None = None
 
     def batch_axis(self, diffusion_model: object) -> int:
         """Where the batch sits in the hidden states the blocks pass on."""
@@ -144,20 +166,23 @@ def _attribute(obj: object, dotted: str):
 
 
 DOUBLE = (BlockList("blocks", "double_block"),)
+# Wan blocks: x = x + gate_msa * self_attn(...), the gate chunk 2 of (modulation + e).chunk(6)
+WAN_ATTENTION = AttentionResidual(module="self_attn", modulation="modulation", timestep_arg="vec", chunks=6, gate=2)
 FLUX_LIKE = (BlockList("double_blocks", "double_block"), BlockList("single_blocks", "single_block"))
 
 ARCHITECTURES: tuple[Architecture, ...] = (
     # CameraWanModel and HumoWanModel (whose blocks take the audio) run their blocks exactly as
     # WanModel (newer ComfyUI runs "double_block" patches after each Wan block, hence
     # controls_between). S2V adds audio after its last block too: refused (REFUSED below).
-    Architecture("Wan 2.1 / 2.2", ("WanModel", "CameraWanModel", "HumoWanModel"), DOUBLE, controls_between=True),
+    Architecture("Wan 2.1 / 2.2", ("WanModel", "CameraWanModel", "HumoWanModel"), DOUBLE, controls_between=True,
+                 attention_residual=WAN_ATTENTION),
     # VACE adds each vace block's hint (c_skip) to x after some blocks: silenced on reused steps,
     # where the cached residual already holds the hints of the last computed step.
-    Architecture("Wan VACE", ("VaceWanModel",), DOUBLE, controls_between=True,
+    Architecture("Wan VACE", ("VaceWanModel",), DOUBLE, controls_between=True, attention_residual=WAN_ATTENTION,
                  side_blocks=(SideBlocks("vace_blocks", ("c_skip", "c"), ("c_skip",), "vace_layers_mapping"),)),
     # Animate adds a face block's output (face motion attended by x) to x after every 5th block:
     # the same pattern as VACE. The face and pose encoders run before the blocks, on every step.
-    Architecture("Wan Animate", ("AnimateWanModel",), DOUBLE, controls_between=True,
+    Architecture("Wan Animate", ("AnimateWanModel",), DOUBLE, controls_between=True, attention_residual=WAN_ATTENTION,
                  side_blocks=(SideBlocks("face_adapter.fuser_blocks", ("face",), ("face",), 5),)),
     Architecture("HunyuanVideo", ("HunyuanVideo",), FLUX_LIKE, inplace_blocks=True, merged_stream="img_first",
                  controls_between=True),

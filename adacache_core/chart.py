@@ -67,11 +67,12 @@ def schedule_chart(runs: list[tuple[str, RunTrace]], size=(1200, 720)) -> np.nda
         m = [x for x in trace.decisions if x.moreg_factor is not None]
         if m:
             ax_m = ax_m or ax.twinx()
-            ax_m.plot([offset + x.step for x in m], [x.moreg_factor for x in m], "s--", color="#e76f51", ms=3,
-                      label="MoReg factor")
+            multiplier = {x.step: x.moreg_factor + abs(x.moreg_gradient or 0.0) for x in m}
+            ax_m.plot([offset + s for s in multiplier], list(multiplier.values()), "s--", color="#e76f51", ms=3,
+                      label="MoReg multiplier")
             for x in m:
                 if not x.moreg_active:
-                    ax_m.plot(offset + x.step, x.moreg_factor, "s", color="white", mec="#e76f51", ms=3)
+                    ax_m.plot(offset + x.step, multiplier[x.step], "s", color="white", mec="#e76f51", ms=3)
         if offset:
             ax.axvline(offset - 0.5, color="black", lw=1.5)
             ax_s.axvline(offset - 0.5, color="black", lw=1.5)
@@ -82,7 +83,7 @@ def schedule_chart(runs: list[tuple[str, RunTrace]], size=(1200, 720)) -> np.nda
     handles, labels = ax.get_legend_handles_labels()
     if ax_m is not None:
         ax_m.set_yscale("log")
-        ax_m.set_ylabel("MoReg factor, log (hollow: outside window)")
+        ax_m.set_ylabel("MoReg factor + |gradient|, log (hollow: outside window)")
         h2, l2 = ax_m.get_legend_handles_labels()
         handles, labels = handles + h2, labels + l2
     ax.legend(handles, labels, loc="upper left", fontsize=8)

@@ -22,6 +22,7 @@ is one hidden state per branch (plus one per probe block for the distance), not 
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import inspect
 import logging
@@ -34,7 +35,8 @@ import comfy.model_management
 import comfy.patcher_extension
 
 from . import schedule
-from .architectures import Architecture, BlockList, SideBlocks, find_architecture, supported_names, unsupported_reason
+from .architectures import (Architecture, AttentionResidual, BlockList, SideBlocks, find_architecture, supported_names,
+                            unsupported_reason)
 from .config import AdaCacheConfig
 from .planner import RunPlanner
 from .trace import CallRecord, RunTrace
@@ -69,6 +71,7 @@ class _Run:
     planner: RunPlanner
     span_cache: dict = field(default_factory=dict)  # branch layout -> summed residual of all blocks
     probe_cache: dict = field(default_factory=dict)  # (branch layout, probe) -> last probe residual
+    probe_modules: dict = field(default_factory=dict)  # probe -> (block, its attention module): attention probes
 
 
 class _BlockHook:
@@ -84,9 +87,10 @@ class _BlockHook:
         if call is not None and not call.computes:
             return self.session.reuse_block(self.index, call, args)
         before = None if call is None else self.session.before_block(self.index, call, args)
-        out = self.previous(args, extra) if self.previous is not None else extra["original_block"](args)
+        with self.session.attention_probe(self.index, call, args) as attention:
+            out = self.previous(args, extra) if self.previous is not None else extra["original_block"](args)
         if call is not None:
-            self.session.after_block(self.index, call, before, out, args.get("transformer_options", {}))
+            self.session.after_block(self.index, call, before, out, args.get("transformer_options", {}), attention)
         return out
 
 
@@ -168,6 +172,9 @@ class AdaCacheSession:
         self._probes = frozenset(config.probe_blocks)
         self._last_block = num_blocks - 1
         self._offload = comfy.model_management.unet_offload_device() if config.offload_cache else None
+        # the paper's probe (gated self-attention residual) where the table knows it, else the block's
+        self.attention: AttentionResidual | None = arch.attention_residual if config.probe_residual == "attention" else None
+        self.block_index: list[tuple[BlockList, int]] = []  # main block number -> (its list, index in it)
         # blocks hooked through their forward: those without replacement, and side blocks
         self.forward_hooks: list[tuple[BlockList | SideBlocks, int, _BlockHook | _SideBlockHook]] = []
 
@@ -195,8 +202,18 @@ class AdaCacheSession:
         trace.codebook = list(planner.codebook.entries)
         if trace.steps < 4:
             trace.notes.append(f"{trace.steps} step(s): the first and last two steps are always computed, nothing to reuse")
+        trace.probe_residual = "attention" if self.attention is not None else "block"
+        if self.config.probe_residual == "attention" and self.attention is None:
+            trace.notes.append(f"probe_residual 'attention': the table does not know {self.arch.name}'s attention gate, "
+                               "so the probe measures the whole block's residual")
+        diffusion_model = guider.model_patcher.get_model_object("diffusion_model")
         self._run = _Run(planner)
-        overrides = self._install_forward_overrides(guider.model_patcher.get_model_object("diffusion_model"))
+        if self.attention is not None:
+            for probe in self._probes:
+                block_list, i = self.block_index[probe]
+                block = block_list.modules(diffusion_model)[i]
+                self._run.probe_modules[probe] = (block, getattr(block, self.attention.module))
+        overrides = self._install_forward_overrides(diffusion_model)
         try:
             return executor(*args, **kwargs)
         finally:
@@ -297,14 +314,51 @@ class AdaCacheSession:
             call.span_input = keep
         return keep if probe else None
 
-    def after_block(self, index: int, call: _Call, before: torch.Tensor | None, out: dict, options: dict) -> None:
+    @contextlib.contextmanager
+    def attention_probe(self, index: int, call: _Call | None, args: dict):
+        """For the length of one probe block's call on a measuring step, catch its attention output.
+
+        Yields a list that holds the gated self-attention residual afterwards (or None when the
+        block's whole residual is measured). The forward hook is removed when the block returns.
+        """
+        run = self._run
+        if call is None or not call.measures or index not in self._probes or run is None or index not in run.probe_modules:
+            yield None
+            return
+        block, module = run.probe_modules[index]
+        caught: list[torch.Tensor] = []
+        handle = module.register_forward_hook(lambda _module, _inputs, output: caught.append(output))
+        try:
+            yield caught
+        finally:
+            handle.remove()
+        if caught:
+            caught[:] = [caught[-1] * self._attention_gate(block, args, caught[-1])]
+
+    def _attention_gate(self, block, args: dict, like: torch.Tensor) -> torch.Tensor:
+        """The block's attention gate, formed as the block forms it (see :class:`AttentionResidual`)."""
+        spec = self.attention
+        modulation = getattr(block, spec.modulation).to(like.device, like.dtype)
+        timestep = args[spec.timestep_arg].to(like.device, like.dtype)
+        if timestep.ndim < 4:
+            gate = (modulation + timestep).chunk(spec.chunks, dim=1)[spec.gate]
+        else:  # one embedding per token (or per frame): (batch, tokens, chunks, channels)
+            gate = (modulation.unsqueeze(0) + timestep).unbind(2)[spec.gate]
+        if 1 < gate.shape[1] < like.shape[1]:
+            gate = gate.repeat_interleave(like.shape[1] // gate.shape[1], dim=1)
+        return gate
+
+    def after_block(self, index: int, call: _Call, before: torch.Tensor | None, out: dict, options: dict,
+                    attention: list | None = None) -> None:
         run = self._run
         if before is not None or index == self._last_block:
             tokens = self._tokens
             span_input = tokens(call.span_input)
             n_img = span_input.shape[1]
             out_img = self.arch.image_tokens(tokens(out[self.arch.stream]), n_img, options)
-            if before is not None:
+            if attention:
+                self._measure_probe(run, index, call, self.arch.image_tokens(tokens(attention[0]), n_img, options))
+            elif before is not None:
                 self._measure_probe(run, index, call, out_img - self.arch.image_tokens(tokens(before), n_img, options))
             if index == self._last_block:
                 run.span_cache[call.key] = self._store(out_img - span_input)
@@ -362,6 +416,7 @@ def patch_model(model, config_for, label: str = "model"):
     patched = model.clone()
     patch_size = arch.patch_of(diffusion_model)
     session = AdaCacheSession(config, arch, len(blocks), label, patch_size, arch.batch_axis(diffusion_model))
+    session.block_index = blocks
     existing = patched.model_options.get("transformer_options", {}).get("patches_replace", {}).get("dit", {})
     for index, (block_list, i) in enumerate(blocks):
         if block_list.key is None:

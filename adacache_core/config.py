@@ -116,13 +116,21 @@ def _check_fraction(name: str, value: float) -> None:
         raise SettingsError(f"{name}: {value} must be between 0.0 and 1.0")
 
 
+# The paper's own MoReg windows, as 1-based step numbers (``moreg_steps`` in the official configs):
+# (10, 90) of 100 steps, (4, 26) of 30. The default window fractions give exactly these there.
+PAPER_MOREG_WINDOWS = {100: (10, 90), 30: (4, 26)}
+DEFAULT_MOREG_WINDOW = (0.1, 0.9)
+
+
 @dataclass(frozen=True)
 class MoRegConfig:
     """Motion regularisation (paper section 3.2): high motion -> larger distance -> more compute.
 
-    factor = ((m / scale) ** power) / divisor, m the probe residual's frame-to-frame motion score;
-    the distance is multiplied by factor + |grad_mul * (factor - previous factor) / steps between|
-    inside the window (fractions of the schedule), and left as is outside it.
+    As ``compute_next_step`` of the official code: at every decision the distance is multiplied by
+    ``factor + |grad_mul * (factor - previous factor) / steps between|``, where ``factor`` is
+    ``((m / scale) ** power) / divisor`` inside the window (m: the probe residual's frame-to-frame
+    motion score, averaged over the strides) and exactly 1.0 outside it; the previous factor starts
+    at 1.0. See :meth:`active_at` for the window.
     """
 
     scale: float = 0.385
@@ -130,7 +138,7 @@ class MoRegConfig:
     divisor: float = 1.0
     grad_mul: float = 10.0
     strides: tuple[int, ...] = (1,)
-    window: tuple[float, float] = (0.1, 0.9)
+    window: tuple[float, float] = DEFAULT_MOREG_WINDOW
 
     def __post_init__(self) -> None:
         if not self.scale > 0:
@@ -148,9 +156,21 @@ class MoRegConfig:
         if self.window[0] > self.window[1]:
             raise SettingsError(f"window_start ({self.window[0]}) must not be after window_end ({self.window[1]})")
 
+    def window_steps(self, steps: int) -> tuple[float, float]:
+        """The window as 1-based step numbers (first, last), both included, as the official code counts.
+
+        The default window at 30 and 100 steps is the paper's own (:data:`PAPER_MOREG_WINDOWS`);
+        otherwise the fractions of the step count (0.1 and 0.9 of 100 are the paper's 10 and 90).
+        """
+        if tuple(self.window) == DEFAULT_MOREG_WINDOW and steps in PAPER_MOREG_WINDOWS:
+            return PAPER_MOREG_WINDOWS[steps]
+        eps = 1e-9  # 0.1 * 30 is 3.0000000000000004 in floating point
+        return self.window[0] * steps - eps, self.window[1] * steps + eps
+
     def active_at(self, step: int, steps: int) -> bool:
-        position = step / max(steps, 1)
-        return self.window[0] <= position <= self.window[1]
+        """Whether 0-based ``step`` of a ``steps``-step run is inside the window (step + 1 = ``fwd_id``)."""
+        first, last = self.window_steps(steps)
+        return first <= step + 1 <= last
 
 
 def parse_strides(text: str) -> tuple[int, ...]:
@@ -179,6 +199,9 @@ def parse_probe_blocks(text: str, num_blocks: int) -> tuple[int, ...]:
 
 
 SEQUENCE_PARALLEL_MODES = ("auto", "always", "off")  # see sequence_parallel.py
+# What the probe measures: the block's gated self-attention residual (the paper's 't-attn', where the
+# architecture table knows the gate) or the whole block's output minus its input.
+PROBE_RESIDUALS = ("attention", "block")
 
 
 @dataclass(frozen=True)
@@ -194,6 +217,7 @@ class AdaCacheConfig:
     moreg: MoRegConfig | None = None
     target_speedup: float | None = None  # speed-budget mode: compute steps / target steps, codebook unused
     sequence_parallel: str = "auto"  # one of SEQUENCE_PARALLEL_MODES: when to measure over a process group
+    probe_residual: str = "attention"  # one of PROBE_RESIDUALS
 
     def __post_init__(self) -> None:
         if self.target_speedup is not None and not (1.0 <= self.target_speedup <= 50.0):
@@ -204,6 +228,8 @@ class AdaCacheConfig:
             raise SettingsError(f"start_percent ({self.start_percent}) must not be after end_percent ({self.end_percent})")
         if not self.probe_blocks:
             raise SettingsError("probe_blocks: at least one probe block is needed")
+        if self.probe_residual not in PROBE_RESIDUALS:
+            raise SettingsError(f"probe_residual: {self.probe_residual!r} is not one of {list(PROBE_RESIDUALS)}")
         if self.sequence_parallel not in SEQUENCE_PARALLEL_MODES:
             raise SettingsError(f"sequence_parallel: {self.sequence_parallel!r} is not one of {list(SEQUENCE_PARALLEL_MODES)}")
 
@@ -216,6 +242,7 @@ class AdaCacheConfig:
             "codebook": self.codebook.describe(),
             "codebook_reference_steps": self.codebook.reference_steps,
             "probe_blocks": list(self.probe_blocks),
+            "probe_residual": self.probe_residual,
             "start_percent": self.start_percent,
             "end_percent": self.end_percent,
             "offload_cache": self.offload_cache,

@@ -42,7 +42,10 @@ class _StepMeasurement:
         self._add(self.motion, (probe, stride), num, den)
 
     def resolve(self, group: "sequence_parallel.Group | None" = None) -> tuple[float | None, float | None]:
-        """(mean relative change over probes, mean motion score) as Python floats: one sync.
+        """(relative change averaged over the probes, motion score) as Python floats: one sync.
+
+        The motion score is the last probe block's, averaged over the strides: in the official
+        code every probe averages the change in turn and the last one's MoReg factor decides.
 
         With a sequence-parallel ``group`` the terms are first summed over its ranks, in one
         all_reduce. Every rank holds the same keys in the same order (the same calls reach the
@@ -57,9 +60,12 @@ class _StepMeasurement:
             values = torch.stack([t.float().cpu() for t in flat]).tolist()
         it = iter(values)
         changes = [schedule.ratio(next(it), next(it)) for _ in self.change]
-        motions = [schedule.ratio(next(it), next(it)) for _ in self.motion]
+        motions: dict[int, list[float]] = {}
+        for probe, _ in self.motion:
+            motions.setdefault(probe, []).append(schedule.ratio(next(it), next(it)))
         change = sum(changes) / len(changes) if changes else None
-        motion = sum(motions) / len(motions) if motions else None
+        last_probe = motions[max(motions)] if motions else None
+        motion = sum(last_probe) / len(last_probe) if last_probe else None
         return change, motion
 
 
@@ -80,7 +86,7 @@ class RunPlanner:
         self._log_lengths: list[float] = []  # budget mode: the codebook's lengths seen in this run
         self.budget = None if config.target_speedup is None else max(len(self.forced), round(self.steps / config.target_speedup))
         trace.budget = self.budget
-        self._prev_factor: float | None = None
+        self._prev_factor = 1.0  # MoReg's previous factor; the official code starts it at 1.0
         self._step: int | None = None
         self._computes = True
         self._measure = _StepMeasurement()
@@ -142,19 +148,10 @@ class RunPlanner:
         gap = None if self._last_computed is None else step - self._last_computed
         record = DecisionRecord(step=step, sigma=float(self.sigmas[step]), change=change, gap=gap,
                                 distance=None, reuse_length=1, next_step=step + 1, motion=motion)
-        moreg = self.config.moreg
-        if moreg is not None and motion is not None:
-            # The factor is tracked at every computed step (the gradient needs the previous one,
-            # even outside the window); it only scales the distance inside the window.
-            factor = schedule.moreg_factor(motion, moreg)
-            grad = 0.0 if self._prev_factor is None or not gap else moreg.grad_mul * (factor - self._prev_factor) / gap
-            self._prev_factor = factor
-            record.moreg_factor, record.moreg_gradient = factor, grad
-            record.moreg_active = moreg.active_at(step, self.steps)
         if change is not None and gap:
             distance = change / gap
-            if record.moreg_active:
-                distance *= record.moreg_factor + abs(record.moreg_gradient)
+            if self.config.moreg is not None:
+                distance *= self._moreg_multiplier(record, step, motion, gap)
             record.distance = distance
             if self.budget is None:
                 record.reuse_length, record.next_step = schedule.next_computed_step(step, distance, self.codebook)
@@ -164,6 +161,25 @@ class RunPlanner:
         self._next_computed = record.next_step
         self._last_computed = step
         self.trace.decisions.append(record)
+
+    def _moreg_multiplier(self, record: DecisionRecord, step: int, motion: float | None, gap: int) -> float:
+        """MoReg's multiplier of the distance, exactly as ``compute_next_step`` of the official code.
+
+        Inside the window the factor maps the motion score; outside it (or where the motion could
+        not be measured) it is 1.0. At every decision the gradient compares the factor with the
+        previous one per step between them and the distance is multiplied by factor + |gradient|:
+        so the first decision after the window closes still reacts to the factor dropping to 1.
+        ``gap`` stands for the official ``prev_rate`` (the reuse length chosen last time): the two
+        are equal at every decision that can change the schedule, and the gap stays right when a
+        step was computed early (the last two steps, outside start/end_percent).
+        """
+        moreg = self.config.moreg
+        record.moreg_active = motion is not None and moreg.active_at(step, self.steps)
+        factor = schedule.moreg_factor(motion, moreg) if record.moreg_active else 1.0
+        gradient = moreg.grad_mul * (factor - self._prev_factor) / gap
+        self._prev_factor = factor
+        record.moreg_factor, record.moreg_gradient = factor, gradient
+        return factor + abs(gradient)
 
     def _budget_length(self, step: int, distance: float | None) -> int:
         """Speed-budget mode: how many steps to reuse so the run computes ``budget`` steps.

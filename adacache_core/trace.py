@@ -52,6 +52,7 @@ class RunTrace:
     budget: int | None = None  # speed-budget mode: the computed steps aimed at
     token_grid: list[int] | None = None  # (frames, height, width) in tokens, as MoReg reads the video
     cache_bytes: int | None = None  # what the cached residuals held at the end of the run
+    probe_residual: str | None = None  # what the probe measured: "attention" (gated self-attention) or "block"
 
     # -- reading ---------------------------------------------------------------------------------
     def branches(self) -> list[str]:

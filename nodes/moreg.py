@@ -39,9 +39,11 @@ class MoRegSettingsNode(io.ComfyNode):
                                 tooltip="Latent-frame distances compared for the motion score, e.g. '1' (neighbours) or '1, 2'. "
                                         "Larger strides notice slower motion."),
                 io.Float.Input("window_start", default=_DEFAULT.window[0], min=0.0, max=1.0, step=0.01,
-                               tooltip="MoReg acts from this fraction of the schedule on (paper: 0.1)."),
+                               tooltip="MoReg acts from this fraction of the steps on, counted from step 1 (paper: 0.1; at 30 and 100 steps "
+                                       "the default window is the paper's own, steps 4-26 and 10-90). Outside it the motion factor is 1."),
                 io.Float.Input("window_end", default=_DEFAULT.window[1], min=0.0, max=1.0, step=0.01,
-                               tooltip="MoReg acts until this fraction of the schedule (paper: 0.9)."),
+                               tooltip="MoReg acts until this fraction of the steps, counted from step 1 (paper: 0.9). 0 with window_start 0 "
+                                       "switches the motion factor off."),
             ],
             outputs=[MoRegSettings.Output(tooltip="Connect to the 'moreg' input of AdaCache Patch Model.")],
         )

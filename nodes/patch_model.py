@@ -6,7 +6,7 @@ from comfy_api.latest import io
 from ..adacache_core import (CUSTOM_PRESET, DEFAULT_PRESET, PRESETS, AdaCacheConfig, SettingsError, parse_probe_blocks,
                              resolve_codebook)
 from ..adacache_core.architectures import supported_names
-from ..adacache_core.config import SEQUENCE_PARALLEL_MODES
+from ..adacache_core.config import PROBE_RESIDUALS, SEQUENCE_PARALLEL_MODES
 from ..adacache_core.comfy_bridge import patch_model
 from .types import MoRegSettings
 
@@ -15,7 +15,7 @@ DEFAULT_CUSTOM_CODEBOOK = PRESETS[DEFAULT_PRESET].describe()
 
 def _settings(preset: str, custom_codebook: str, probe_blocks: str, start_percent: float, end_percent: float,
               offload_cache: bool, moreg, num_blocks: int, target_speedup: float = 0.0,
-              sequence_parallel: str = "auto") -> AdaCacheConfig:
+              sequence_parallel: str = "auto", probe_residual: str = "attention") -> AdaCacheConfig:
     return AdaCacheConfig(
         target_speedup=target_speedup or None,
         codebook=resolve_codebook(preset, custom_codebook),
@@ -26,6 +26,7 @@ def _settings(preset: str, custom_codebook: str, probe_blocks: str, start_percen
         offload_cache=offload_cache,
         moreg=moreg,
         sequence_parallel=sequence_parallel,
+        probe_residual=probe_residual,
     )
 
 
@@ -75,6 +76,12 @@ class AdaCachePatchModel(io.ComfyNode):
                                        "is running and this GPU holds only part of the video's tokens; 'always' whenever "
                                        "torch.distributed runs with several processes (image models, or when one GPU may "
                                        "hold every token); 'off' never. On one GPU all three are the same."),
+                io.Combo.Input("probe_residual", options=list(PROBE_RESIDUALS), default="attention", optional=True,
+                               tooltip="What the probe block's change is measured on. 'attention' (the paper's): the block's gated "
+                                       "self-attention residual, on which the paper's codebooks were set; used where the pack "
+                                       "knows the model's attention gate (the Wan family), elsewhere the block's residual is "
+                                       "measured and the run data say so. 'block': the whole block's output minus its input "
+                                       "(changes less from step to step, so the same codebook reuses longer)."),
             ],
             outputs=[io.Model.Output(tooltip="The model with AdaCache; connect it to KSampler / SamplerCustomAdvanced.")],
             hidden=[io.Hidden.unique_id],
@@ -89,11 +96,11 @@ class AdaCachePatchModel(io.ComfyNode):
         """
         values = {"preset": DEFAULT_PRESET, "custom_codebook": DEFAULT_CUSTOM_CODEBOOK, "probe_blocks": "middle",
                   "start_percent": 0.0, "end_percent": 1.0, "target_speedup": 0.0,
-                  "sequence_parallel": "auto"} | {k: v for k, v in inputs.items() if v is not None}
+                  "sequence_parallel": "auto", "probe_residual": "attention"} | {k: v for k, v in inputs.items() if v is not None}
         try:
             _settings(values["preset"], values["custom_codebook"], values["probe_blocks"], values["start_percent"],
                       values["end_percent"], False, None, num_blocks=10_000, target_speedup=values["target_speedup"],
-                      sequence_parallel=values["sequence_parallel"])
+                      sequence_parallel=values["sequence_parallel"], probe_residual=values["probe_residual"])
         except SettingsError as e:
             return str(e)
         return True
@@ -101,10 +108,10 @@ class AdaCachePatchModel(io.ComfyNode):
     @classmethod
     def execute(cls, model, preset: str, custom_codebook: str, probe_blocks: str, start_percent: float,
                 end_percent: float, offload_cache: bool, moreg=None, target_speedup: float = 0.0,
-                sequence_parallel: str = "auto") -> io.NodeOutput:
+                sequence_parallel: str = "auto", probe_residual: str = "attention") -> io.NodeOutput:
         def config_for(num_blocks: int) -> AdaCacheConfig:
             return _settings(preset, custom_codebook, probe_blocks, start_percent, end_percent, offload_cache, moreg,
-                             num_blocks, target_speedup, sequence_parallel)
+                             num_blocks, target_speedup, sequence_parallel, probe_residual)
 
         patched, _ = patch_model(model, config_for, label=f"node {getattr(cls.hidden, 'unique_id', None) or '?'}")
         return io.NodeOutput(patched)

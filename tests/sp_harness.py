@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 LATENT = (1, 16, 5, 8, 8)  # 5 latent frames of 8x8: a 5x4x4 token grid (patch 1x2x2), 80 tokens
 TOKENS = 5 * 4 * 4
 STEPS = 8
-SETTINGS = dict(preset="custom", custom_codebook="0.02:3, 0.04:2, 10.0:1")
+SETTINGS = dict(preset="custom", custom_codebook="0.1:3, 0.2:2, 10.0:1")  # attention-probe distances 0.05-0.53
 MOREG = dict(motion_scale=0.2, motion_power=2.0, motion_divisor=1.0, gradient_weight=1.0, frame_strides="1, 2",
              window_start=0.0, window_end=1.0)
 

@@ -9,9 +9,12 @@ from tools import comfy_runtime
 
 SEEDS = (0, 1, 2)
 STEPS = 30
-# The paper's motion_scale (0.385) is calibrated on Open-Sora's residuals; the tiny model's probe
-# residual scores 0.04-0.28 (the viewer shows them), so its "normal" motion is set to 0.15.
+# The paper's motion_scale (0.385) is calibrated on Open-Sora's residuals; the tiny model's block
+# residual scores 0.04-0.36 (the viewer shows them), so its "normal" motion is set to 0.15. These tests
+# measure the block residual, which separates the tiny model's motion classes better than its
+# attention residual (static 9-10 vs fast 15-20 computed steps at 0.15, against 14 vs 16).
 TINY_MOTION_SCALE = 0.15
+TINY_PROBE = "block"
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +34,7 @@ def moreg_settings(**overrides):
 
 def run(runtime, tiny, motion, seed, steps=STEPS, **settings):
     demo = runtime.pack.nodes.demo
-    patched = h.adacache(runtime, tiny, **settings)
+    patched = h.adacache(runtime, tiny, **({"probe_residual": TINY_PROBE} | settings))
     out = h.ksample(patched, [[demo.load_prompt(motion), {}]], [[demo.load_prompt("empty"), {}]],
                     torch.zeros(1, 16, 9, 16, 16), steps=steps, seed=seed)
     return out, h.session_of(patched).last_run
@@ -56,14 +59,16 @@ def test_moreg_records_motion_factor_and_gradient_on_the_video_grid(runtime, tin
     assert trace.token_grid == [9, 8, 8]  # 9 latent frames of 16x16 latents in 2x2 patches
     measured = [d for d in trace.decisions if d.motion is not None]
     assert len(measured) == len(trace.computed_steps())
-    assert all(d.moreg_factor == pytest.approx((d.motion / TINY_MOTION_SCALE) ** 8) for d in measured)
-    assert any(d.moreg_gradient for d in measured[1:])
-    assert any(d.moreg_active for d in measured) and not all(d.moreg_active for d in measured)
+    decided = [d for d in measured if d.distance is not None]
+    # inside the window the paper's mapping, outside it exactly 1 (as the official code)
+    assert all(d.moreg_factor == pytest.approx((d.motion / TINY_MOTION_SCALE) ** 8 if d.moreg_active else 1.0) for d in decided)
+    assert any(d.moreg_gradient for d in decided[1:])
+    assert any(d.moreg_active for d in decided) and not all(d.moreg_active for d in decided)
 
 
 def test_moreg_outside_its_window_leaves_the_schedule_unchanged(runtime, tiny):
     _, plain = run(runtime, tiny, "fast", 1)
-    _, idle = run(runtime, tiny, "fast", 1, moreg=moreg_settings(window_start=1.0, window_end=1.0))
+    _, idle = run(runtime, tiny, "fast", 1, moreg=moreg_settings(window_start=0.0, window_end=0.0))  # fwd_id <= 0: never
     assert idle.computed_steps() == plain.computed_steps()
     assert [d.distance for d in idle.decisions] == pytest.approx([d.distance for d in plain.decisions])
 
