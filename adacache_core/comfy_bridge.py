@@ -371,18 +371,21 @@ class AdaCacheSession:
             planner.add_change(index, *schedule.change_terms(residual, prev))
         if planner.wants_motion and call.grid is not None:
             frames, h, w = call.grid
+            strides = self.config.moreg.strides
             terms = None
-            if group is not None and frames > 1:
-                terms = group.motion_terms(residual, frames, h * w, self.config.moreg.strides)
-            elif residual.shape[1] == frames * h * w and frames > 1:
-                terms = schedule.motion_terms(residual, frames, self.config.moreg.strides)
+            note = f"MoReg off: {residual.shape[1]} tokens do not form the {frames}x{h}x{w} video grid"
+            if strides[0] >= frames:
+                note = (f"MoReg off: the clip has {frames} latent frame(s); frame_strides {list(strides)} need more "
+                        "(a stride compares frame f with frame f + stride)")
+            elif group is not None:
+                terms = group.motion_terms(residual, frames, h * w, strides)
+            elif residual.shape[1] == frames * h * w:
+                terms = schedule.motion_terms(residual, frames, strides)
             if terms is not None:
                 for stride, (num, den) in terms:
                     planner.add_motion(index, stride, num, den)
-            else:
-                note = f"MoReg off: {residual.shape[1]} tokens do not form the {frames}x{h}x{w} video grid"
-                if note not in planner.trace.notes:
-                    planner.trace.notes.append(note)
+            elif note not in planner.trace.notes:
+                planner.trace.notes.append(note)
         run.probe_cache[(call.key, index)] = self._store(residual)
 
     def _store(self, t: torch.Tensor) -> torch.Tensor:

@@ -81,22 +81,46 @@ PRESETS: dict[str, Codebook] = {
 CUSTOM_PRESET = "custom"
 DEFAULT_PRESET = "fast (paper, 30 steps)"
 
-_PAIR = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*:\s*([0-9]+)\s*$")
+MAX_TEXT = 1000  # characters of a list input (codebook, probe blocks, frame strides)
+MAX_CODEBOOK_PAIRS = 32
+MAX_FRAME_STRIDES = 8
+_NUMBER = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")  # unambiguous: linear time
+_WHOLE = re.compile(r"[0-9]+")
+
+
+def shown(value, limit: int = 40) -> str:
+    """A value for an error message: its repr, cut to a short prefix (inputs can be megabytes)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
+
+
+def _text(name: str, value, example: str) -> str:
+    """A list input as text, refused when it is not text or longer than :data:`MAX_TEXT`."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise SettingsError(f"{name}: must be text like {example!r}, got {type(value).__name__} {shown(value)}")
+    if len(value) > MAX_TEXT:
+        raise SettingsError(f"{name}: at most {MAX_TEXT} characters, like {example!r}; got {len(value)}")
+    return value
 
 
 def parse_codebook(text: str) -> Codebook:
     """Parse ``"0.08:6, 0.16:5, 1.0:1"`` into a Codebook used as written (no rescaling)."""
-    pairs = [p for p in (text or "").split(",") if p.strip()]
+    example = "0.08:6, 0.16:5, 1.0:1"
+    pairs = [p.strip() for p in _text("custom_codebook", text, example).split(",") if p.strip()]
     if not pairs:
-        raise SettingsError("custom_codebook: empty; write pairs like '0.08:6, 0.16:5, 1.0:1'")
+        raise SettingsError(f"custom_codebook: empty; write pairs like {example!r}")
+    if len(pairs) > MAX_CODEBOOK_PAIRS:
+        raise SettingsError(f"custom_codebook: at most {MAX_CODEBOOK_PAIRS} 'threshold:length' pairs, got {len(pairs)}")
     entries = []
     for pair in pairs:
-        m = _PAIR.match(pair)
-        if not m:
+        threshold, _, length = (part.strip() for part in pair.partition(":"))
+        if not (_NUMBER.fullmatch(threshold) and _WHOLE.fullmatch(length) and len(length) <= 6):
             raise SettingsError(
-                f"custom_codebook: cannot read {pair.strip()!r}; each entry is 'threshold:length' "
-                "with a threshold >= 0 and a whole length >= 1, e.g. '0.08:6, 0.16:5, 1.0:1'")
-        entries.append((float(m.group(1)), int(m.group(2))))
+                f"custom_codebook: cannot read {shown(pair)}; each entry is 'threshold:length' "
+                f"with a threshold >= 0 and a whole length from 1 to 999999, e.g. {example!r}")
+        entries.append((float(threshold), int(length)))
     try:
         return Codebook(tuple(entries))
     except SettingsError as e:
@@ -106,15 +130,30 @@ def parse_codebook(text: str) -> Codebook:
 def resolve_codebook(preset: str, custom: str = "") -> Codebook:
     if preset == CUSTOM_PRESET:
         return parse_codebook(custom)
-    if preset not in PRESETS:
-        raise SettingsError(f"preset: {preset!r} is not one of {[*PRESETS, CUSTOM_PRESET]}")
+    if not isinstance(preset, str) or preset not in PRESETS:
+        raise SettingsError(f"preset: {shown(preset)} is not one of {[*PRESETS, CUSTOM_PRESET]}")
     return PRESETS[preset]
 
 
-def _check_fraction(name: str, value: float) -> None:
-    if not (0.0 <= value <= 1.0):
-        raise SettingsError(f"{name}: {value} must be between 0.0 and 1.0")
+def check_number(name: str, value, low: float, high: float) -> float:
+    """``value`` as a finite float within [low, high], or a SettingsError naming the input and the range."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SettingsError(f"{name}: must be a number from {low:g} to {high:g}, got {type(value).__name__} {shown(value)}")
+    if not (low <= value <= high):  # NaN fails this too
+        raise SettingsError(f"{name}: {shown(value)} must be a number from {low:g} to {high:g}")
+    return float(value)
 
+
+def _check_fraction(name: str, value: float) -> None:
+    check_number(name, value, 0.0, 1.0)
+
+
+# Allowed ranges of MoReg's numeric inputs (the node declares the same): within them the factor
+# ((m / scale) ** power) / divisor stays finite, m being a motion score in [0, 1].
+MOREG_RANGES = {"motion_scale": (0.001, 10.0), "motion_power": (0.1, 32.0), "motion_divisor": (0.01, 100.0),
+                "gradient_weight": (0.0, 100.0)}
+MOREG_INPUTS = {"motion_scale": "scale", "motion_power": "power", "motion_divisor": "divisor", "gradient_weight": "grad_mul"}
+MAX_STRIDE = 999
 
 # The paper's own MoReg windows, as 1-based step numbers (``moreg_steps`` in the official configs):
 # (10, 90) of 100 steps, (4, 26) of 30. The default window fractions give exactly these there.
@@ -141,16 +180,12 @@ class MoRegConfig:
     window: tuple[float, float] = DEFAULT_MOREG_WINDOW
 
     def __post_init__(self) -> None:
-        if not self.scale > 0:
-            raise SettingsError(f"motion_scale: {self.scale} must be > 0")
-        if not self.power > 0:
-            raise SettingsError(f"motion_power: {self.power} must be > 0")
-        if not self.divisor > 0:
-            raise SettingsError(f"motion_divisor: {self.divisor} must be > 0")
-        if self.grad_mul < 0:
-            raise SettingsError(f"gradient_weight: {self.grad_mul} must be >= 0")
-        if not self.strides or any(int(s) != s or s < 1 for s in self.strides):
-            raise SettingsError(f"frame_strides: {self.strides} must be whole numbers >= 1, e.g. '1' or '1, 2'")
+        for name, attribute in MOREG_INPUTS.items():
+            check_number(name, getattr(self, attribute), *MOREG_RANGES[name])
+        if not self.strides or len(self.strides) > MAX_FRAME_STRIDES or any(
+                isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= MAX_STRIDE for s in self.strides):
+            raise SettingsError(f"frame_strides: {shown(self.strides)} must be 1 to {MAX_FRAME_STRIDES} whole numbers "
+                                f"from 1 to {MAX_STRIDE}, e.g. '1' or '1, 2'")
         _check_fraction("window_start", self.window[0])
         _check_fraction("window_end", self.window[1])
         if self.window[0] > self.window[1]:
@@ -174,27 +209,35 @@ class MoRegConfig:
 
 
 def parse_strides(text: str) -> tuple[int, ...]:
-    try:
-        strides = tuple(int(s) for s in (text or "").replace(" ", "").split(",") if s)
-    except ValueError:
-        raise SettingsError(f"frame_strides: cannot read {text!r}; write whole numbers >= 1 like '1' or '1, 2'") from None
-    if not strides or min(strides) < 1:
-        raise SettingsError(f"frame_strides: {text!r} must list whole numbers >= 1, like '1' or '1, 2'")
+    """'1, 2' -> (1, 2): ascending, duplicates dropped, at most :data:`MAX_FRAME_STRIDES` of them."""
+    example = "1, 2"
+    parts = [p.strip() for p in _text("frame_strides", text, example).split(",") if p.strip()]
+    if not parts or not all(_WHOLE.fullmatch(p) and len(p) <= 3 for p in parts):
+        raise SettingsError(f"frame_strides: cannot read {shown(text)}; write whole numbers from 1 to {MAX_STRIDE} "
+                            f"like '1' or {example!r}")
+    strides = tuple(sorted({int(p) for p in parts}))
+    if strides[0] < 1 or len(strides) > MAX_FRAME_STRIDES:
+        raise SettingsError(f"frame_strides: {shown(text)} must list 1 to {MAX_FRAME_STRIDES} different whole numbers "
+                            f"from 1 to {MAX_STRIDE}, like '1' or {example!r}")
     return strides
 
 
-def parse_probe_blocks(text: str, num_blocks: int) -> tuple[int, ...]:
-    """'' or 'middle' -> the middle block (as the paper: block 13 of 28); else '3, 7' (0-based)."""
-    text = (text or "").strip().lower()
+def parse_probe_blocks(text: str, num_blocks: int | None) -> tuple[int, ...]:
+    """'' or 'middle' -> the middle block (as the paper: block 13 of 28); else '3, 7' (0-based).
+
+    ``num_blocks`` None (the model is not known yet, as when a prompt is queued): syntax only.
+    """
+    raw = _text("probe_blocks", text, "13")
+    text = raw.strip().lower()
     if text in ("", "middle"):
-        return (num_blocks // 2 - 1 if num_blocks > 1 else 0,)
-    try:
-        blocks = tuple(sorted({int(b) for b in text.replace(" ", "").split(",") if b}))
-    except ValueError:
-        raise SettingsError(f"probe_blocks: cannot read {text!r}; write 'middle' or block numbers like '13' or '6, 13'") from None
-    bad = [b for b in blocks if not 0 <= b < num_blocks]
-    if not blocks or bad:
-        raise SettingsError(f"probe_blocks: {text!r} must be block numbers from 0 to {num_blocks - 1} (this model has {num_blocks} blocks)")
+        return (0,) if num_blocks is None else (num_blocks // 2 - 1 if num_blocks > 1 else 0,)
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts or not all(_WHOLE.fullmatch(p) and len(p) <= 4 for p in parts):
+        raise SettingsError(f"probe_blocks: cannot read {shown(raw)}; write 'middle' or block numbers like '13' or '6, 13'")
+    blocks = tuple(sorted({int(p) for p in parts}))
+    if num_blocks is not None and blocks[-1] >= num_blocks:
+        raise SettingsError(f"probe_blocks: {shown(raw)} must be block numbers from 0 to {num_blocks - 1} "
+                            f"(this model has {num_blocks} blocks)")
     return blocks
 
 
@@ -220,18 +263,20 @@ class AdaCacheConfig:
     probe_residual: str = "attention"  # one of PROBE_RESIDUALS
 
     def __post_init__(self) -> None:
-        if self.target_speedup is not None and not (1.0 <= self.target_speedup <= 50.0):
-            raise SettingsError(f"target_speedup: {self.target_speedup} must be 0 (off) or between 1.0 and 50.0")
+        if self.target_speedup is not None and (isinstance(self.target_speedup, bool)
+                                                or not isinstance(self.target_speedup, (int, float))
+                                                or not 1.0 <= self.target_speedup <= 50.0):
+            raise SettingsError(f"target_speedup: {shown(self.target_speedup)} must be 0 (off) or a number from 1.0 to 50.0")
         _check_fraction("start_percent", self.start_percent)
         _check_fraction("end_percent", self.end_percent)
         if self.start_percent > self.end_percent:
             raise SettingsError(f"start_percent ({self.start_percent}) must not be after end_percent ({self.end_percent})")
         if not self.probe_blocks:
             raise SettingsError("probe_blocks: at least one probe block is needed")
-        if self.probe_residual not in PROBE_RESIDUALS:
-            raise SettingsError(f"probe_residual: {self.probe_residual!r} is not one of {list(PROBE_RESIDUALS)}")
-        if self.sequence_parallel not in SEQUENCE_PARALLEL_MODES:
-            raise SettingsError(f"sequence_parallel: {self.sequence_parallel!r} is not one of {list(SEQUENCE_PARALLEL_MODES)}")
+        for name, value, allowed in (("probe_residual", self.probe_residual, PROBE_RESIDUALS),
+                                     ("sequence_parallel", self.sequence_parallel, SEQUENCE_PARALLEL_MODES)):
+            if not isinstance(value, str) or value not in allowed:
+                raise SettingsError(f"{name}: {shown(value)} is not one of {list(allowed)}")
 
     def codebook_for(self, steps: int) -> Codebook:
         return self.codebook.rescaled(steps)

@@ -102,7 +102,7 @@ class RunTrace:
         return d
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=1)
+        return json.dumps(self.to_dict(), indent=1, allow_nan=False)  # strict JSON: inputs are range-checked
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunTrace":

@@ -4,9 +4,16 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..adacache_core import MoRegConfig, SettingsError, parse_strides
+from ..adacache_core.config import MAX_FRAME_STRIDES, MAX_STRIDE, MOREG_RANGES
 from .types import MoRegSettings
 
 _DEFAULT = MoRegConfig()
+
+
+def _bounds(name: str) -> dict:
+    """The input's declared min/max: the ranges the settings check, in one place (config.MOREG_RANGES)."""
+    low, high = MOREG_RANGES[name]
+    return {"min": low, "max": high}
 
 
 def _config(motion_scale, motion_power, motion_divisor, gradient_weight, frame_strides, window_start, window_end) -> MoRegConfig:
@@ -24,20 +31,22 @@ class MoRegSettingsNode(io.ComfyNode):
             description=("Motion regularisation (AdaCache paper, section 3.2): measures how much the video moves between "
                          "frames and makes moving videos compute more steps, so motion is not smeared. Defaults are the paper's."),
             inputs=[
-                io.Float.Input("motion_scale", default=_DEFAULT.scale, min=0.001, max=10.0, step=0.001,
+                io.Float.Input("motion_scale", default=_DEFAULT.scale, **_bounds("motion_scale"), step=0.001,
                                tooltip="Motion score that counts as 'normal' (factor 1). Lower it to treat more videos as high-motion "
                                        "(more compute); raise it to cache more."),
-                io.Float.Input("motion_power", default=_DEFAULT.power, min=0.1, max=32.0, step=0.1,
+                io.Float.Input("motion_power", default=_DEFAULT.power, **_bounds("motion_power"), step=0.1,
                                tooltip="How sharply motion above/below the scale changes the factor. Higher = stronger contrast between "
                                        "still and moving videos."),
-                io.Float.Input("motion_divisor", default=_DEFAULT.divisor, min=0.01, max=100.0, step=0.01,
+                io.Float.Input("motion_divisor", default=_DEFAULT.divisor, **_bounds("motion_divisor"), step=0.01,
                                tooltip="Divides the motion factor: raise it to cache more overall, lower it to compute more."),
-                io.Float.Input("gradient_weight", default=_DEFAULT.grad_mul, min=0.0, max=100.0, step=0.1,
+                io.Float.Input("gradient_weight", default=_DEFAULT.grad_mul, **_bounds("gradient_weight"), step=0.1,
                                tooltip="Weight of the motion gradient (how fast the motion factor changes per step). Higher = "
                                        "recompute sooner when motion is changing. 0 ignores it."),
                 io.String.Input("frame_strides", default=",".join(map(str, _DEFAULT.strides)),
                                 tooltip="Latent-frame distances compared for the motion score, e.g. '1' (neighbours) or '1, 2'. "
-                                        "Larger strides notice slower motion."),
+                                        "Larger strides notice slower motion. "
+                                        f"Up to {MAX_FRAME_STRIDES} different strides from 1 to {MAX_STRIDE}; strides at or "
+                                        "beyond the clip's latent frame count are skipped (the run data say when none is left)."),
                 io.Float.Input("window_start", default=_DEFAULT.window[0], min=0.0, max=1.0, step=0.01,
                                tooltip="MoReg acts from this fraction of the steps on, counted from step 1 (paper: 0.1; at 30 and 100 steps "
                                        "the default window is the paper's own, steps 4-26 and 10-90). Outside it the motion factor is 1."),

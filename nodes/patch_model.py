@@ -91,15 +91,15 @@ class AdaCachePatchModel(io.ComfyNode):
     def validate_inputs(cls, **inputs) -> bool | str:
         """Refuse bad settings when the prompt is queued, before anything runs.
 
-        Only widget values arrive here (linked inputs do not); the probe range needs the model and
-        is checked again in execute.
+        Only widget values arrive here (linked inputs do not). The model is not known yet, so probe
+        blocks are checked for their form here and against the model's real block count in execute.
         """
         values = {"preset": DEFAULT_PRESET, "custom_codebook": DEFAULT_CUSTOM_CODEBOOK, "probe_blocks": "middle",
                   "start_percent": 0.0, "end_percent": 1.0, "target_speedup": 0.0,
                   "sequence_parallel": "auto", "probe_residual": "attention"} | {k: v for k, v in inputs.items() if v is not None}
         try:
             _settings(values["preset"], values["custom_codebook"], values["probe_blocks"], values["start_percent"],
-                      values["end_percent"], False, None, num_blocks=10_000, target_speedup=values["target_speedup"],
+                      values["end_percent"], False, None, num_blocks=None, target_speedup=values["target_speedup"],
                       sequence_parallel=values["sequence_parallel"], probe_residual=values["probe_residual"])
         except SettingsError as e:
             return str(e)

@@ -30,7 +30,8 @@ def summary_text(label: str, trace: RunTrace) -> str:
         f"{_fmt(s['seconds_per_reused_call'], ' s', 3)} -> estimated speedup {_fmt(s['estimated_speedup'], 'x')}; "
         f"cache {_fmt(s.get('cache_mb'), ' MB', 1)}",
         f"  preset {cfg.get('preset')}, codebook used [{', '.join(f'{t:.3g}:{n}' for t, n in trace.codebook)}], "
-        f"probe blocks {cfg.get('probe_blocks')}, MoReg {'on' if cfg.get('moreg') else 'off'}",
+        f"probe blocks {cfg.get('probe_blocks')} ({trace.probe_residual or 'block'} residual), "
+        f"MoReg {'on' if cfg.get('moreg') else 'off'}",
     ]
     if trace.budget is not None:
         lines.append(f"  speed budget {cfg.get('target_speedup')}x -> {trace.budget} computed steps aimed at, "
