@@ -51,10 +51,11 @@ class AdaCachePatchModel(io.ComfyNode):
                 io.String.Input("custom_codebook", default=DEFAULT_CUSTOM_CODEBOOK,
                                 tooltip="Only for preset 'custom': 'threshold:reuse_steps' pairs, thresholds ascending. After a computed "
                                         "step whose change rate is below a threshold, the next reuse_steps-1 steps reuse the cache. "
-                                        "Bigger reuse numbers or thresholds = faster, lower fidelity."),
+                                        "Bigger reuse numbers or thresholds = faster, lower fidelity. At most 32 pairs (1000 characters)."),
                 io.String.Input("probe_blocks", default="middle",
                                 tooltip="Block(s) whose output change decides the schedule: 'middle' (as the paper) or 0-based numbers like "
-                                        "'13' or '6, 20'. Several probes average their changes."),
+                                        "'13' or '6, 20' (checked against the model's block count). Several probes average their changes; with MoReg "
+                                        "the last probe's motion decides, as in the paper's code."),
                 io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.01,
                                tooltip="Caching may start at this point of the schedule (0 = first step). Earlier steps are always computed."),
                 io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.01,
