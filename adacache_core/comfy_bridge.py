@@ -45,6 +45,7 @@ LOG = logging.getLogger("adacache")
 OPTIONS_KEY = "adacache"
 BRANCH_NAMES = {0: "cond", 1: "uncond"}
 _warned: set[str] = set()
+_NO_ATTENTION_PROBE = contextlib.nullcontext(None)
 
 
 def warn_once(key: str, message: str) -> None:
@@ -314,18 +315,21 @@ class AdaCacheSession:
             call.span_input = keep
         return keep if probe else None
 
-    @contextlib.contextmanager
     def attention_probe(self, index: int, call: _Call | None, args: dict):
-        """For the length of one probe block's call on a measuring step, catch its attention output.
+        """Context for one block call: catches a probe block's attention output on a measuring step.
 
-        Yields a list that holds the gated self-attention residual afterwards (or None when the
-        block's whole residual is measured). The forward hook is removed when the block returns.
+        It yields a list that holds the gated self-attention residual afterwards, or None (every
+        other block call, and when the block's whole residual is measured): the per-block hot path
+        then only pays for a shared no-op context.
         """
         run = self._run
-        if call is None or not call.measures or index not in self._probes or run is None or index not in run.probe_modules:
-            yield None
-            return
-        block, module = run.probe_modules[index]
+        if call is None or not call.measures or run is None or index not in run.probe_modules:
+            return _NO_ATTENTION_PROBE
+        return self._catch_attention(*run.probe_modules[index], args)
+
+    @contextlib.contextmanager
+    def _catch_attention(self, block, module, args: dict):
+        """Forward hook on the attention module for the length of the block call, then times the gate."""
         caught: list[torch.Tensor] = []
         handle = module.register_forward_hook(lambda _module, _inputs, output: caught.append(output))
         try:

@@ -40,17 +40,11 @@ def main() -> None:
     torch.set_num_threads(2)
     import comfy.sd
     import helpers as h
-    import nodes
     from bench_tiny_model import psnr
 
     demo = rt.pack.nodes.demo
     base = comfy.sd.load_diffusion_model(str(comfy_runtime.FIXTURE_MODEL_DIR / demo.TINY_MODEL))
-    def moreg_with(scale: float):
-        return nodes.NODE_CLASS_MAPPINGS["AdaCacheMoRegSettings"].execute(
-            motion_scale=scale, motion_power=8.0, motion_divisor=1.0, gradient_weight=10.0, frame_strides="1",
-            window_start=0.1, window_end=0.9).args[0]
-
-    paper_moreg = moreg_with(0.385)
+    paper_moreg = h.moreg()
     latent = torch.zeros(1, 16, 9, 16, 16)
     neg = [[demo.load_prompt("empty"), {}]]
     rows = []
@@ -80,7 +74,7 @@ def main() -> None:
             for cls in ("static", "fast"):
                 row[cls] = []
                 for seed in range(args.seeds):
-                    m = h.adacache(rt, base, probe_residual=probe, moreg=moreg_with(scale))
+                    m = h.adacache(rt, base, probe_residual=probe, moreg=h.moreg(motion_scale=scale))
                     h.ksample(m, [[demo.load_prompt(cls), {}]], neg, latent, steps=args.steps, seed=seed)
                     row[cls].append(len(h.session_of(m).last_run.computed_steps()))
             separation.append(row)

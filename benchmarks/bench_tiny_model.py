@@ -81,9 +81,7 @@ def main() -> None:
     demo = rt.pack.nodes.demo
     base = comfy.sd.load_diffusion_model(str(comfy_runtime.FIXTURE_MODEL_DIR / demo.TINY_MODEL))
     run = Timed(base)
-    moreg = nodes.NODE_CLASS_MAPPINGS["AdaCacheMoRegSettings"].execute(
-        motion_scale=args.motion_scale, motion_power=8.0, motion_divisor=1.0, gradient_weight=10.0, frame_strides="1",
-        window_start=0.1, window_end=0.9).args[0]
+    moreg = h.moreg(motion_scale=args.motion_scale)
     easycache = nodes.NODE_CLASS_MAPPINGS["EasyCache"]
     latent = torch.zeros(1, 16, 9, 16, 16)
     neg = [[demo.load_prompt("empty"), {}]]

@@ -56,6 +56,15 @@ def adacache(runtime, model, **settings):
     return node.execute(model=model, **values).args[0]
 
 
+def moreg(**overrides):
+    """Settings from the pack's `MoReg Settings` node: the paper's defaults, with ``overrides`` by input name."""
+    import nodes
+
+    values = dict(motion_scale=0.385, motion_power=8.0, motion_divisor=1.0, gradient_weight=10.0, frame_strides="1",
+                  window_start=0.1, window_end=0.9) | overrides
+    return nodes.NODE_CLASS_MAPPINGS["AdaCacheMoRegSettings"].execute(**values).args[0]
+
+
 def session_of(model):
     return model.model_options["transformer_options"].get("adacache")
 

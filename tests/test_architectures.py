@@ -59,11 +59,7 @@ def test_forced_schedule_really_skips_the_blocks(runtime, family):
 
 def test_moreg_sees_the_right_frame_grid(runtime, family):
     name, fam, model, pos, neg, _ = family
-    import nodes
-
-    moreg = nodes.NODE_CLASS_MAPPINGS["AdaCacheMoRegSettings"].execute(
-        motion_scale=0.385, motion_power=8.0, motion_divisor=1.0, gradient_weight=10.0, frame_strides="1",
-        window_start=0.1, window_end=0.9).args[0]
+    moreg = h.moreg()
     patched = h.adacache(runtime, model, moreg=moreg, preset="custom", custom_codebook="10:3")
     h.ksample(patched, pos, neg, torch.zeros(fam.latent), steps=10)
     trace = h.session_of(patched).last_run

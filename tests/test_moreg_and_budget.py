@@ -25,11 +25,7 @@ def tiny(runtime):
 
 
 def moreg_settings(**overrides):
-    import nodes
-
-    values = dict(motion_scale=TINY_MOTION_SCALE, motion_power=8.0, motion_divisor=1.0, gradient_weight=10.0, frame_strides="1",
-                  window_start=0.1, window_end=0.9) | overrides
-    return nodes.NODE_CLASS_MAPPINGS["AdaCacheMoRegSettings"].execute(**values).args[0]
+    return h.moreg(**({"motion_scale": TINY_MOTION_SCALE} | overrides))
 
 
 def run(runtime, tiny, motion, seed, steps=STEPS, **settings):

@@ -124,14 +124,6 @@ def tiny(runtime):
     return comfy.sd.load_diffusion_model(str(comfy_runtime.FIXTURE_MODEL_DIR / "tiny_wan21_motion.safetensors"))
 
 
-def moreg_node(scale: float):
-    import nodes
-
-    return nodes.NODE_CLASS_MAPPINGS["AdaCacheMoRegSettings"].execute(
-        motion_scale=scale, motion_power=8.0, motion_divisor=1.0, gradient_weight=10.0, frame_strides="1",
-        window_start=0.1, window_end=0.9).args[0]
-
-
 @pytest.mark.parametrize("preset, steps, scale, motion, seed", [
     ("fast (paper, 30 steps)", 30, None, "fast", 0),
     ("fast (paper, 30 steps)", 30, 0.385, "fast", 7),
@@ -141,7 +133,7 @@ def moreg_node(scale: float):
 ])
 def test_recorded_measurements_replay_to_the_same_schedule(runtime, tiny, preset, steps, scale, motion, seed):
     demo = runtime.pack.nodes.demo
-    patched = h.adacache(runtime, tiny, preset=preset, moreg=None if scale is None else moreg_node(scale))
+    patched = h.adacache(runtime, tiny, preset=preset, moreg=None if scale is None else h.moreg(motion_scale=scale))
     h.ksample(patched, [[demo.load_prompt(motion), {}]], [[demo.load_prompt("empty"), {}]],
               torch.zeros(1, 16, 5, 8, 8), steps=steps, cfg=3.0, seed=seed)
     trace = h.session_of(patched).last_run

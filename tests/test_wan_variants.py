@@ -112,12 +112,8 @@ def test_animate_face_blocks_are_cached_with_the_span_and_skipped(runtime, anima
 
 
 def test_animate_moreg_scores_motion_on_its_frames(runtime, animate):
-    import nodes
-
     model, positive, negative = animate
-    moreg = nodes.NODE_CLASS_MAPPINGS["AdaCacheMoRegSettings"].execute(
-        motion_scale=0.385, motion_power=8.0, motion_divisor=1.0, gradient_weight=10.0, frame_strides="1",
-        window_start=0.0, window_end=1.0).args[0]
+    moreg = h.moreg(window_start=0.0, window_end=1.0)
     patched = h.adacache(runtime, model, moreg=moreg)
     _sample(patched, positive, negative)
     trace = h.session_of(patched).last_run
@@ -173,14 +169,10 @@ def test_wan_variants_with_extra_inputs_are_cached_like_wan(runtime, name):
 
 def test_humo_with_a_reference_image_turns_moreg_off_with_a_note(runtime):
     """HuMo appends the reference image's tokens after the video's: they do not form the video grid."""
-    import nodes
-
     model, positive, negative = _wan_with_extra_inputs("HuMo")
     reference = torch.randn(1, 16, 1, 8, 8, generator=torch.Generator().manual_seed(6))
     positive, negative = ([[c[0][0], c[0][1] | {"reference_latents": [reference]}]] for c in (positive, negative))
-    moreg = nodes.NODE_CLASS_MAPPINGS["AdaCacheMoRegSettings"].execute(
-        motion_scale=0.385, motion_power=8.0, motion_divisor=1.0, gradient_weight=10.0, frame_strides="1",
-        window_start=0.0, window_end=1.0).args[0]
+    moreg = h.moreg(window_start=0.0, window_end=1.0)
     patched = h.adacache(runtime, model, moreg=moreg)
     out = h.ksample(patched, positive, negative, torch.zeros(LATENT), steps=10)
     trace = h.session_of(patched).last_run
