@@ -85,10 +85,11 @@ class AttentionResidual:
     """Where a block's gated self-attention residual ``gate * attn(x)`` comes from (the paper's probe).
 
     The attention module's output is read by a forward hook for the length of one block call; the
-    gate is chunk ``gate`` of the ``chunks`` modulation terms the block forms from its ``modulation``
-    parameter plus the timestep embedding it is given (``timestep_arg`` of the replacement's args),
-    per sample or per token (4-dim embeddings, Wan 2.2 TI2V), repeated over the tokens it covers.
-    Nothing of the block's forward is copied: only the gate's two-term sum is formed again.
+    gate is term ``gate`` of the ``chunks`` modulation terms the block forms from its ``modulation``
+    parameter (``chunks`` x channels, any leading ones) plus the timestep embedding it is given
+    (``timestep_arg`` of the replacement's args: ``chunks`` x channels per sample, per frame or per
+    token), repeated over the tokens it covers. Nothing of the block's forward is copied: only the
+    gate's two-term sum is formed again.
     """
 
     module: str
@@ -168,6 +169,10 @@ def _attribute(obj: object, dotted: str):
 DOUBLE = (BlockList("blocks", "double_block"),)
 # Wan blocks: x = x + gate_msa * self_attn(...), the gate chunk 2 of (modulation + e).chunk(6)
 WAN_ATTENTION = AttentionResidual(module="self_attn", modulation="modulation", timestep_arg="vec", chunks=6, gate=2)
+# LTX-Video blocks: x += attn1(...) * gate_msa, the gate term 2 of scale_shift_table + timestep (6 terms)
+LTX_ATTENTION = AttentionResidual(module="attn1", modulation="scale_shift_table", timestep_arg="vec", chunks=6, gate=2)
+# PixArt blocks (the family of the paper's Open-Sora STDiT): x + gate_msa * attn(...), from scale_shift_table + t
+PIXART_ATTENTION = AttentionResidual(module="attn", modulation="scale_shift_table", timestep_arg="t", chunks=6, gate=2)
 FLUX_LIKE = (BlockList("double_blocks", "double_block"), BlockList("single_blocks", "single_block"))
 
 ARCHITECTURES: tuple[Architecture, ...] = (
@@ -189,7 +194,7 @@ ARCHITECTURES: tuple[Architecture, ...] = (
     Architecture("Mochi", ("AsymmDiTJoint",), DOUBLE),
     # Tokens are (frames, height, width) in the patchifier's order; blocks add to x in place.
     Architecture("LTX-Video", ("LTXVModel",), (BlockList("transformer_blocks", "double_block"),),
-                 patch_size="patchifier.patch_size", inplace_blocks=True),
+                 patch_size="patchifier.patch_size", inplace_blocks=True, attention_residual=LTX_ATTENTION),
     Architecture("Flux 1 / Flux 2", ("Flux",), FLUX_LIKE, patch_size=None, inplace_blocks=True, merged_stream="txt_first",
                  controls_between=True),
     Architecture("Chroma / Chroma Radiance", ("Chroma", "ChromaRadiance"), FLUX_LIKE, patch_size=None, inplace_blocks=True,
@@ -209,7 +214,8 @@ ARCHITECTURES: tuple[Architecture, ...] = (
     Architecture("Cosmos 1", ("GeneralDIT",), (BlockList("blocks", returns=("x",)),), stream="x",
                  patch_size=("patch_temporal", "patch_spatial", "patch_spatial"), layout="block_x_format",
                  adds_before_blocks=True),
-    Architecture("PixArt Alpha / Sigma", ("PixArtMS",), (BlockList("blocks", returns=("x",)),), stream="x", patch_size=None),
+    Architecture("PixArt Alpha / Sigma", ("PixArtMS",), (BlockList("blocks", returns=("x",)),), stream="x", patch_size=None,
+                 attention_residual=PIXART_ATTENTION),
     # Double blocks update image and text tokens; single blocks see [image, text] concatenated.
     Architecture("HiDream", ("HiDreamImageTransformer2DModel",),
                  (BlockList("double_stream_blocks", returns=("image_tokens", "text_tokens")),

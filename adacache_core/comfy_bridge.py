@@ -343,11 +343,11 @@ class AdaCacheSession:
         """The block's attention gate, formed as the block forms it (see :class:`AttentionResidual`)."""
         spec = self.attention
         modulation = getattr(block, spec.modulation).to(like.device, like.dtype)
+        channels = modulation.shape[-1]
         timestep = args[spec.timestep_arg].to(like.device, like.dtype)
-        if timestep.ndim < 4:
-            gate = (modulation + timestep).chunk(spec.chunks, dim=1)[spec.gate]
-        else:  # one embedding per token (or per frame): (batch, tokens, chunks, channels)
-            gate = (modulation.unsqueeze(0) + timestep).unbind(2)[spec.gate]
+        # (batch, 1 or frames or tokens, chunks, channels): one form for every layout the rows name
+        terms = modulation.reshape(spec.chunks, channels) + timestep.reshape(timestep.shape[0], -1, spec.chunks, channels)
+        gate = terms[:, :, spec.gate]
         if 1 < gate.shape[1] < like.shape[1]:
             gate = gate.repeat_interleave(like.shape[1] // gate.shape[1], dim=1)
         return gate

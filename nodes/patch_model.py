@@ -80,7 +80,7 @@ class AdaCachePatchModel(io.ComfyNode):
                 io.Combo.Input("probe_residual", options=list(PROBE_RESIDUALS), default="attention", optional=True,
                                tooltip="What the probe block's change is measured on. 'attention' (the paper's): the block's gated "
                                        "self-attention residual, on which the paper's codebooks were set; used where the pack "
-                                       "knows the model's attention gate (the Wan family), elsewhere the block's residual is "
+                                       "knows the model's attention gate (Wan family, LTX-Video, PixArt), elsewhere the block's residual is "
                                        "measured and the run data say so. 'block': the whole block's output minus its input "
                                        "(changes less from step to step, so the same codebook reuses longer)."),
             ],

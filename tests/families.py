@@ -22,6 +22,9 @@ class Family:
     frames_per_token: int = 1  # latent frames per token (temporal patch)
     architecture: str | None = None  # the table row it must get, if not named like the family
     loaded_buffers: tuple[str, ...] = ()  # buffers that come from the checkpoint, like the weights
+    # where the table names the attention gate: the block's module that first sees the stream after
+    # the gated self-attention residual was added (for a hand computation of that residual)
+    after_attention: str | None = None
 
 
 FAMILIES = {
@@ -51,7 +54,7 @@ FAMILIES = {
                     (1, 12, 3, 8, 8), (8, 32), {"attention_mask": (1, 8)}),
     "LTX-Video": Family("LTXV", dict(in_channels=128, cross_attention_dim=64, attention_head_dim=32, num_attention_heads=2,
                                      caption_channels=32, num_layers=3),
-                        (1, 128, 3, 4, 4), (5, 32), {"attention_mask": (1, 5)}, "transformer_blocks"),
+                        (1, 128, 3, 4, 4), (5, 32), {"attention_mask": (1, 5)}, "transformer_blocks", after_attention="attn2"),
     "Flux": Family("Flux", dict(in_channels=16, out_channels=16, vec_in_dim=8, context_in_dim=16, hidden_size=64, mlp_ratio=2.0,
                                 num_heads=2, depth=2, depth_single_blocks=2, axes_dim=[8, 12, 12], theta=10000, patch_size=2,
                                 qkv_bias=True, guidance_embed=True),
@@ -107,7 +110,8 @@ FAMILIES = {
     "PixArt Alpha / Sigma": Family("PixArtSigma", dict(input_size=64, patch_size=2, in_channels=4, hidden_size=64, depth=2,
                                                        num_heads=2, caption_channels=16, pe_interpolation=0.5,
                                                        model_max_length=5, micro_condition=False),
-                                   (1, 4, 48, 48), (5, 16), {}, "blocks"),  # its position embedding needs >= 33 latent px
+                                   (1, 4, 48, 48), (5, 16), {}, "blocks",  # its position embedding needs >= 33 latent px
+                                   after_attention="cross_attn"),
     "HiDream": Family("HiDream", dict(patch_size=2, in_channels=16, out_channels=16, num_layers=2, num_single_layers=2,
                                       attention_head_dim=32, num_attention_heads=2, caption_channels=[32, 24], text_emb_dim=16,
                                       num_routed_experts=2, num_activated_experts=1, axes_dims_rope=[16, 8, 8],

@@ -104,3 +104,31 @@ def assert_reuse_reproduces(outputs: list, computed: list, reused: tuple[int, ..
             assert (out - ref).abs().max() < 1e-2 * ref.abs().max(), f"reused step {step}"
         else:
             assert torch.equal(out, ref), f"computed step {step}"
+
+
+class ProbeResidualRecorder:
+    """Records a block's residual by plain forward hooks, independently of the pack.
+
+    ``after`` None: the whole block's (output - input). Otherwise ``after`` is the module the block
+    calls first after adding its gated self-attention residual (Wan: ``norm3``, LTX: ``attn2``):
+    the stream entering it minus the block's input is that residual.
+    """
+
+    def __init__(self, block, after=None):
+        self.block, self.after, self.residuals, self._input = block, after, [], None
+
+    def __enter__(self):
+        self.handles = [self.block.register_forward_pre_hook(self._block_input, with_kwargs=True)]
+        if self.after is None:
+            self.handles.append(self.block.register_forward_hook(lambda m, a, kw, out: self.residuals.append(out - self._input),
+                                                                 with_kwargs=True))
+        else:
+            self.handles.append(self.after.register_forward_pre_hook(lambda m, a: self.residuals.append(a[0] - self._input)))
+        return self
+
+    def _block_input(self, module, args, kwargs):
+        self._input = kwargs.get("x", args[0] if args else None).clone()  # blocks may update it in place
+
+    def __exit__(self, *exc):
+        for handle in self.handles:
+            handle.remove()

@@ -49,12 +49,32 @@ def test_forced_schedule_really_skips_the_blocks(runtime, family):
     patched_runs = _layer_runs(model, fam, lambda: outs.append(h.ksample(patched, pos, neg, torch.zeros(fam.latent), steps=10)))
     trace = h.session_of(patched).last_run
     assert trace.computed_steps() == [0, 1, 4, 7, 8, 9]
-    # the table knows the attention gate of the Wan family only: here the probe falls back, and says so
-    assert trace.probe_residual == "block" and any("probe_residual 'attention'" in note for note in trace.notes)
+    # the paper's probe where the table knows the attention gate; elsewhere the block's, and the run says so
+    fallback_noted = any("probe_residual 'attention'" in note for note in trace.notes)
+    if fam.after_attention:
+        assert trace.probe_residual == "attention" and not fallback_noted
+    else:
+        assert trace.probe_residual == "block" and fallback_noted
     assert every_step > 0 and patched_runs * 10 == every_step * 6  # the layers ran on the 6 computed steps only
     out = outs[0]
     assert torch.isfinite(out).all() and not torch.equal(out, baseline)
     assert (out - baseline).abs().max() < baseline.abs().max()
+
+
+@pytest.mark.parametrize("name", [n for n, f in F.FAMILIES.items() if f.after_attention])
+def test_attention_probe_matches_a_hand_computation(runtime, name):
+    """The gated self-attention residual the pack measures equals the one plain hooks see."""
+    fam = F.FAMILIES[name]
+    model = F.build(fam)
+    patched = h.adacache(runtime, model, preset="custom", custom_codebook="10:3", probe_blocks="1")
+    block = getattr(model.model.diffusion_model, fam.blocks)[1]
+    with h.ProbeResidualRecorder(block, getattr(block, fam.after_attention)) as recorder:
+        h.ksample(patched, F.conditioning(fam, 1), F.conditioning(fam, 2), torch.zeros(fam.latent), steps=10)
+    decisions = h.session_of(patched).last_run.decisions
+    assert [d.step for d in decisions] == [0, 1, 4, 7, 8, 9]
+    r0, r1, r4 = recorder.residuals[:3]
+    assert decisions[1].change == pytest.approx(((r1 - r0).abs().sum() / r0.abs().sum()).item(), rel=1e-4)
+    assert decisions[2].change == pytest.approx(((r4 - r1).abs().sum() / r1.abs().sum()).item(), rel=1e-4)
 
 
 def test_moreg_sees_the_right_frame_grid(runtime, family):

@@ -67,31 +67,6 @@ def test_forced_codebook_gives_the_expected_pattern_and_skips_the_blocks(runtime
     assert (out - baseline).abs().max() < baseline.abs().max()
 
 
-class ProbeResidualRecorder:
-    """Records a block's residual by plain forward hooks, independently of the pack: the whole block's
-    (output - input), or the gated self-attention residual (the stream entering ``norm3``, which
-    follows the attention add in a Wan block, minus the block's input)."""
-
-    def __init__(self, block, kind: str):
-        self.block, self.kind, self.residuals, self._input = block, kind, [], None
-
-    def __enter__(self):
-        self.handles = [self.block.register_forward_pre_hook(self._block_input, with_kwargs=True)]
-        if self.kind == "block":
-            self.handles.append(self.block.register_forward_hook(lambda m, a, kw, out: self.residuals.append(out - self._input),
-                                                                 with_kwargs=True))
-        else:
-            self.handles.append(self.block.norm3.register_forward_pre_hook(lambda m, a: self.residuals.append(a[0] - self._input)))
-        return self
-
-    def _block_input(self, module, args, kwargs):
-        self._input = kwargs.get("x", args[0] if args else None).clone()
-
-    def __exit__(self, *exc):
-        for handle in self.handles:
-            handle.remove()
-
-
 def ti2v_5b_with_an_image_mask():
     """A tiny Wan 2.2 TI2V 5B and a latent whose first frame is kept: timesteps per frame, so the
     blocks get one modulation per frame (4-dim timestep embeddings)."""
@@ -107,7 +82,8 @@ def test_recorded_distance_matches_a_hand_computation(runtime, wan, conds, model
 
     model, latent = (wan, {"samples": torch.zeros(LATENT)}) if model_kind == "t2v" else ti2v_5b_with_an_image_mask()
     patched = h.adacache(runtime, model, preset="custom", custom_codebook="10:3", probe_blocks="2", probe_residual=probe_residual)
-    with ProbeResidualRecorder(model.model.diffusion_model.blocks[2], probe_residual) as recorder:
+    block = model.model.diffusion_model.blocks[2]
+    with h.ProbeResidualRecorder(block, block.norm3 if probe_residual == "attention" else None) as recorder:
         nodes.KSampler().sample(patched, 0, 10, 5.0, "euler", "simple", *conds, latent, denoise=1.0)
     trace = h.session_of(patched).last_run
     assert trace.probe_residual == probe_residual
