@@ -39,7 +39,7 @@ from .architectures import (Architecture, AttentionResidual, BlockList, SideBloc
                             unsupported_reason)
 from .config import AdaCacheConfig
 from .planner import RunPlanner
-from .trace import CallRecord, RunTrace
+from .trace import CallRecord, RunTrace, latent_fingerprint
 
 LOG = logging.getLogger("adacache")
 OPTIONS_KEY = "adacache"
@@ -198,7 +198,7 @@ class AdaCacheSession:
         end = float(model_sampling.percent_to_sigma(self.config.end_percent))
         cacheable = [end < s <= start for s in sigmas]
         trace = RunTrace(model=self.label, architecture=self.arch.name, settings=self.config.describe(),
-                         steps=max(len(sigmas) - 1, 0), sigmas=sigmas, codebook=[])
+                         steps=max(len(sigmas) - 1, 0), sigmas=sigmas, codebook=[], input_latent=latent_fingerprint(args[1]))
         planner = RunPlanner(self.config, sigmas, cacheable, trace)
         trace.codebook = list(planner.codebook.entries)
         if trace.steps < 4:
@@ -215,14 +215,17 @@ class AdaCacheSession:
                 block = block_list.modules(diffusion_model)[i]
                 self._run.probe_modules[probe] = (block, getattr(block, self.attention.module))
         overrides = self._install_forward_overrides(diffusion_model)
+        output = None
         try:
-            return executor(*args, **kwargs)
+            output = executor(*args, **kwargs)
+            trace.output_latent = latent_fingerprint(output)
+            return output
         finally:
             for override in reversed(overrides):
                 override.remove()
             self.call = None
             run, self._run = self._run, None
-            trace = run.planner.finish()
+            trace = run.planner.finish(completed=output is not None)
             trace.cache_bytes = sum(t.numel() * t.element_size() for t in (*run.span_cache.values(), *run.probe_cache.values()))
             self.runs.append(trace)
             s = trace.summary()

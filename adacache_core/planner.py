@@ -136,11 +136,12 @@ class RunPlanner:
     def add_motion(self, probe: int, stride: int, num: torch.Tensor, den: torch.Tensor) -> None:
         self._measure.add_motion(probe, stride, num, den)
 
-    def finish(self) -> RunTrace:
+    def finish(self, completed: bool = True) -> RunTrace:
+        """Close the run: the last computed step's decision; ``completed`` False for an interrupted run."""
         if self._step is not None and self._computes:
             self._decide(self._step)
         self._step = None
-        self.trace.finished = True
+        self.trace.finished = completed
         return self.trace
 
     def _decide(self, step: int) -> None:

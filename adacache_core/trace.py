@@ -8,6 +8,20 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
+import torch
+
+
+def latent_fingerprint(latent) -> str | None:
+    """A short identity of a latent tensor, the same on any device: which run produced which samples.
+
+    The sampler hands its output on to the next node (moved to ComfyUI's intermediate device, values
+    unchanged); the viewer compares the fingerprint of what it is given with those of recorded runs.
+    """
+    if not isinstance(latent, torch.Tensor) or latent.is_nested:
+        return None
+    values = latent.detach().to("cpu", torch.float64)
+    return f"{tuple(latent.shape)}:{values.sum().item():.17g}:{values.abs().sum().item():.17g}"
+
 
 @dataclass
 class CallRecord:
@@ -48,11 +62,13 @@ class RunTrace:
     calls: list[CallRecord] = field(default_factory=list)
     decisions: list[DecisionRecord] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    finished: bool = False
+    finished: bool = False  # the sampler returned (False: interrupted or failed)
     budget: int | None = None  # speed-budget mode: the computed steps aimed at
     token_grid: list[int] | None = None  # (frames, height, width) in tokens, as MoReg reads the video
     cache_bytes: int | None = None  # what the cached residuals held at the end of the run
     probe_residual: str | None = None  # what the probe measured: "attention" (gated self-attention) or "block"
+    input_latent: str | None = None  # latent_fingerprint of the latent the sampler started from
+    output_latent: str | None = None  # ... and of the samples it returned (None: the run did not complete)
 
     # -- reading ---------------------------------------------------------------------------------
     def branches(self) -> list[str]:

@@ -12,7 +12,7 @@ import folder_paths
 
 from ..adacache_core.chart import message_chart, schedule_chart
 from ..adacache_core.comfy_bridge import session_of
-from ..adacache_core.trace import RunTrace
+from ..adacache_core.trace import RunTrace, latent_fingerprint
 
 
 def _fmt(x, unit="", digits=2):
@@ -40,21 +40,39 @@ def summary_text(label: str, trace: RunTrace) -> str:
     return "\n".join(lines)
 
 
-def collect_runs(models: list) -> tuple[list[tuple[str, RunTrace]], list[str]]:
-    """The latest run of each connected model, or a message saying why there is none."""
-    runs, messages = [], []
-    for i, model in enumerate(models, start=1):
-        if model is None:
-            continue
-        name = f"model {i}" if len(models) > 1 else "model"
-        session = session_of(model)
+def collect_runs(models: list, samples) -> tuple[list[tuple[str, RunTrace]], list[str]]:
+    """For each connected model, the recorded run that produced ``samples``, or a message why there is none.
+
+    A run is matched by the fingerprint of its output (the sampler's samples), or, for a model whose
+    output went on into another model's run (Wan 2.2's high-noise expert), by that run's input. So
+    two samplers on one model, a re-queue served from ComfyUI's cache, or an interrupted run never
+    show another run's schedule.
+    """
+    target = latent_fingerprint(samples.get("samples") if isinstance(samples, dict) else None)
+    names = {i: f"model {i}" if len(models) > 1 else "model" for i in range(1, len(models) + 1)}
+    sessions = {i: session_of(m) for i, m in enumerate(models, start=1) if m is not None}
+    found: dict[int, RunTrace] = {}
+    for wanted in ("output", "chained"):
+        inputs = {trace.input_latent for trace in found.values()}
+        for i, session in sessions.items():
+            if session is None or i in found:
+                continue
+            for trace in reversed(session.runs):
+                if trace.output_latent is not None and (trace.output_latent == target if wanted == "output"
+                                                        else trace.output_latent in inputs):
+                    found[i] = trace
+                    break
+    messages = []
+    for i, session in sessions.items():
         if session is None:
-            messages.append(f"{name}: not patched by AdaCache Patch Model (or its model type is unsupported), nothing was cached")
-        elif session.last_run is None:
-            messages.append(f"{name}: not sampled yet; connect the sampler's output to 'samples' so the viewer runs after it")
-        else:
-            runs.append((name, session.last_run))
-    return runs, messages
+            messages.append(f"{names[i]}: not patched by AdaCache Patch Model (or its model type is unsupported), nothing was cached")
+        elif not session.runs:
+            messages.append(f"{names[i]}: not sampled yet; connect the sampler's output to 'samples' so the viewer runs after it")
+        elif i not in found:
+            interrupted = "" if session.last_run.finished else " (its last run was interrupted)"
+            messages.append(f"{names[i]}: none of its last {len(session.runs)} runs produced these samples{interrupted}; "
+                            "connect the output of the sampler that used this model to 'samples'")
+    return [(names[i], found[i]) for i in sorted(found)], messages
 
 
 def to_image(rgb: np.ndarray) -> torch.Tensor:
@@ -68,11 +86,13 @@ class CacheScheduleViewer(io.ComfyNode):
             node_id="AdaCacheScheduleViewer",
             display_name="Cache Schedule Viewer",
             category="AdaCache",
-            description="Chart and summary of the last sampling run of an AdaCache-patched model: which steps were computed, "
-                        "which reused, the measured distances and the MoReg factor. Also saves the run data as JSON.",
+            description="Chart and summary of the sampling run of an AdaCache-patched model that produced 'samples': which "
+                        "steps were computed, which reused, the measured distances and the MoReg factor. Also saves the run "
+                        "data as JSON.",
             inputs=[
                 io.Model.Input("model", tooltip="The model from AdaCache Patch Model that the sampler used."),
-                io.Latent.Input("samples", tooltip="The sampler's output: connecting it makes the viewer run after sampling."),
+                io.Latent.Input("samples", tooltip="The sampler's output: the viewer shows the run that produced exactly these "
+                                                    "samples (and runs after sampling)."),
                 io.Model.Input("model_2", optional=True, tooltip="Optional second patched model (e.g. Wan 2.2's low-noise expert)."),
                 io.String.Input("filename_prefix", default="adacache/schedule",
                                 tooltip="Where the run data JSON goes, inside ComfyUI's output folder."),
@@ -84,7 +104,7 @@ class CacheScheduleViewer(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, samples, filename_prefix: str, model_2=None) -> io.NodeOutput:
-        runs, messages = collect_runs([model, model_2] if model_2 is not None else [model])
+        runs, messages = collect_runs([model, model_2] if model_2 is not None else [model], samples)
         text = "\n".join([summary_text(name, trace) for name, trace in runs] + messages)
         chart = schedule_chart(runs) if runs else message_chart("\n".join(messages))
         if runs:

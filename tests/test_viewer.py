@@ -41,15 +41,60 @@ def test_summary_and_json_come_from_the_recorded_run(runtime, wan):
     assert out.ui["text"] == (text,) and out.ui["images"]
 
 
-def test_latest_of_several_runs_and_two_experts(runtime, wan):
+def test_each_viewer_shows_the_run_that_produced_its_samples(runtime, wan):
+    """Two samplers on one patched model: each viewer reports its own sampler's run, not the latest."""
     a = h.adacache(runtime, wan, preset="custom", custom_codebook="10:3")
-    b = h.adacache(runtime, h.load_model_patcher(h.random_wan_state_dict(seed=3)), preset="custom", custom_codebook="10:2")
-    h.ksample(a, h.conditioning(), h.conditioning(seed=2), torch.zeros(1, 16, 3, 8, 8), steps=10)
-    latent = h.ksample(a, h.conditioning(), h.conditioning(seed=2), torch.zeros(1, 16, 3, 8, 8), steps=20)
-    h.ksample(b, h.conditioning(), h.conditioning(seed=2), torch.zeros(1, 16, 3, 8, 8), steps=8)
-    image, text = view(a, latent, model_2=b).args
+    first = h.ksample(a, h.conditioning(), h.conditioning(seed=2), torch.zeros(1, 16, 3, 8, 8), steps=10)
+    second = h.ksample(a, h.conditioning(), h.conditioning(seed=2), torch.zeros(1, 16, 3, 8, 8), steps=20)
+    assert "model: Wan 2.1 / 2.2, 10 steps" in view(a, first).args[1]
+    assert "model: Wan 2.1 / 2.2, 20 steps" in view(a, second).args[1]
+    image, text = view(a, torch.zeros(1, 16, 3, 8, 8)).args  # samples no run of this model produced
+    assert "none of its last 2 runs produced these samples" in text and "steps" not in text
+    assert image.shape[-1] == 3 and image.std() > 0.01  # the message as a picture
+
+
+def test_two_experts_are_found_through_the_latent_they_hand_on(runtime):
+    import nodes
+
+    high = h.adacache(runtime, h.load_model_patcher(h.random_wan_state_dict(seed=10)), preset="custom", custom_codebook="10:2")
+    low = h.adacache(runtime, h.load_model_patcher(h.random_wan_state_dict(seed=11)), preset="custom", custom_codebook="10:3")
+    sampler = nodes.KSamplerAdvanced()
+    conds = h.conditioning(seed=1), h.conditioning(seed=2)
+    h.ksample(high, *conds, torch.zeros(1, 16, 3, 8, 8), steps=4)  # a later, unrelated run of the high-noise expert
+    mid = sampler.sample(high, "enable", 0, 12, 5.0, "euler", "simple", *conds, {"samples": torch.zeros(1, 16, 3, 8, 8)},
+                         0, 6, "enable")[0]
+    out = sampler.sample(low, "disable", 0, 12, 5.0, "euler", "simple", *conds, mid, 6, 12, "disable")[0]["samples"]
+    h.ksample(high, *conds, torch.zeros(1, 16, 3, 8, 8), steps=8)
+    image, text = view(high, out, model_2=low).args
     assert_chart(image)
-    assert "model 1: Wan 2.1 / 2.2, 20 steps" in text and "model 2: Wan 2.1 / 2.2, 8 steps" in text
+    assert "model 1: Wan 2.1 / 2.2, 6 steps" in text and "model 2: Wan 2.1 / 2.2, 6 steps" in text
+
+
+def test_an_interrupted_run_is_not_finished_and_not_shown(runtime, wan):
+    import comfy.model_management
+    import comfy.patcher_extension
+
+    patched = h.adacache(runtime, wan, preset="custom", custom_codebook="10:3")
+    done = h.ksample(patched, h.conditioning(), h.conditioning(seed=2), torch.zeros(1, 16, 3, 8, 8), steps=10)
+    calls = []
+
+    def interrupt_at_the_fourth_call(executor, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:
+            raise comfy.model_management.InterruptProcessingException()
+        return executor(*args, **kwargs)
+
+    interrupted = patched.clone()
+    interrupted.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, "test-interrupt", interrupt_at_the_fourth_call)
+    with pytest.raises(comfy.model_management.InterruptProcessingException):
+        h.ksample(interrupted, h.conditioning(), h.conditioning(seed=2), torch.zeros(1, 16, 3, 8, 8), steps=10)
+    run = h.session_of(patched).last_run
+    assert run.finished is False and run.output_latent is None
+    assert h.session_of(patched).runs[-2].finished is True
+    text = view(patched, done).args[1]
+    assert "model: Wan 2.1 / 2.2, 10 steps" in text  # the completed run that produced these samples
+    text = view(patched, torch.ones(1, 16, 3, 8, 8)).args[1]
+    assert "(its last run was interrupted)" in text
 
 
 @pytest.mark.parametrize("steps", [1, 200])
