@@ -16,7 +16,7 @@ import torch
 class MotionClass:
     name: str
     speed: float  # latent pixels per latent frame
-    pattern: str  # "linear" or "orbit"
+    pattern: str  # "linear", "orbit", or "pan" (the whole picture, background included, slides: a camera pan)
 
     def describe(self) -> dict:
         return asdict(self)
@@ -28,7 +28,13 @@ MOTION_CLASSES = (
     MotionClass("fast", 2.0, "linear"),
     MotionClass("orbit", 1.8, "orbit"),
 )
-CLASS_NAMES = tuple(c.name for c in MOTION_CLASSES)
+# The held-out model's data (tools/train_tiny_wan.py --recipe heldout): other speeds, a camera pan.
+HELDOUT_CLASSES = (
+    MotionClass("static", 0.0, "linear"),
+    MotionClass("slow", 0.4, "linear"),
+    MotionClass("fast", 2.6, "linear"),
+    MotionClass("pan", 1.2, "pan"),
+)
 
 
 @dataclass(frozen=True)
@@ -39,15 +45,18 @@ class VideoSpec:
     width: int = 16
     blobs: int = 2
     prompt_tokens: int = 8
+    classes: tuple[MotionClass, ...] = MOTION_CLASSES
+    texture: str = "smooth"  # "smooth": bicubic low-frequency noise; "waves": a few periodic plane waves (can pan)
 
     def describe(self) -> dict:
         return asdict(self)
 
 
-def make_prompt_embeddings(seed: int, tokens: int = 8, dim: int = 4096) -> dict[str, torch.Tensor]:
+def make_prompt_embeddings(seed: int, tokens: int = 8, dim: int = 4096,
+                           classes: tuple[MotionClass, ...] = MOTION_CLASSES) -> dict[str, torch.Tensor]:
     """One fixed (tokens, dim) embedding per class, plus the all-zero "empty" prompt for CFG."""
     g = torch.Generator().manual_seed(seed)
-    out = {c.name: torch.randn(tokens, dim, generator=g) for c in MOTION_CLASSES}
+    out = {c.name: torch.randn(tokens, dim, generator=g) for c in classes}
     out["empty"] = torch.zeros(tokens, dim)
     return out
 
@@ -56,24 +65,48 @@ def _periodic_offset(coord: torch.Tensor, centre: torch.Tensor, size: int) -> to
     return torch.remainder(coord - centre + size / 2, size) - size / 2
 
 
-def class_colour(cls: MotionClass, channels: int) -> torch.Tensor:
+def class_colour(cls: MotionClass, channels: int, classes: tuple[MotionClass, ...] = MOTION_CLASSES) -> torch.Tensor:
     """Each class also has its own blob colour family (as a prompt names both what and how it
     moves): a cue that is quick to learn, so the model learns early to read its prompt."""
-    index = [c.name for c in MOTION_CLASSES].index(cls.name)
+    index = [c.name for c in classes].index(cls.name)
     base = torch.randn(channels, generator=torch.Generator().manual_seed(100 + index))
     return base / base.norm()
+
+
+def _waves(spec: VideoSpec, g: torch.Generator):
+    """A periodic texture of a few plane waves, as a function of (y, x) offsets: it can slide smoothly."""
+    c, h, w = spec.channels, spec.height, spec.width
+    waves = [(torch.randint(-2, 3, (2,), generator=g).tolist(), torch.rand(1, generator=g).item() * 2 * math.pi,
+              torch.randn(c, 1, 1, generator=g) * 0.35) for _ in range(4)]
+    ys = torch.arange(h, dtype=torch.float32).view(h, 1)
+    xs = torch.arange(w, dtype=torch.float32).view(1, w)
+
+    def at(dy: float, dx: float) -> torch.Tensor:
+        out = torch.zeros(c, h, w)
+        for (ky, kx), phase, amplitude in waves:
+            out += amplitude * torch.sin(2 * math.pi * (ky * (ys - dy) / h + kx * (xs - dx) / w) + phase)
+        return out
+
+    return at
 
 
 def sample_video(spec: VideoSpec, cls: MotionClass, g: torch.Generator) -> torch.Tensor:
     """One (C, F, H, W) video: static low-frequency texture plus blobs that move on a torus."""
     c, f, h, w = spec.channels, spec.frames, spec.height, spec.width
-    coarse = torch.randn(1, c, 4, 4, generator=g) * 0.6
-    background = torch.nn.functional.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=False)[0]
-    video = background.unsqueeze(1).repeat(1, f, 1, 1)
+    pan_angle = torch.rand(1, generator=g).item() * 2 * math.pi if cls.pattern == "pan" else 0.0
+    pan = [(cls.speed * t * math.sin(pan_angle), cls.speed * t * math.cos(pan_angle)) if cls.pattern == "pan" else (0.0, 0.0)
+           for t in range(f)]
+    if spec.texture == "waves":
+        texture = _waves(spec, g)
+        video = torch.stack([texture(dy, dx) for dy, dx in pan], dim=1)
+    else:
+        coarse = torch.randn(1, c, 4, 4, generator=g) * 0.6
+        background = torch.nn.functional.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=False)[0]
+        video = background.unsqueeze(1).repeat(1, f, 1, 1)
     ys = torch.arange(h, dtype=torch.float32).view(h, 1)
     xs = torch.arange(w, dtype=torch.float32).view(1, w)
     for _ in range(spec.blobs):
-        colour = class_colour(cls, c) + 0.5 * torch.randn(c, generator=g) / c**0.5
+        colour = class_colour(cls, c, spec.classes) + 0.5 * torch.randn(c, generator=g) / c**0.5
         colour = colour / colour.norm() * 4.0
         radius = 1.5 + torch.rand(1, generator=g).item()
         y0, x0 = (torch.rand(2, generator=g) * torch.tensor([h, w])).tolist()
@@ -83,6 +116,8 @@ def sample_video(spec: VideoSpec, cls: MotionClass, g: torch.Generator) -> torch
                 r = 2.5
                 omega = cls.speed / r
                 cy, cx = y0 + r * math.sin(angle + omega * t), x0 + r * math.cos(angle + omega * t)
+            elif cls.pattern == "pan":
+                cy, cx = y0 + pan[t][0], x0 + pan[t][1]
             else:
                 cy, cx = y0 + cls.speed * t * math.sin(angle), x0 + cls.speed * t * math.cos(angle)
             d2 = _periodic_offset(ys, torch.tensor(cy), h) ** 2 + _periodic_offset(xs, torch.tensor(cx), w) ** 2
@@ -91,8 +126,8 @@ def sample_video(spec: VideoSpec, cls: MotionClass, g: torch.Generator) -> torch
 
 
 def sample_batch(spec: VideoSpec, batch: int, g: torch.Generator) -> tuple[torch.Tensor, list[int]]:
-    labels = torch.randint(len(MOTION_CLASSES), (batch,), generator=g).tolist()
-    videos = torch.stack([sample_video(spec, MOTION_CLASSES[i], g) for i in labels])
+    labels = torch.randint(len(spec.classes), (batch,), generator=g).tolist()
+    videos = torch.stack([sample_video(spec, spec.classes[i], g) for i in labels])
     return videos, labels
 
 

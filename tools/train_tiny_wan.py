@@ -6,12 +6,19 @@ ComfyUI samples Wan (flow model, timestep = sigma * 1000, velocity target eps - 
 16-channel latent videos of blobs over a textured background whose motion depends on the prompt
 class (static, slow, fast, orbit).
 
-Runs on the CPU, deterministic for a seed; writes into tests/fixtures/:
-  tiny_wan21_motion.safetensors        the model in fp16 (loads with ComfyUI's UNETLoader)
-  tiny_wan21_motion_prompts.safetensors one fixed (tokens, 4096) embedding per class, "empty" included
-  tiny_wan21_motion.json               config, classes, data settings, loss log
+Two recipes, one per model (``--recipe``): ``motion``, the project's model that the pack is tuned
+on, and ``heldout``, a model nobody tunes on, that differs in size (dim 256 in 6 blocks against 128
+in 8) and in data (other speeds, a camera pan, wave textures, three blobs), so that claims about
+untuned models can be checked on it.
 
-    .venv/bin/python tools/train_tiny_wan.py            # about 30 minutes on 2 cores
+Runs on the CPU, deterministic for a seed; writes into tests/fixtures/ (STEM: tiny_wan21_motion or
+tiny_wan21_heldout):
+  STEM.safetensors          the model in fp16 (loads with ComfyUI's UNETLoader)
+  STEM_prompts.safetensors  one fixed (tokens, 4096) embedding per class, "empty" included
+  STEM.json                 config, classes, data settings, loss log
+
+    .venv/bin/python tools/train_tiny_wan.py                      # about 30 minutes on 2 cores
+    .venv/bin/python tools/train_tiny_wan.py --recipe heldout     # about 25 minutes on 2 cores
 """
 from __future__ import annotations
 
@@ -20,29 +27,49 @@ import json
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 from tools import comfy_runtime  # noqa: E402
-from tools.tiny_video_data import MOTION_CLASSES, VideoSpec, make_prompt_embeddings, sample_batch  # noqa: E402
+from tools.tiny_video_data import HELDOUT_CLASSES, VideoSpec, make_prompt_embeddings, sample_batch  # noqa: E402
 
-MODEL_CONFIG = dict(dim=128, ffn_dim=512, num_heads=1, num_layers=8, in_dim=16, out_dim=16, text_dim=4096,
-                    freq_dim=256, patch_size=(1, 2, 2), qk_norm=True, cross_attn_norm=True, eps=1e-6)
-FIXTURE_STEM = "tiny_wan21_motion"
+BASE_CONFIG = dict(in_dim=16, out_dim=16, text_dim=4096, freq_dim=256, patch_size=(1, 2, 2), qk_norm=True,
+                   cross_attn_norm=True, eps=1e-6)
 
 
-def build_model(seed: int):
+@dataclass(frozen=True)
+class Recipe:
+    """One tiny model: its size, its data, where it is written, how long it trains by default."""
+
+    stem: str
+    model_config: dict
+    spec: VideoSpec
+    prompt_seed: int
+    steps: int
+
+
+RECIPES = {
+    "motion": Recipe("tiny_wan21_motion", BASE_CONFIG | dict(dim=128, ffn_dim=512, num_heads=1, num_layers=8),
+                     VideoSpec(), 1234, 1800),
+    # ComfyUI detects Wan's head count as dim // 128: keep dim a multiple of 128
+    "heldout": Recipe("tiny_wan21_heldout", BASE_CONFIG | dict(dim=256, ffn_dim=768, num_heads=2, num_layers=6),
+                      VideoSpec(blobs=3, classes=HELDOUT_CLASSES, texture="waves"), 4321, 1200),
+}
+
+
+def build_model(recipe: Recipe, seed: int):
     import comfy.ldm.wan.model as wan
     import comfy.ops
 
     torch.manual_seed(seed)
-    model = wan.WanModel(model_type="t2v", operations=comfy.ops.manual_cast, dtype=torch.float32, **MODEL_CONFIG)
+    model = wan.WanModel(model_type="t2v", operations=comfy.ops.manual_cast, dtype=torch.float32, **recipe.model_config)
     # ComfyUI's ops skip weight init (weights are meant to be loaded): initialise explicitly.
     for name, p in model.named_parameters():
         if name.endswith("modulation"):
-            torch.nn.init.normal_(p, std=MODEL_CONFIG["dim"] ** -0.5)
+            torch.nn.init.normal_(p, std=recipe.model_config["dim"] ** -0.5)
         elif p.ndim >= 2:
             torch.nn.init.xavier_uniform_(p.view(p.shape[0], -1))
         elif "norm" in name:  # zeroed q/k norms make attention uniform forever (gradients vanish)
@@ -58,29 +85,30 @@ def shifted_sigmas(u: torch.Tensor, shift: float) -> torch.Tensor:
     return shift * u / (1 + (shift - 1) * u)
 
 
-def save_fixture(model, prompts, spec, args, loss_log) -> None:
+def save_fixture(model, prompts, recipe: Recipe, args, loss_log) -> None:
     from safetensors.torch import save_file
 
     args.out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(args.out / f"{FIXTURE_STEM}.safetensors"))
+    save_file(state, str(args.out / f"{recipe.stem}.safetensors"))
     save_file({k: v.to(torch.float16).contiguous() for k, v in prompts.items()},
-              str(args.out / f"{FIXTURE_STEM}_prompts.safetensors"))
+              str(args.out / f"{recipe.stem}_prompts.safetensors"))
     meta = {
-        "model_config": {k: list(v) if isinstance(v, tuple) else v for k, v in MODEL_CONFIG.items()},
-        "classes": {c.name: c.describe() for c in MOTION_CLASSES},
+        "model_config": {k: list(v) if isinstance(v, tuple) else v for k, v in recipe.model_config.items()},
+        "classes": {c.name: c.describe() for c in recipe.spec.classes},
         "prompt_classes": list(prompts),
-        "video": spec.describe(),
-        "training": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("out", "checkpoint_every")},
+        "video": {k: v for k, v in recipe.spec.describe().items() if k != "classes"},
+        "training": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("out", "checkpoint_every", "threads")},
         "torch": torch.__version__,
         "loss_log": loss_log,
     }
-    (args.out / f"{FIXTURE_STEM}.json").write_text(json.dumps(meta, indent=1))
+    (args.out / f"{recipe.stem}.json").write_text(json.dumps(meta, indent=1))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=1800)
+    ap.add_argument("--recipe", choices=sorted(RECIPES), default="motion")
+    ap.add_argument("--steps", type=int, default=None, help="training steps (default: the recipe's)")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
@@ -88,14 +116,17 @@ def main() -> None:
     ap.add_argument("--empty-prob", type=float, default=0.1, help="share of samples trained on the empty prompt")
     ap.add_argument("--out", type=Path, default=comfy_runtime.FIXTURE_MODEL_DIR)
     ap.add_argument("--checkpoint-every", type=int, default=0, help="also write the fixture every N steps")
+    ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
+    recipe = RECIPES[args.recipe]
+    args.steps = args.steps or recipe.steps
 
     comfy_runtime.boot()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True)
-    spec = VideoSpec()
-    prompts = make_prompt_embeddings(seed=1234)
-    model = build_model(args.seed).train()
+    spec = recipe.spec
+    prompts = make_prompt_embeddings(seed=recipe.prompt_seed, classes=spec.classes)
+    model = build_model(recipe, args.seed).train()
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     gen = torch.Generator().manual_seed(args.seed)
     warmup = 100
@@ -104,7 +135,7 @@ def main() -> None:
     loss_log, running, t0 = [], 0.0, time.time()
     for step in range(args.steps):
         x0, labels = sample_batch(spec, args.batch, gen)
-        context = torch.stack([prompts[MOTION_CLASSES[i].name] for i in labels])
+        context = torch.stack([prompts[spec.classes[i].name] for i in labels])
         drop = torch.rand(args.batch, generator=gen) < args.empty_prob
         context[drop] = prompts["empty"]
         eps = torch.randn(x0.shape, generator=gen)
@@ -124,10 +155,10 @@ def main() -> None:
             print(loss_log[-1], flush=True)
             running = 0.0
         if args.checkpoint_every and (step + 1) % args.checkpoint_every == 0:
-            save_fixture(model, prompts, spec, args, loss_log)  # lets a long run be looked at early
+            save_fixture(model, prompts, recipe, args, loss_log)  # lets a long run be looked at early
 
-    save_fixture(model, prompts, spec, args, loss_log)
-    print(f"wrote {args.out}/{FIXTURE_STEM}.* in {time.time() - t0:.0f}s")
+    save_fixture(model, prompts, recipe, args, loss_log)
+    print(f"wrote {args.out}/{recipe.stem}.* in {time.time() - t0:.0f}s")
 
 
 if __name__ == "__main__":
