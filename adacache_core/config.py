@@ -242,9 +242,11 @@ def parse_probe_blocks(text: str, num_blocks: int | None) -> tuple[int, ...]:
 
 
 SEQUENCE_PARALLEL_MODES = ("auto", "always", "off")  # see sequence_parallel.py
-# What the probe measures: the block's gated self-attention residual (the paper's 't-attn', where the
-# architecture table knows the gate) or the whole block's output minus its input.
-PROBE_RESIDUALS = ("attention", "block")
+# What the probe measures: the whole block's output minus its input (the default: more quality per
+# computed step on both tiny models, benchmarks/RESULTS.md) or the block's gated self-attention
+# residual (the paper's 't-attn', where the architecture table knows the gate).
+PROBE_RESIDUALS = ("block", "attention")
+DEFAULT_PROBE_RESIDUAL = "block"
 
 
 @dataclass(frozen=True)
@@ -260,7 +262,7 @@ class AdaCacheConfig:
     moreg: MoRegConfig | None = None
     target_speedup: float | None = None  # speed-budget mode: compute steps / target steps, codebook unused
     sequence_parallel: str = "auto"  # one of SEQUENCE_PARALLEL_MODES: when to measure over a process group
-    probe_residual: str = "attention"  # one of PROBE_RESIDUALS
+    probe_residual: str = DEFAULT_PROBE_RESIDUAL  # one of PROBE_RESIDUALS
 
     def __post_init__(self) -> None:
         if self.target_speedup is not None and (isinstance(self.target_speedup, bool)

@@ -1,14 +1,17 @@
 """What the probe measures: the gated self-attention residual (the paper's) against the whole block's.
 
-    .venv/bin/python benchmarks/bench_probe_residual.py [--seeds 3] [--steps 30]
+    .venv/bin/python benchmarks/bench_probe_residual.py [--model motion|heldout] [--seeds 3] [--steps 30]
 
-On the project's trained tiny Wan model, for every motion class and seed, side by side in one
+On one of the project's trained tiny Wan models (``motion``, tuned on; ``heldout``, tuned on by
+nobody), for every motion class and seed, side by side in one
 process: the unpatched run, then each paper preset with ``probe_residual`` attention and block
 (MoReg off, then MoReg with the paper's defaults). Per row: computed steps, PSNR of the final
 latents against the unpatched run, the median per-step distance the codebook saw, and the range of
-MoReg's motion scores. Then, for hand-tuned MoReg scales (``--tuned-scales``), the computed steps of
+MoReg's motion scores; then the mean PSNR gain over uniform every-k-th-step schedules at the same
+compute (k = 2..6, interpolated per class and seed). Then, for hand-tuned MoReg scales (``--tuned-scales``), the computed steps of
 the still and the fast class per seed with each probe (*fast* preset): how well each probe's motion
-score tells them apart. Writes benchmarks/results/probe_residual.json and prints markdown tables.
+score tells them apart (``--tuned-scales ''`` skips that). Writes
+benchmarks/results/probe_residual[_heldout].json and prints markdown tables.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import statistics
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
@@ -32,8 +36,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--classes", default="static,slow,fast,orbit")
-    ap.add_argument("--tuned-scales", default="0.12,0.15,0.18")
+    ap.add_argument("--model", choices=("motion", "heldout"), default="motion")
+    ap.add_argument("--tuned-scales", default="0.12,0.15,0.18", help="hand-tuned fixed MoReg scales to compare")
     args = ap.parse_args()
 
     rt = comfy_runtime.boot()
@@ -42,16 +46,18 @@ def main() -> None:
     import helpers as h
     from bench_tiny_model import psnr
 
-    demo = rt.pack.nodes.demo
-    base = comfy.sd.load_diffusion_model(str(comfy_runtime.FIXTURE_MODEL_DIR / demo.TINY_MODEL))
+    base, conds, neg = h.load_tiny(args.model)
     paper_moreg = h.moreg()
     latent = torch.zeros(1, 16, 9, 16, 16)
-    neg = [[demo.load_prompt("empty"), {}]]
-    rows = []
-    for cls in args.classes.split(","):
-        pos = [[demo.load_prompt(cls), {}]]
+    rows, uniform = [], []
+    for cls, pos in conds.items():
         for seed in range(args.seeds):
             ref = h.ksample(base, pos, neg, latent, steps=args.steps, seed=seed)
+            for k in range(2, 7):
+                m = h.adacache(rt, base, preset="custom", custom_codebook=f"1000:{k}")
+                out = h.ksample(m, pos, neg, latent, steps=args.steps, seed=seed)
+                uniform.append({"class": cls, "seed": seed, "computed": len(h.session_of(m).last_run.computed_steps()),
+                                "psnr": psnr(out, ref)})
             for preset in PRESETS:
                 for probe in ("attention", "block"):
                     for moreg in (None, paper_moreg):
@@ -75,7 +81,7 @@ def main() -> None:
                 row[cls] = []
                 for seed in range(args.seeds):
                     m = h.adacache(rt, base, probe_residual=probe, moreg=h.moreg(motion_scale=scale))
-                    h.ksample(m, [[demo.load_prompt(cls), {}]], neg, latent, steps=args.steps, seed=seed)
+                    h.ksample(m, conds[cls], neg, latent, steps=args.steps, seed=seed)
                     row[cls].append(len(h.session_of(m).last_run.computed_steps()))
             separation.append(row)
 
@@ -83,10 +89,22 @@ def main() -> None:
     out_dir.mkdir(exist_ok=True)
     meta = {"command": "benchmarks/bench_probe_residual.py " + " ".join(sys.argv[1:]), "torch": torch.__version__,
             "device": "cpu", "latent": list(latent.shape), "steps": args.steps, "cfg": 5.0, "sampler": "euler/simple"}
-    (out_dir / "probe_residual.json").write_text(json.dumps({"meta": meta, "rows": rows, "tuned_moreg": separation}, indent=1))
+    suffix = "" if args.model == "motion" else f"_{args.model}"
+    (out_dir / f"probe_residual{suffix}.json").write_text(
+        json.dumps({"meta": meta, "rows": rows, "uniform": uniform, "tuned_moreg": separation}, indent=1))
 
-    print("\n| preset | probe | MoReg (0.385) | class | computed/total | PSNR dB | median change/step | motion scores |")
-    print("|---|---|---|---|---|---|---|---|")
+    def gain_over_uniform(r: dict) -> float | None:
+        """PSNR over the uniform schedules at the same compute; None outside their range (every 2nd to 6th step)."""
+        xs, ys = zip(*sorted((u["computed"], u["psnr"]) for u in uniform if u["class"] == r["class"] and u["seed"] == r["seed"]))
+        return r["psnr"] - float(np.interp(r["computed"], xs, ys)) if xs[0] <= r["computed"] <= xs[-1] else None
+
+    def mean_gain(rs: list[dict]) -> str:
+        gains = [gain_over_uniform(r) for r in rs]
+        return "n/a" if None in gains else f"{statistics.mean(gains):+.1f} dB"
+
+    print("\n| preset | probe | MoReg (0.385) | class | computed/total | PSNR dB | median change/step | motion scores |"
+          " gain over uniform |")
+    print("|---|---|---|---|---|---|---|---|---|")
     keyed: dict = {}
     for r in rows:
         keyed.setdefault((r["preset"], r["probe_residual"], r["moreg"], r["class"]), []).append(r)
@@ -96,7 +114,8 @@ def main() -> None:
               f"| {statistics.mean(r['computed'] for r in rs):.1f}/{rs[0]['total']} "
               f"| {statistics.mean(r['psnr'] for r in rs):.1f} "
               f"| {statistics.median(r['median_change_per_step'] for r in rs):.3f} "
-              f"| {f'{min(motion):.2f}-{max(motion):.2f}' if motion else '-'} |")
+              f"| {f'{min(motion):.2f}-{max(motion):.2f}' if motion else '-'} "
+              f"| {mean_gain(rs)} |")
     print("\n| motion_scale | probe | static: computed per seed | fast: computed per seed |")
     print("|---|---|---|---|")
     for row in separation:

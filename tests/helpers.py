@@ -65,6 +65,26 @@ def moreg(**overrides):
     return nodes.NODE_CLASS_MAPPINGS["AdaCacheMoRegSettings"].execute(**values).args[0]
 
 
+# The project's trained tiny models (tools/train_tiny_wan.py): fixture stem and motion classes from
+# the stillest to the fastest (by their data's frame-to-frame change; tools/tiny_video_data.py).
+TINY_MODELS = {"motion": ("tiny_wan21_motion", ("static", "slow", "orbit", "fast")),
+               "heldout": ("tiny_wan21_heldout", ("static", "slow", "fast", "pan"))}
+
+
+def load_tiny(name: str):
+    """(ModelPatcher loaded by ComfyUI's own loader, {class: conditioning}, unconditional conditioning)."""
+    import comfy.sd
+    from safetensors.torch import load_file
+
+    from tools import comfy_runtime
+
+    stem, classes = TINY_MODELS[name]
+    model = comfy.sd.load_diffusion_model(str(comfy_runtime.FIXTURE_MODEL_DIR / f"{stem}.safetensors"))
+    prompts = load_file(str(comfy_runtime.FIXTURE_MODEL_DIR / f"{stem}_prompts.safetensors"))
+    conds = {c: [[prompts[c].float().unsqueeze(0), {}]] for c in classes}
+    return model, conds, [[prompts["empty"].float().unsqueeze(0), {}]]
+
+
 def session_of(model):
     return model.model_options["transformer_options"].get("adacache")
 

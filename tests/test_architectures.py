@@ -43,7 +43,7 @@ def _layer_runs(model, fam, run) -> int:
 
 def test_forced_schedule_really_skips_the_blocks(runtime, family):
     name, fam, model, pos, neg, baseline = family
-    patched = h.adacache(runtime, model, preset="custom", custom_codebook="10:3")
+    patched = h.adacache(runtime, model, preset="custom", custom_codebook="10:3", probe_residual="attention")
     every_step = _layer_runs(model, fam, lambda: h.ksample(model, pos, neg, torch.zeros(fam.latent), steps=10))
     outs = []
     patched_runs = _layer_runs(model, fam, lambda: outs.append(h.ksample(patched, pos, neg, torch.zeros(fam.latent), steps=10)))
@@ -66,7 +66,7 @@ def test_attention_probe_matches_a_hand_computation(runtime, name):
     """The gated self-attention residual the pack measures equals the one plain hooks see."""
     fam = F.FAMILIES[name]
     model = F.build(fam)
-    patched = h.adacache(runtime, model, preset="custom", custom_codebook="10:3", probe_blocks="1")
+    patched = h.adacache(runtime, model, preset="custom", custom_codebook="10:3", probe_blocks="1", probe_residual="attention")
     block = getattr(model.model.diffusion_model, fam.blocks)[1]
     with h.ProbeResidualRecorder(block, getattr(block, fam.after_attention)) as recorder:
         h.ksample(patched, F.conditioning(fam, 1), F.conditioning(fam, 2), torch.zeros(fam.latent), steps=10)

@@ -33,7 +33,7 @@ def test_summary_and_json_come_from_the_recorded_run(runtime, wan):
     run = h.session_of(patched).last_run
     assert "computed 6/10 steps (uncond 6/10, cond 6/10)" in text
     assert "ideal speedup 1.67x" in text
-    assert "probe blocks [1] (attention residual)" in text  # the paper's probe, on the Wan family
+    assert "probe blocks [1] (block residual)" in text
     saved = text.rsplit("run data: ", 1)[1].strip()
     data = json.loads((runtime.output_dir / saved).read_text())
     assert data["model"]["summary"]["computed_steps"] == len(run.computed_steps()) == 6
