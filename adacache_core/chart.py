@@ -1,12 +1,16 @@
 """The schedule chart: what was computed, what was reused, and the distances behind it.
 
-matplotlib (Agg, no display) draws it; the result is an RGB uint8 array. Framework-free.
+matplotlib (Agg, no display) draws it; the result is an RGB uint8 array. Framework-free. Without
+matplotlib the chart is a message card drawn with Pillow (which ComfyUI itself needs), so a graph
+never fails for want of an optional plotting library; the viewer's summary text is complete anyway.
 """
 from __future__ import annotations
 
 import io as _io
+import textwrap
 
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
 from .trace import RunTrace
 
@@ -20,32 +24,32 @@ def _render(fig) -> np.ndarray:
 
     plt.close(fig)
     buf.seek(0)
-    from PIL import Image
-
     return np.asarray(Image.open(buf).convert("RGB"))
 
 
 def message_chart(text: str, size=(1000, 240)) -> np.ndarray:
-    """A plain card with a message, for 'nothing to show' cases (never a crash, never blank)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig = plt.figure(figsize=(size[0] / 100, size[1] / 100), dpi=100)
-    fig.text(0.5, 0.5, text, ha="center", va="center", wrap=True, fontsize=13)
-    return _render(fig)
+    """A plain card with a message, for 'nothing to show' cases (never a crash, never blank); Pillow only."""
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=16)
+    lines = [wrapped for paragraph in text.splitlines() for wrapped in textwrap.wrap(paragraph, width=size[0] // 9) or [""]]
+    draw.multiline_text((20, 20), "\n".join(lines), fill="black", font=font, spacing=6)
+    return np.asarray(image)
 
 
 def schedule_chart(runs: list[tuple[str, RunTrace]], size=(1200, 720)) -> np.ndarray:
     """Top: per computed step the distance (log scale) over the codebook bands, and the MoReg factor.
     Bottom: one strip per model and branch, a cell per step, computed or reused. Several runs (the
-    two experts of Wan 2.2) are laid side by side on one step axis."""
-    import matplotlib
+    two experts of Wan 2.2) are laid side by side on one step axis. Without matplotlib: a message card."""
+    try:
+        import matplotlib
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Patch
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+        from matplotlib.patches import Patch
+    except ImportError:
+        return message_chart("The schedule chart needs matplotlib (pip install matplotlib in ComfyUI's Python, then "
+                             "restart ComfyUI). The summary text has the whole schedule.", size=size)
 
     strips = [(label, trace, b) for label, trace in runs for b in trace.branches()]
     fig, (ax, ax_s) = plt.subplots(2, 1, figsize=(size[0] / 100, size[1] / 100), dpi=100, sharex=True,

@@ -114,3 +114,16 @@ def test_unpatched_and_never_sampled_models_get_a_clear_message(runtime, wan):
     fresh = h.adacache(runtime, wan)
     image, text = view(fresh, latent).args
     assert "not sampled yet" in text
+
+
+def test_without_matplotlib_the_viewer_shows_a_message_card(runtime, wan, monkeypatch):
+    import sys
+
+    patched = h.adacache(runtime, wan, preset="custom", custom_codebook="10:3")
+    latent = h.ksample(patched, h.conditioning(), h.conditioning(seed=2), torch.zeros(1, 16, 3, 8, 8), steps=10)
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
+    image, text = view(patched, latent).args
+    assert "computed 6/10 steps" in text
+    assert image.shape == (1, 720, 1200, 3) and image.std() > 0.01  # a card with the message, not blank
