@@ -423,6 +423,9 @@ def patch_model(model, config_for, label: str = "model"):
                   "the cache measures; the model is returned unpatched.")
         return model, None
     config = config_for(len(blocks))
+    if config.moreg is not None and config.moreg.calibration is not None:
+        config.moreg.calibration.check_matches(arch.name, len(blocks), config.probe_blocks, config.probe_residual,
+                                               config.moreg.strides)
     patched = model.clone()
     patch_size = arch.patch_of(diffusion_model)
     session = AdaCacheSession(config, arch, len(blocks), label, patch_size, arch.batch_axis(diffusion_model))

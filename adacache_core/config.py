@@ -8,6 +8,10 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .calibration import MotionCalibration
 
 
 class SettingsError(ValueError):
@@ -169,7 +173,8 @@ class MoRegConfig:
     ``factor + |grad_mul * (factor - previous factor) / steps between|``, where ``factor`` is
     ``((m / scale) ** power) / divisor`` inside the window (m: the probe residual's frame-to-frame
     motion score, averaged over the strides) and exactly 1.0 outside it; the previous factor starts
-    at 1.0. See :meth:`active_at` for the window.
+    at 1.0. See :meth:`active_at` for the window. With a ``calibration`` (calibration.py) the scale
+    is not a constant: at each step it is the motion measured on this model at that noise level.
     """
 
     scale: float = 0.385
@@ -178,6 +183,7 @@ class MoRegConfig:
     grad_mul: float = 10.0
     strides: tuple[int, ...] = (1,)
     window: tuple[float, float] = DEFAULT_MOREG_WINDOW
+    calibration: "MotionCalibration | None" = None
 
     def __post_init__(self) -> None:
         for name, attribute in MOREG_INPUTS.items():
@@ -190,6 +196,19 @@ class MoRegConfig:
         _check_fraction("window_end", self.window[1])
         if self.window[0] > self.window[1]:
             raise SettingsError(f"window_start ({self.window[0]}) must not be after window_end ({self.window[1]})")
+        if self.calibration is not None and self.calibration.strides != self.strides:
+            raise SettingsError(f"frame_strides: the calibration was measured with frame_strides "
+                                f"{list(self.calibration.strides)}, these settings use {list(self.strides)}; use the same")
+
+    def scale_at(self, sigma: float) -> float:
+        """The motion score that counts as normal (factor 1) at this noise level."""
+        return self.scale if self.calibration is None else self.calibration.scale_at(sigma)
+
+    def describe(self) -> dict:
+        return {"scale": "calibrated" if self.calibration is not None else self.scale, "power": self.power,
+                "divisor": self.divisor, "grad_mul": self.grad_mul, "strides": list(self.strides),
+                "window": list(self.window),
+                "calibration": None if self.calibration is None else self.calibration.describe()}
 
     def window_steps(self, steps: int) -> tuple[float, float]:
         """The window as 1-based step numbers (first, last), both included, as the official code counts.
@@ -295,7 +314,5 @@ class AdaCacheConfig:
             "offload_cache": self.offload_cache,
             "target_speedup": self.target_speedup,
             "sequence_parallel": self.sequence_parallel,
-            "moreg": None if self.moreg is None else {
-                "scale": self.moreg.scale, "power": self.moreg.power, "divisor": self.moreg.divisor,
-                "grad_mul": self.moreg.grad_mul, "strides": list(self.moreg.strides), "window": list(self.moreg.window)},
+            "moreg": None if self.moreg is None else self.moreg.describe(),
         }

@@ -176,7 +176,11 @@ class RunPlanner:
         """
         moreg = self.config.moreg
         record.moreg_active = motion is not None and moreg.active_at(step, self.steps)
-        factor = schedule.moreg_factor(motion, moreg) if record.moreg_active else 1.0
+        if record.moreg_active:
+            record.moreg_scale = moreg.scale_at(record.sigma)
+            factor = schedule.moreg_factor(motion, moreg, record.moreg_scale)
+        else:
+            factor = 1.0
         gradient = moreg.grad_mul * (factor - self._prev_factor) / gap
         self._prev_factor = factor
         record.moreg_factor, record.moreg_gradient = factor, gradient

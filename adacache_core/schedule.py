@@ -43,8 +43,9 @@ def ratio(num: float, den: float) -> float:
     return num / den if den > 0 else 0.0
 
 
-def moreg_factor(motion: float, cfg: MoRegConfig) -> float:
-    return ((motion / cfg.scale) ** cfg.power) / cfg.divisor
+def moreg_factor(motion: float, cfg: MoRegConfig, scale: float) -> float:
+    """MoReg's factor for a motion score, ``scale`` being the score that counts as normal here."""
+    return ((motion / scale) ** cfg.power) / cfg.divisor
 
 
 def next_computed_step(step: int, distance: float, codebook: Codebook) -> tuple[int, int]:

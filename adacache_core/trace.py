@@ -49,6 +49,7 @@ class DecisionRecord:
     moreg_factor: float | None = None
     moreg_gradient: float | None = None
     moreg_active: bool = False
+    moreg_scale: float | None = None  # the motion score counted as normal at this step (calibrated: per noise level)
 
 
 @dataclass

@@ -1,12 +1,13 @@
 """ComfyUI node classes of the pack (V3 schema: ComfyUI loads them through `comfy_entrypoint`)."""
 from comfy_api.latest import ComfyExtension, io
 
+from .calibrate import AdaCacheCalibrate
 from .demo import DemoLatentPreview, DemoPrompt
 from .moreg import MoRegSettingsNode
 from .patch_model import AdaCachePatchModel
 from .viewer import CacheScheduleViewer
 
-NODES: list[type[io.ComfyNode]] = [AdaCachePatchModel, MoRegSettingsNode, CacheScheduleViewer, DemoPrompt, DemoLatentPreview]
+NODES: list[type[io.ComfyNode]] = [AdaCachePatchModel, MoRegSettingsNode, AdaCacheCalibrate, CacheScheduleViewer, DemoPrompt, DemoLatentPreview]
 
 
 class AdaCacheExtension(ComfyExtension):

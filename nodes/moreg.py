@@ -4,6 +4,7 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..adacache_core import MoRegConfig, SettingsError, parse_strides
+from ..adacache_core.calibration import MotionCalibration
 from ..adacache_core.config import MAX_FRAME_STRIDES, MAX_STRIDE, MOREG_RANGES
 from .types import MoRegSettings
 
@@ -16,9 +17,20 @@ def _bounds(name: str) -> dict:
     return {"min": low, "max": high}
 
 
-def _config(motion_scale, motion_power, motion_divisor, gradient_weight, frame_strides, window_start, window_end) -> MoRegConfig:
+def _config(motion_scale, motion_power, motion_divisor, gradient_weight, frame_strides, window_start, window_end,
+            calibration: str | None = None) -> MoRegConfig:
     return MoRegConfig(scale=motion_scale, power=motion_power, divisor=motion_divisor, grad_mul=gradient_weight,
-                       strides=parse_strides(frame_strides), window=(window_start, window_end))
+                       strides=parse_strides(frame_strides), window=(window_start, window_end),
+                       calibration=MotionCalibration.from_text(calibration) if calibration else None)
+
+
+def frame_strides_input() -> io.String.Input:
+    """The frame strides input, shared with AdaCache Calibrate (a calibration is only valid for its strides)."""
+    return io.String.Input("frame_strides", default=",".join(map(str, _DEFAULT.strides)),
+                           tooltip="Latent-frame distances compared for the motion score, e.g. '1' (neighbours) or '1, 2'. "
+                                   "Larger strides notice slower motion. "
+                                   f"Up to {MAX_FRAME_STRIDES} different strides from 1 to {MAX_STRIDE}; strides at or "
+                                   "beyond the clip's latent frame count are skipped (the run data say when none is left).")
 
 
 class MoRegSettingsNode(io.ComfyNode):
@@ -33,7 +45,8 @@ class MoRegSettingsNode(io.ComfyNode):
             inputs=[
                 io.Float.Input("motion_scale", default=_DEFAULT.scale, **_bounds("motion_scale"), step=0.001,
                                tooltip="Motion score that counts as 'normal' (factor 1). Lower it to treat more videos as high-motion "
-                                       "(more compute); raise it to cache more."),
+                                       "(more compute); raise it to cache more. The paper's 0.385 was set on Open-Sora; on other "
+                                       "models connect a calibration instead (then this value is not used)."),
                 io.Float.Input("motion_power", default=_DEFAULT.power, **_bounds("motion_power"), step=0.1,
                                tooltip="How sharply motion above/below the scale changes the factor. Higher = stronger contrast between "
                                        "still and moving videos."),
@@ -42,17 +55,18 @@ class MoRegSettingsNode(io.ComfyNode):
                 io.Float.Input("gradient_weight", default=_DEFAULT.grad_mul, **_bounds("gradient_weight"), step=0.1,
                                tooltip="Weight of the motion gradient (how fast the motion factor changes per step). Higher = "
                                        "recompute sooner when motion is changing. 0 ignores it."),
-                io.String.Input("frame_strides", default=",".join(map(str, _DEFAULT.strides)),
-                                tooltip="Latent-frame distances compared for the motion score, e.g. '1' (neighbours) or '1, 2'. "
-                                        "Larger strides notice slower motion. "
-                                        f"Up to {MAX_FRAME_STRIDES} different strides from 1 to {MAX_STRIDE}; strides at or "
-                                        "beyond the clip's latent frame count are skipped (the run data say when none is left)."),
+                frame_strides_input(),
                 io.Float.Input("window_start", default=_DEFAULT.window[0], min=0.0, max=1.0, step=0.01,
                                tooltip="MoReg acts from this fraction of the steps on, counted from step 1 (paper: 0.1; at 30 and 100 steps "
                                        "the default window is the paper's own, steps 4-26 and 10-90). Outside it the motion factor is 1."),
                 io.Float.Input("window_end", default=_DEFAULT.window[1], min=0.0, max=1.0, step=0.01,
                                tooltip="MoReg acts until this fraction of the steps, counted from step 1 (paper: 0.9). 0 with window_start 0 "
                                        "switches the motion factor off."),
+                io.String.Input("calibration", optional=True, force_input=True,
+                                tooltip="Optional: the 'calibration' output of AdaCache Calibrate, measured on this model. It "
+                                        "replaces motion_scale by the motion this model showed at each noise level, so videos "
+                                        "that move more than the calibration prompt(s) compute more steps and stiller ones "
+                                        "reuse more, without hand-tuning. frame_strides must be the ones calibrated."),
             ],
             outputs=[MoRegSettings.Output(tooltip="Connect to the 'moreg' input of AdaCache Patch Model.")],
         )
@@ -61,7 +75,7 @@ class MoRegSettingsNode(io.ComfyNode):
     def validate_inputs(cls, **inputs) -> bool | str:
         defaults = {"motion_scale": _DEFAULT.scale, "motion_power": _DEFAULT.power, "motion_divisor": _DEFAULT.divisor,
                     "gradient_weight": _DEFAULT.grad_mul, "frame_strides": "1", "window_start": _DEFAULT.window[0],
-                    "window_end": _DEFAULT.window[1]}
+                    "window_end": _DEFAULT.window[1], "calibration": None}
         try:
             _config(**(defaults | {k: v for k, v in inputs.items() if k in defaults and v is not None}))
         except SettingsError as e:

@@ -30,6 +30,25 @@ def _settings(preset: str, custom_codebook: str, probe_blocks: str, start_percen
     )
 
 
+def probe_blocks_input() -> io.String.Input:
+    """The probe block input, shared with AdaCache Calibrate (a calibration is only valid for its probe)."""
+    return io.String.Input("probe_blocks", default="middle",
+                           tooltip="Block(s) whose output change decides the schedule: 'middle' (as the paper) or 0-based numbers like "
+                                   "'13' or '6, 20' (checked against the model's block count). Several probes average their changes; with MoReg "
+                                   "the last probe's motion decides, as in the paper's code.")
+
+
+def probe_residual_input() -> io.Combo.Input:
+    """The probe residual input, shared with AdaCache Calibrate."""
+    return io.Combo.Input("probe_residual", options=list(PROBE_RESIDUALS), default=DEFAULT_PROBE_RESIDUAL, optional=True,
+                           tooltip="What the probe block's change is measured on. 'block' (default): the block's output minus "
+                                   "its input; it gave more quality per computed step on both of the project's test models. "
+                                   "'attention': the paper's own probe, the block's gated self-attention residual, on which "
+                                   "the paper's codebooks were set (it changes more per step, so the same preset computes more); "
+                                   "where the pack does not know the model's attention gate (only Wan, LTX-Video and PixArt "
+                                   "are known) the block's residual is measured and the run data say so.")
+
+
 class AdaCachePatchModel(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -52,10 +71,7 @@ class AdaCachePatchModel(io.ComfyNode):
                                 tooltip="Only for preset 'custom': 'threshold:reuse_steps' pairs, thresholds ascending. After a computed "
                                         "step whose change rate is below a threshold, the next reuse_steps-1 steps reuse the cache. "
                                         "Bigger reuse numbers or thresholds = faster, lower fidelity. At most 32 pairs (1000 characters)."),
-                io.String.Input("probe_blocks", default="middle",
-                                tooltip="Block(s) whose output change decides the schedule: 'middle' (as the paper) or 0-based numbers like "
-                                        "'13' or '6, 20' (checked against the model's block count). Several probes average their changes; with MoReg "
-                                        "the last probe's motion decides, as in the paper's code."),
+                probe_blocks_input(),
                 io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.01,
                                tooltip="Caching may start at this point of the schedule (0 = first step). Earlier steps are always computed."),
                 io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.01,
@@ -77,13 +93,7 @@ class AdaCachePatchModel(io.ComfyNode):
                                        "is running and this GPU holds only part of the video's tokens; 'always' whenever "
                                        "torch.distributed runs with several processes (image models, or when one GPU may "
                                        "hold every token); 'off' never. On one GPU all three are the same."),
-                io.Combo.Input("probe_residual", options=list(PROBE_RESIDUALS), default=DEFAULT_PROBE_RESIDUAL, optional=True,
-                               tooltip="What the probe block's change is measured on. 'block' (default): the block's output minus "
-                                       "its input; it gave more quality per computed step on both of the project's test models. "
-                                       "'attention': the paper's own probe, the block's gated self-attention residual, on which "
-                                       "the paper's codebooks were set (it changes more per step, so the same preset computes more); "
-                                       "where the pack does not know the model's attention gate (only Wan, LTX-Video and PixArt "
-                                       "are known) the block's residual is measured and the run data say so."),
+                probe_residual_input(),
             ],
             outputs=[io.Model.Output(tooltip="The model with AdaCache; connect it to KSampler / SamplerCustomAdvanced.")],
             hidden=[io.Hidden.unique_id],

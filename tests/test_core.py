@@ -80,8 +80,8 @@ def test_motion_terms_on_static_and_shifted_tokens():
 
 def test_moreg_factor_is_the_papers_mapping():
     cfg = MoRegConfig()
-    assert schedule.moreg_factor(0.385, cfg) == pytest.approx(1.0)
-    assert schedule.moreg_factor(0.77, cfg) == pytest.approx(2.0 ** 8)
+    assert schedule.moreg_factor(0.385, cfg, cfg.scale) == pytest.approx(1.0)
+    assert schedule.moreg_factor(0.77, cfg, cfg.scale) == pytest.approx(2.0 ** 8)
 
 
 def _plan(codebook, steps, change_per_step, cacheable=None, moreg=None, motion=None):

@@ -63,7 +63,9 @@ def input_type(spec: tuple) -> str:
 
 
 def is_widget(spec: tuple) -> bool:
-    return input_type(spec) in WIDGET_TYPES
+    """Whether the front end draws the input as a widget (a socket only when ``forceInput`` is set)."""
+    options = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+    return input_type(spec) in WIDGET_TYPES and not options.get("forceInput")
 
 
 def widget_default(spec: tuple):

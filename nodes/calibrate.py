@@ -1,0 +1,72 @@
+"""`AdaCache Calibrate`: measure what normal motion is on this model, so MoReg needs no hand-tuned scale."""
+from __future__ import annotations
+
+import comfy.samplers
+from comfy_api.latest import io
+
+from ..adacache_core import SettingsError, parse_probe_blocks, parse_strides
+from ..adacache_core.calibration import MotionCalibration, measured, measuring_config
+from ..adacache_core.comfy_bridge import patch_model
+from ..adacache_core.config import DEFAULT_PROBE_RESIDUAL
+from .moreg import frame_strides_input
+from .patch_model import probe_blocks_input, probe_residual_input
+
+
+class AdaCacheCalibrate(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="AdaCacheCalibrate",
+            display_name="AdaCache Calibrate",
+            category="AdaCache",
+            description=(
+                "Samples like KSampler with every step computed (the output is exactly the unpatched model's) and "
+                "records this model's motion score at every noise level. Connect 'calibration' to MoReg Settings: "
+                "videos that move more than the calibration prompt(s) then compute more steps, stiller ones reuse "
+                "more. Chain several of these nodes (calibration into earlier_calibration) to calibrate on several prompts."),
+            inputs=[
+                io.Model.Input("model", tooltip="The model you will patch with AdaCache (unpatched here)."),
+                io.Conditioning.Input("positive", tooltip="A typical prompt of yours: motion is judged relative to it."),
+                io.Conditioning.Input("negative"),
+                io.Latent.Input("latent_image", tooltip="A video latent (at least two latent frames) of the size you will generate."),
+                io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=True),
+                io.Int.Input("steps", default=30, min=1, max=10000),
+                io.Float.Input("cfg", default=5.0, min=0.0, max=100.0, step=0.1, round=0.01),
+                io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS),
+                io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS),
+                probe_blocks_input(),
+                probe_residual_input(),
+                frame_strides_input(),
+                io.String.Input("earlier_calibration", optional=True, force_input=True,
+                                tooltip="Optional: an earlier calibration of the same model and probe; this run is added to it."),
+            ],
+            outputs=[io.Latent.Output("samples", tooltip="The sampled latent, identical to an unpatched KSampler's."),
+                     io.String.Output("calibration", tooltip="Connect to the 'calibration' input of MoReg Settings.")],
+            hidden=[io.Hidden.unique_id],
+        )
+
+    @classmethod
+    def execute(cls, model, positive, negative, latent_image, seed: int, steps: int, cfg: float, sampler_name: str,
+                scheduler: str, probe_blocks: str, frame_strides: str, probe_residual: str = DEFAULT_PROBE_RESIDUAL,
+                earlier_calibration: str | None = None) -> io.NodeOutput:
+        strides = parse_strides(frame_strides)
+        earlier = MotionCalibration.from_text(earlier_calibration) if earlier_calibration else None
+        latent = latent_image["samples"]
+        if latent.ndim != 5 or latent.shape[2] <= strides[0]:
+            frames = latent.shape[2] if latent.ndim == 5 else 1
+            raise SettingsError(f"latent_image: motion is measured between latent frames at frame_strides {list(strides)}; "
+                                f"this latent has {frames} frame(s). Use a video latent with more frames.")
+        patched, session = patch_model(
+            model, lambda num_blocks: measuring_config(parse_probe_blocks(probe_blocks, num_blocks), probe_residual, strides),
+            label=f"calibration node {getattr(cls.hidden, 'unique_id', None) or '?'}")
+        if session is None:
+            raise SettingsError("model: AdaCache Calibrate measures through AdaCache's hooks and this model is not "
+                                "supported (see the warning above); connect a model AdaCache Patch Model supports")
+        if earlier is not None:
+            earlier.check_matches(session.arch.name, session.num_blocks, session.config.probe_blocks, probe_residual, strides)
+        import nodes as comfy_nodes  # ComfyUI's own nodes.py: sample exactly as KSampler does
+
+        samples = comfy_nodes.common_ksampler(patched, seed, steps, cfg, sampler_name, scheduler, positive, negative,
+                                              latent_image)[0]
+        result = measured(session.last_run, session.arch.name, session.num_blocks)
+        return io.NodeOutput(samples, (earlier.merged(result) if earlier else result).to_text())
