@@ -19,6 +19,15 @@ def _fmt(x, unit="", digits=2):
     return "n/a" if x is None else f"{x:.{digits}f}{unit}"
 
 
+def _moreg_state(moreg: dict | None) -> str:
+    if not moreg:
+        return "off"
+    calibration = moreg.get("calibration")
+    if calibration:
+        return f"on, scale calibrated on {calibration['runs']} run(s) of {calibration['model']}"
+    return f"on, scale {moreg.get('scale')}"
+
+
 def summary_text(label: str, trace: RunTrace) -> str:
     s = trace.summary()
     branches = ", ".join(f"{b} {v['computed']}/{v['total']}" for b, v in s["per_branch"].items())
@@ -31,7 +40,7 @@ def summary_text(label: str, trace: RunTrace) -> str:
         f"cache {_fmt(s.get('cache_mb'), ' MB', 1)}",
         f"  preset {cfg.get('preset')}, codebook used [{', '.join(f'{t:.3g}:{n}' for t, n in trace.codebook)}], "
         f"probe blocks {cfg.get('probe_blocks')} ({trace.probe_residual or 'block'} residual), "
-        f"MoReg {'on' if cfg.get('moreg') else 'off'}",
+        f"MoReg {_moreg_state(cfg.get('moreg'))}",
     ]
     if trace.budget is not None:
         lines.append(f"  speed budget {cfg.get('target_speedup')}x -> {trace.budget} computed steps aimed at, "

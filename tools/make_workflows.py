@@ -30,13 +30,20 @@ def adacache_chain(wf: WorkflowBuilder, model: NodeRef, slot: int, x: int, y: in
     return patch
 
 
-def text_encoders(wf: WorkflowBuilder, prompt: str, y: int = 400):
+def text_encoders(wf: WorkflowBuilder, prompt: str, y: int = 400, references: tuple[str, ...] = ()):
+    """Positive and negative prompt encodes (and, with ``references``, a list of encodes of those prompts)."""
     clip = wf.add("CLIPLoader", {"clip_name": "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "type": "wan"}, pos=(0, y))
     pos = wf.add("CLIPTextEncode", {"text": prompt}, pos=(380, y), title="Positive")
     neg = wf.add("CLIPTextEncode", {"text": NEGATIVE}, pos=(380, y + 220), title="Negative")
     wf.connect(clip, 0, pos, "clip")
     wf.connect(clip, 0, neg, "clip")
-    return pos, neg
+    if not references:
+        return pos, neg
+    refs = [wf.add("CLIPTextEncode", {"text": text}, pos=(380, y + 440 + 220 * i), title=f"Calibration prompt {i + 1}")
+            for i, text in enumerate(references)]
+    for ref in refs:
+        wf.connect(clip, 0, ref, "clip")
+    return pos, neg, refs
 
 
 def diffusion_model(wf: WorkflowBuilder, unet: str, shift: float, y: int = 0, title: str | None = None) -> NodeRef:
@@ -85,6 +92,39 @@ def wan21_t2v_1_3b() -> dict:
     viewer(wf, patched, sampler, 1520)
     return wf.to_ui("Wan 2.1 T2V 1.3B with AdaCache. Settings from ComfyUI's template (832x480, 33 frames, 30 steps, "
                     "uni_pc, CFG 6, shift 8); AdaCache 'fast' is the paper's 30-step codebook; MoReg at the paper's defaults.")
+
+
+def wan21_t2v_1_3b_calibrated() -> dict:
+    """Wan 2.1 1.3B with MoReg calibrated on two reference prompts instead of the paper's hand-set scale."""
+    wf = WorkflowBuilder()
+    model = diffusion_model(wf, "wan2.1_t2v_1.3B_fp16.safetensors", 8.0)
+    pos, neg, references = text_encoders(wf, "a red fox runs through fresh snow in a pine forest, tracking shot",
+                                         references=("a quiet mountain lake at dawn, still water, static camera",
+                                                     "people dancing at a night festival, fast handheld camera"))
+    latent = wf.add("EmptyHunyuanLatentVideo", {"width": 832, "height": 480, "length": 33}, pos=(760, 520))
+    sampling = {"seed": 0, "steps": 30, "cfg": 6.0, "sampler_name": "uni_pc",
+                "scheduler": "simple"}
+    calibration = None
+    for i, prompt in enumerate(references):
+        cal = wf.add("AdaCacheCalibrate", sampling, pos=(760, 880 + 420 * i), title=f"AdaCache Calibrate {i + 1}")
+        for src, name in ((model, "model"), (prompt, "positive"), (neg, "negative"), (latent, "latent_image")):
+            wf.connect(src, 0, cal, name)
+        if calibration is not None:
+            wf.connect(calibration, 1, cal, "earlier_calibration")
+        calibration = cal
+    moreg = wf.add("AdaCacheMoRegSettings", pos=(1140, 700))
+    wf.connect(calibration, 1, moreg, "calibration")
+    patch = wf.add("AdaCachePatchModel", {"preset": "fast (paper, 30 steps)"}, pos=(1140, 1000))
+    wf.connect(model, 0, patch, "model")
+    wf.connect(moreg, 0, patch, "moreg")
+    sampler = ksampler(wf, sampling | {"seed": 42}, patch, pos, neg, latent, x=1520)
+    vae = wf.add("VAELoader", {"vae_name": "wan_2.1_vae.safetensors"}, pos=(1140, 1400))
+    save_video(wf, sampler, vae, 16, 1900, "video/wan21_t2v_adacache_calibrated")
+    viewer(wf, patch, sampler, 1900)
+    return wf.to_ui("Wan 2.1 T2V 1.3B with AdaCache and MoReg calibrated on this model: the two AdaCache Calibrate nodes "
+                    "sample two reference prompts (one still, one moving) with every step computed, once (ComfyUI keeps "
+                    "their result while their inputs stay the same), and MoReg then judges your prompt's motion "
+                    "against theirs at every noise level instead of the paper's scale 0.385, which was set on Open-Sora.")
 
 
 def wan21_i2v_14b() -> dict:
@@ -248,6 +288,7 @@ def tiny_demo() -> dict:
 WORKFLOWS = {
     "adacache_demo_tiny_model.json": tiny_demo,
     "wan2.1_t2v_1.3B_adacache.json": wan21_t2v_1_3b,
+    "wan2.1_t2v_1.3B_adacache_calibrated.json": wan21_t2v_1_3b_calibrated,
     "wan2.1_i2v_480p_14B_adacache.json": wan21_i2v_14b,
     "wan2.2_t2v_A14B_two_experts_adacache.json": wan22_a14b_t2v,
     "wan2.2_ti2v_5B_adacache.json": wan22_ti2v_5b,
