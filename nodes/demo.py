@@ -11,9 +11,9 @@ from comfy_api.latest import io
 
 import comfy.latent_formats
 
-FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
+DEMO_MODELS = Path(__file__).resolve().parent.parent / "demo_models"
 TINY_MODEL = "tiny_wan21_motion.safetensors"
-PROMPTS_FILE = FIXTURES / "tiny_wan21_motion_prompts.safetensors"
+PROMPTS_FILE = DEMO_MODELS / "tiny_wan21_motion_prompts.safetensors"
 DEMO_CATEGORY = "AdaCache/demo (tiny model)"
 MOTIONS = ["static", "slow", "fast", "orbit", "empty"]
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
-TINY_MODEL = REPO / "tests" / "fixtures" / "tiny_wan21_motion.safetensors"
+TINY_MODEL = REPO / "demo_models" / "tiny_wan21_motion.safetensors"
 PACK_DIR_NAME = "ComfyUI-AdaCache"
 ARTIFACTS = REPO / "output" / "browser"  # output/ is gitignored; CI keeps this folder
 

@@ -79,8 +79,8 @@ def load_tiny(name: str):
     from tools import comfy_runtime
 
     stem, classes = TINY_MODELS[name]
-    model = comfy.sd.load_diffusion_model(str(comfy_runtime.FIXTURE_MODEL_DIR / f"{stem}.safetensors"))
-    prompts = load_file(str(comfy_runtime.FIXTURE_MODEL_DIR / f"{stem}_prompts.safetensors"))
+    model = comfy.sd.load_diffusion_model(str(comfy_runtime.TINY_MODEL_DIR / f"{stem}.safetensors"))
+    prompts = load_file(str(comfy_runtime.TINY_MODEL_DIR / f"{stem}_prompts.safetensors"))
     conds = {c: [[prompts[c].float().unsqueeze(0), {}]] for c in classes}
     return model, conds, [[prompts["empty"].float().unsqueeze(0), {}]]
 

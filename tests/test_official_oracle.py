@@ -121,7 +121,7 @@ def test_gradient_acts_outside_the_window_too():
 def tiny(runtime):
     import comfy.sd
 
-    return comfy.sd.load_diffusion_model(str(comfy_runtime.FIXTURE_MODEL_DIR / "tiny_wan21_motion.safetensors"))
+    return comfy.sd.load_diffusion_model(str(comfy_runtime.TINY_MODEL_DIR / "tiny_wan21_motion.safetensors"))
 
 
 @pytest.mark.parametrize("preset, steps, scale, motion, seed", [

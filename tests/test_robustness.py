@@ -95,7 +95,7 @@ def test_duplicate_strides_are_dropped():
 def test_moreg_that_cannot_measure_says_why(runtime):
     import comfy.sd
 
-    tiny = comfy.sd.load_diffusion_model(str(comfy_runtime.FIXTURE_MODEL_DIR / "tiny_wan21_motion.safetensors"))
+    tiny = comfy.sd.load_diffusion_model(str(comfy_runtime.TINY_MODEL_DIR / "tiny_wan21_motion.safetensors"))
     moreg = h.moreg(motion_scale=0.15, frame_strides="3, 4")
     patched = h.adacache(runtime, tiny, moreg=moreg)
     h.ksample(patched, h.conditioning(seed=1), h.conditioning(seed=2), torch.zeros(1, 16, 3, 8, 8), steps=6)

@@ -23,7 +23,7 @@ SPECS = {"motion": (VideoSpec(), MOTION_CLASSES, 8, 2.0, 4.0),
 
 
 def fixture(name: str):
-    return comfy_runtime.FIXTURE_MODEL_DIR / f"{h.TINY_MODELS[name][0]}.safetensors"
+    return comfy_runtime.TINY_MODEL_DIR / f"{h.TINY_MODELS[name][0]}.safetensors"
 
 
 @pytest.fixture(scope="module", params=sorted(SPECS))

@@ -11,7 +11,7 @@ on, and ``heldout``, a model nobody tunes on, that differs in size (dim 256 in 6
 in 8) and in data (other speeds, a camera pan, wave textures, three blobs), so that claims about
 untuned models can be checked on it.
 
-Runs on the CPU, deterministic for a seed; writes into tests/fixtures/ (STEM: tiny_wan21_motion or
+Runs on the CPU, deterministic for a seed; writes into demo_models/ (STEM: tiny_wan21_motion or
 tiny_wan21_heldout):
   STEM.safetensors          the model in fp16 (loads with ComfyUI's UNETLoader)
   STEM_prompts.safetensors  one fixed (tokens, 4096) embedding per class, "empty" included
@@ -114,7 +114,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--shift", type=float, default=5.0, help="time shift of the training noise levels")
     ap.add_argument("--empty-prob", type=float, default=0.1, help="share of samples trained on the empty prompt")
-    ap.add_argument("--out", type=Path, default=comfy_runtime.FIXTURE_MODEL_DIR)
+    ap.add_argument("--out", type=Path, default=comfy_runtime.TINY_MODEL_DIR)
     ap.add_argument("--checkpoint-every", type=int, default=0, help="also write the fixture every N steps")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
