@@ -45,7 +45,7 @@ def main() -> None:
     comfy_runtime.boot()
     torch.set_num_threads(2)
     import helpers as h
-    from bench_tiny_model import psnr
+    from tools.quality import psnr
     from tools.tiny_video_data import latent_motion
 
     base, conds, empty = h.load_tiny(args.model)

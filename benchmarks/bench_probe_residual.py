@@ -44,7 +44,7 @@ def main() -> None:
     torch.set_num_threads(2)
     import comfy.sd
     import helpers as h
-    from bench_tiny_model import psnr
+    from tools.quality import psnr
 
     base, conds, neg = h.load_tiny(args.model)
     paper_moreg = h.moreg()

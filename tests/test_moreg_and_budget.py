@@ -6,6 +6,7 @@ import torch
 
 import helpers as h
 from tools import comfy_runtime
+from tools.quality import psnr
 
 SEEDS = (0, 1, 2)
 STEPS = 30
@@ -21,7 +22,7 @@ TINY_PROBE = "block"
 def tiny(runtime):
     import comfy.sd
 
-    return comfy.sd.load_diffusion_model(str(comfy_runtime.FIXTURE_MODEL_DIR / "tiny_wan21_motion.safetensors"))
+    return comfy.sd.load_diffusion_model(str(comfy_runtime.TINY_MODEL_DIR / "tiny_wan21_motion.safetensors"))
 
 
 def moreg_settings(**overrides):
@@ -87,10 +88,6 @@ def test_speed_budget_stays_adaptive(runtime, tiny):
     long = [d.distance for d in decisions if d.reuse_length > statistics.median(x.reuse_length for x in decisions)]
     if long:
         assert statistics.mean(short) > statistics.mean(long)
-
-
-def psnr(a, b):
-    return 10 * torch.log10((b.max() - b.min()) ** 2 / torch.mean((a - b) ** 2)).item()
 
 
 def test_budget_quality_against_presets_and_a_uniform_schedule(runtime, tiny):

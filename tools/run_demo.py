@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import torch
 
 sys.path.append(str(Path(__file__).resolve().parent.parent))
 from tools import comfy_exec, comfy_runtime  # noqa: E402
+from tools.quality import psnr, ssim  # noqa: E402
 from tools.workflow import ui_to_api  # noqa: E402
 
 DEMO = comfy_runtime.REPO_ROOT / "workflows" / "adacache_demo_tiny_model.json"
@@ -49,28 +49,6 @@ def without_adacache(prompt: dict) -> dict:
 
 def newest(folder: Path, pattern: str) -> Path:
     return max(folder.glob(pattern), key=lambda p: p.stat().st_mtime)
-
-
-def psnr(test: torch.Tensor, ref: torch.Tensor) -> float:
-    mse = torch.mean((test.float() - ref.float()) ** 2).item()
-    peak = (ref.max() - ref.min()).item()
-    return math.inf if mse == 0 else 10 * math.log10(peak**2 / mse)
-
-
-def ssim(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Mean SSIM of two (N, H, W, C) image batches in [0, 1] (11x11 Gaussian window)."""
-    x, y = a.movedim(-1, 1).float(), b.movedim(-1, 1).float()
-    g = torch.exp(-((torch.arange(11) - 5.0) ** 2) / (2 * 1.5**2))
-    g = (g / g.sum()).to(x)
-    kernel = (g[:, None] * g[None, :]).expand(x.shape[1], 1, 11, 11)
-
-    def blur(t):
-        return torch.nn.functional.conv2d(t, kernel, padding=5, groups=x.shape[1])
-
-    mx, my = blur(x), blur(y)
-    vx, vy, cxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
-    c1, c2 = 0.01**2, 0.03**2
-    return (((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))).mean().item()
 
 
 def load_latent(path: Path) -> torch.Tensor:
