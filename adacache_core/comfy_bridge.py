@@ -39,6 +39,7 @@ from .architectures import (Architecture, AttentionResidual, BlockList, SideBloc
                             unsupported_reason)
 from .config import AdaCacheConfig
 from .planner import RunPlanner
+from .span_memory import SpanMemory
 from .trace import CallRecord, RunTrace, latent_fingerprint
 
 LOG = logging.getLogger("adacache")
@@ -61,7 +62,7 @@ class _Call:
     key: tuple
     computes: bool
     measures: bool
-    residual: torch.Tensor | None
+    position: float  # where the call is, for the span memory: its sigma or step (config.forecast_variable)
     grid: tuple[int, int, int] | None
     span_input: torch.Tensor | None = None
     span_output: torch.Tensor | None = None  # reused steps of models that add before every block
@@ -70,7 +71,7 @@ class _Call:
 @dataclass
 class _Run:
     planner: RunPlanner
-    span_cache: dict = field(default_factory=dict)  # branch layout -> summed residual of all blocks
+    span: SpanMemory  # branch layout -> summed residual of all blocks (and its slope, to forecast)
     probe_cache: dict = field(default_factory=dict)  # (branch layout, probe) -> last probe residual
     probe_modules: dict = field(default_factory=dict)  # probe -> (block, its attention module): attention probes
 
@@ -208,7 +209,7 @@ class AdaCacheSession:
             trace.notes.append(f"probe_residual 'attention': the table does not know {self.arch.name}'s attention gate, "
                                "so the probe measures the whole block's residual")
         diffusion_model = guider.model_patcher.get_model_object("diffusion_model")
-        self._run = _Run(planner)
+        self._run = _Run(planner, SpanMemory(self.config.reuse == "forecast", self._store))
         if self.attention is not None:
             for probe in self._probes:
                 block_list, i = self.block_index[probe]
@@ -226,7 +227,7 @@ class AdaCacheSession:
             self.call = None
             run, self._run = self._run, None
             trace = run.planner.finish(completed=output is not None)
-            trace.cache_bytes = sum(t.numel() * t.element_size() for t in (*run.span_cache.values(), *run.probe_cache.values()))
+            trace.cache_bytes = run.span.nbytes() + sum(t.numel() * t.element_size() for t in run.probe_cache.values())
             self.runs.append(trace)
             s = trace.summary()
             LOG.info("AdaCache [%s]: computed %s/%s steps (ideal speedup %.2fx)", self.label,
@@ -264,8 +265,7 @@ class AdaCacheSession:
         computes = planner.enter(step)
         chunks = options.get("cond_or_uncond") or [0]
         key = tuple(zip(chunks, options.get("uuids") or [None] * len(chunks)))
-        residual = None if computes else run.span_cache.get(key)
-        if residual is None and not computes:
+        if not computes and not run.span.has(key):
             computes = True  # this branch layout has no cache yet: compute it, leave the schedule as is
         if not computes and self.arch.controls_between and (control or options.get("patches", {}).get("double_block")):
             # additions outside the blocks would be counted twice on top of the cached residual
@@ -277,7 +277,7 @@ class AdaCacheSession:
         if grid is not None and planner.trace.token_grid is None:
             planner.trace.token_grid = list(grid)
         self.call = _Call(key=key, computes=computes, measures=computes and planner.measuring,
-                          residual=residual, grid=grid)
+                          position=sigma if self.config.forecast_variable == "sigma" else float(step), grid=grid)
         started = time.perf_counter()
         try:
             out = executor(*args, **kwargs)
@@ -299,7 +299,8 @@ class AdaCacheSession:
         stream = self.arch.stream
         if index == 0:
             x = args[stream]
-            out = x + self.arch.from_tokens(call.residual.to(x.device, x.dtype), x, self.batch_axis)
+            residual = self._run.span.recall(call.key, call.position, x.device, x.dtype)
+            out = x + self.arch.from_tokens(residual, x, self.batch_axis)
             if self.arch.adds_before_blocks:
                 call.span_output = out.clone()  # the model adds to ``out`` in place before the next block
             return {**args, stream: out}
@@ -368,7 +369,7 @@ class AdaCacheSession:
             elif before is not None:
                 self._measure_probe(run, index, call, out_img - self.arch.image_tokens(tokens(before), n_img, options))
             if index == self._last_block:
-                run.span_cache[call.key] = self._store(out_img - span_input)
+                run.span.remember(call.key, call.position, out_img - span_input)
 
     def _measure_probe(self, run: _Run, index: int, call: _Call, residual: torch.Tensor) -> None:
         planner = run.planner

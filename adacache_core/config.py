@@ -266,6 +266,11 @@ SEQUENCE_PARALLEL_MODES = ("auto", "always", "off")  # see sequence_parallel.py
 # residual (the paper's 't-attn', where the architecture table knows the gate).
 PROBE_RESIDUALS = ("block", "attention")
 DEFAULT_PROBE_RESIDUAL = "block"
+# What a reused step adds: the last computed residual as it is (the paper), or a forecast from the
+# last two computed ones (see comfy_bridge.SpanMemory), extrapolated along FORECAST_VARIABLES.
+REUSE_MODES = ("hold", "forecast")
+DEFAULT_REUSE = "hold"
+FORECAST_VARIABLES = ("sigma", "step")
 
 
 @dataclass(frozen=True)
@@ -282,6 +287,8 @@ class AdaCacheConfig:
     target_speedup: float | None = None  # speed-budget mode: compute steps / target steps, codebook unused
     sequence_parallel: str = "auto"  # one of SEQUENCE_PARALLEL_MODES: when to measure over a process group
     probe_residual: str = DEFAULT_PROBE_RESIDUAL  # one of PROBE_RESIDUALS
+    reuse: str = DEFAULT_REUSE  # one of REUSE_MODES
+    forecast_variable: str = "sigma"  # one of FORECAST_VARIABLES: what the forecast extrapolates along
 
     def __post_init__(self) -> None:
         if self.target_speedup is not None and (isinstance(self.target_speedup, bool)
@@ -295,7 +302,9 @@ class AdaCacheConfig:
         if not self.probe_blocks:
             raise SettingsError("probe_blocks: at least one probe block is needed")
         for name, value, allowed in (("probe_residual", self.probe_residual, PROBE_RESIDUALS),
-                                     ("sequence_parallel", self.sequence_parallel, SEQUENCE_PARALLEL_MODES)):
+                                     ("sequence_parallel", self.sequence_parallel, SEQUENCE_PARALLEL_MODES),
+                                     ("reuse", self.reuse, REUSE_MODES),
+                                     ("forecast_variable", self.forecast_variable, FORECAST_VARIABLES)):
             if not isinstance(value, str) or value not in allowed:
                 raise SettingsError(f"{name}: {shown(value)} is not one of {list(allowed)}")
 
@@ -314,5 +323,7 @@ class AdaCacheConfig:
             "offload_cache": self.offload_cache,
             "target_speedup": self.target_speedup,
             "sequence_parallel": self.sequence_parallel,
+            "reuse": self.reuse,
+            "forecast_variable": self.forecast_variable if self.reuse == "forecast" else None,
             "moreg": None if self.moreg is None else self.moreg.describe(),
         }

@@ -6,7 +6,7 @@ from comfy_api.latest import io
 from ..adacache_core import (CUSTOM_PRESET, DEFAULT_PRESET, PRESETS, AdaCacheConfig, SettingsError, parse_probe_blocks,
                              resolve_codebook)
 from ..adacache_core.architectures import supported_names
-from ..adacache_core.config import DEFAULT_PROBE_RESIDUAL, PROBE_RESIDUALS, SEQUENCE_PARALLEL_MODES
+from ..adacache_core.config import DEFAULT_PROBE_RESIDUAL, DEFAULT_REUSE, PROBE_RESIDUALS, REUSE_MODES, SEQUENCE_PARALLEL_MODES
 from ..adacache_core.comfy_bridge import patch_model
 from .types import MoRegSettings
 
@@ -15,7 +15,8 @@ DEFAULT_CUSTOM_CODEBOOK = PRESETS[DEFAULT_PRESET].describe()
 
 def _settings(preset: str, custom_codebook: str, probe_blocks: str, start_percent: float, end_percent: float,
               offload_cache: bool, moreg, num_blocks: int, target_speedup: float = 0.0,
-              sequence_parallel: str = "auto", probe_residual: str = DEFAULT_PROBE_RESIDUAL) -> AdaCacheConfig:
+              sequence_parallel: str = "auto", probe_residual: str = DEFAULT_PROBE_RESIDUAL,
+              reuse: str = DEFAULT_REUSE) -> AdaCacheConfig:
     return AdaCacheConfig(
         target_speedup=target_speedup or None,
         codebook=resolve_codebook(preset, custom_codebook),
@@ -27,6 +28,7 @@ def _settings(preset: str, custom_codebook: str, probe_blocks: str, start_percen
         moreg=moreg,
         sequence_parallel=sequence_parallel,
         probe_residual=probe_residual,
+        reuse=reuse,
     )
 
 
@@ -94,6 +96,12 @@ class AdaCachePatchModel(io.ComfyNode):
                                        "torch.distributed runs with several processes (image models, or when one GPU may "
                                        "hold every token); 'off' never. On one GPU all three are the same."),
                 probe_residual_input(),
+                io.Combo.Input("reuse", options=list(REUSE_MODES), default=DEFAULT_REUSE, optional=True,
+                               tooltip="What a reused step adds in place of the skipped blocks. 'hold' (the paper): the "
+                                       "residual of the last computed step as it is. 'forecast': that residual extrapolated "
+                                       "along the noise level from the last two computed steps (never further than their "
+                                       "distance), so it keeps drifting as the real one would; costs one more hidden state "
+                                       "per branch."),
             ],
             outputs=[io.Model.Output(tooltip="The model with AdaCache; connect it to KSampler / SamplerCustomAdvanced.")],
             hidden=[io.Hidden.unique_id],
@@ -108,11 +116,13 @@ class AdaCachePatchModel(io.ComfyNode):
         """
         values = {"preset": DEFAULT_PRESET, "custom_codebook": DEFAULT_CUSTOM_CODEBOOK, "probe_blocks": "middle",
                   "start_percent": 0.0, "end_percent": 1.0, "target_speedup": 0.0,
-                  "sequence_parallel": "auto", "probe_residual": DEFAULT_PROBE_RESIDUAL} | {k: v for k, v in inputs.items() if v is not None}
+                  "sequence_parallel": "auto", "probe_residual": DEFAULT_PROBE_RESIDUAL,
+                  "reuse": DEFAULT_REUSE} | {k: v for k, v in inputs.items() if v is not None}
         try:
             _settings(values["preset"], values["custom_codebook"], values["probe_blocks"], values["start_percent"],
                       values["end_percent"], False, None, num_blocks=None, target_speedup=values["target_speedup"],
-                      sequence_parallel=values["sequence_parallel"], probe_residual=values["probe_residual"])
+                      sequence_parallel=values["sequence_parallel"], probe_residual=values["probe_residual"],
+                      reuse=values["reuse"])
         except SettingsError as e:
             return str(e)
         return True
@@ -120,10 +130,11 @@ class AdaCachePatchModel(io.ComfyNode):
     @classmethod
     def execute(cls, model, preset: str, custom_codebook: str, probe_blocks: str, start_percent: float,
                 end_percent: float, offload_cache: bool, moreg=None, target_speedup: float = 0.0,
-                sequence_parallel: str = "auto", probe_residual: str = DEFAULT_PROBE_RESIDUAL) -> io.NodeOutput:
+                sequence_parallel: str = "auto", probe_residual: str = DEFAULT_PROBE_RESIDUAL,
+                reuse: str = DEFAULT_REUSE) -> io.NodeOutput:
         def config_for(num_blocks: int) -> AdaCacheConfig:
             return _settings(preset, custom_codebook, probe_blocks, start_percent, end_percent, offload_cache, moreg,
-                             num_blocks, target_speedup, sequence_parallel, probe_residual)
+                             num_blocks, target_speedup, sequence_parallel, probe_residual, reuse)
 
         patched, _ = patch_model(model, config_for, label=f"node {getattr(cls.hidden, 'unique_id', None) or '?'}")
         return io.NodeOutput(patched)

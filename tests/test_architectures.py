@@ -153,14 +153,16 @@ def test_forward_hooks_last_one_sampling_call_and_chain_what_was_there(runtime):
     assert not torch.equal(out, baseline)
 
 
-def test_reuse_where_nothing_changed_reproduces_the_computed_output(runtime, family):
+@pytest.mark.parametrize("reuse", ["hold", "forecast"])
+def test_reuse_where_nothing_changed_reproduces_the_computed_output(runtime, family, reuse):
     """On the same latent at sigmas a hair apart, a reused step (first block's input plus the cached
-    residual) must give what computing it gives: catches a residual put back in the wrong layout or
-    place, or additions between blocks (position embeddings) counted twice."""
+    residual, held or forecast) must give what computing it gives: catches a residual put back in the
+    wrong layout or place, additions between blocks (position embeddings) counted twice, or a forecast
+    that runs away."""
     name, fam, model, pos, neg, _ = family
     sigmas = h.sigmas_a_hair_apart(model, steps=7)
     computed = h.stay_put_outputs(model, pos, neg, torch.zeros(fam.latent), sigmas)
-    patched = h.adacache(runtime, model, preset="custom", custom_codebook="10:3")
+    patched = h.adacache(runtime, model, preset="custom", custom_codebook="10:3", reuse=reuse)
     outputs = h.stay_put_outputs(patched, pos, neg, torch.zeros(fam.latent), sigmas)
     assert h.session_of(patched).last_run.computed_steps() == [0, 1, 4, 5, 6]
     h.assert_reuse_reproduces(outputs, computed, reused=(2, 3))

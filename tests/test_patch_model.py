@@ -9,7 +9,7 @@ import helpers as h
 
 LATENT = (1, 16, 3, 8, 8)
 NOTHING_REUSED = [dict(end_percent=0.0), dict(start_percent=0.5, end_percent=0.5),
-                  dict(preset="custom", custom_codebook="1.0:1")]
+                  dict(preset="custom", custom_codebook="1.0:1"), dict(preset="custom", custom_codebook="1.0:1", reuse="forecast")]
 
 
 @pytest.fixture(scope="module")
@@ -210,9 +210,11 @@ def test_wan_i2v_and_ti2v_5b(runtime, variant):
     assert h.session_of(patched).last_run.computed_steps() == [0, 1, 4, 6, 7]
 
 
-def test_offload_cache_gives_the_same_result(runtime, wan, conds):
-    on_device = h.ksample(h.adacache(runtime, wan, preset="custom", custom_codebook="10:3"), *conds, torch.zeros(LATENT), steps=10)
-    offloaded = h.ksample(h.adacache(runtime, wan, preset="custom", custom_codebook="10:3", offload_cache=True), *conds, torch.zeros(LATENT), steps=10)
+@pytest.mark.parametrize("reuse", ["hold", "forecast"])
+def test_offload_cache_gives_the_same_result(runtime, wan, conds, reuse):
+    settings = dict(preset="custom", custom_codebook="10:3", reuse=reuse)
+    on_device = h.ksample(h.adacache(runtime, wan, **settings), *conds, torch.zeros(LATENT), steps=10)
+    offloaded = h.ksample(h.adacache(runtime, wan, offload_cache=True, **settings), *conds, torch.zeros(LATENT), steps=10)
     assert torch.equal(on_device, offloaded)
 
 
@@ -224,6 +226,36 @@ def test_cache_holds_one_hidden_state_per_branch_layout_and_probe_not_per_block(
     hidden_state = 2 * tokens * 128 * 4  # cond and uncond batched, dim 128, float32
     assert trace.cache_bytes == 2 * hidden_state  # the span's summed residual and the probe's, for 4 blocks
     assert trace.summary()["cache_mb"] == trace.cache_bytes / 2**20
+
+    forecast = h.adacache(runtime, wan, preset="custom", custom_codebook="10:3", probe_blocks="1", reuse="forecast")
+    h.ksample(forecast, *conds, torch.zeros(LATENT), steps=10)
+    assert h.session_of(forecast).last_run.cache_bytes == 3 * hidden_state  # plus the span residual's slope
+
+
+def test_forecast_extrapolates_the_residual_along_sigma_within_one_gap(runtime, wan, conds):
+    """Reused steps add the last computed residual plus its slope (from the last two computed steps) times
+    the sigma distance, never reaching further than the last gap; the held residual without it."""
+    from adacache_core.span_memory import SpanMemory
+
+    memory = SpanMemory(forecast=True, store=lambda t: t)
+    r0, r1 = torch.full((1, 4, 8), 1.0), torch.full((1, 4, 8), 3.0)
+    memory.remember("k", 0.9, r0)
+    memory.remember("k", 0.8, r1)  # slope -20 per unit of sigma, gap -0.1
+    assert torch.allclose(memory.recall("k", 0.75, "cpu", torch.float32), torch.full((1, 4, 8), 4.0))
+    assert torch.allclose(memory.recall("k", 0.5, "cpu", torch.float32), torch.full((1, 4, 8), 5.0))  # one gap at most
+    held = SpanMemory(forecast=False, store=lambda t: t)
+    held.remember("k", 0.9, r0)
+    held.remember("k", 0.8, r1)
+    assert torch.equal(held.recall("k", 0.5, "cpu", torch.float32), r1)
+    assert held.nbytes() == r1.nbytes and memory.nbytes() == 2 * r1.nbytes
+
+    hold = h.ksample(h.adacache(runtime, wan, preset="custom", custom_codebook="10:3"), *conds, torch.zeros(LATENT), steps=10)
+    patched = h.adacache(runtime, wan, preset="custom", custom_codebook="10:3", reuse="forecast")
+    forecast = h.ksample(patched, *conds, torch.zeros(LATENT), steps=10)
+    trace = h.session_of(patched).last_run
+    assert trace.settings["reuse"] == "forecast" and trace.settings["forecast_variable"] == "sigma"
+    assert trace.computed_steps() == [0, 1, 4, 7, 8, 9]
+    assert not torch.equal(hold, forecast)
 
 
 def test_unsupported_model_is_returned_unpatched_with_one_warning(runtime, caplog):

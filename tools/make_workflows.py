@@ -279,7 +279,7 @@ def tiny_demo() -> dict:
     chart = wf.add("SaveImage", {"filename_prefix": "adacache_demo/schedule"}, pos=(1520, 560))
     wf.connect(view, 0, chart, "images")
     return wf.to_ui("AdaCache demo on the bundled tiny Wan 2.1 model (trained by tools/train_tiny_wan.py on synthetic "
-                    "moving blobs). Put tests/fixtures/tiny_wan21_motion.safetensors in models/diffusion_models. "
+                    "moving blobs). Put demo_models/tiny_wan21_motion.safetensors in models/diffusion_models. "
                     "Change 'motion' to static/slow/fast/orbit and watch the schedule change in the viewer. Tuned by hand for "
                     "this model: MoReg's motion_scale is 0.15 (its block residual's motion scores are 0.04-0.36; the "
                     "paper's 0.385 fits Open-Sora) and the probe measures the block residual.")
