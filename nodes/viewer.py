@@ -28,6 +28,12 @@ def _moreg_state(moreg: dict | None) -> str:
     return f"on, scale {moreg.get('scale')}"
 
 
+def _reuse_state(cfg: dict) -> str:
+    if cfg.get("reuse") == "forecast":
+        return f"forecast (along {cfg.get('forecast_variable')})"
+    return "hold (the paper)"
+
+
 def summary_text(label: str, trace: RunTrace) -> str:
     s = trace.summary()
     branches = ", ".join(f"{b} {v['computed']}/{v['total']}" for b, v in s["per_branch"].items())
@@ -40,7 +46,7 @@ def summary_text(label: str, trace: RunTrace) -> str:
         f"cache {_fmt(s.get('cache_mb'), ' MB', 1)}",
         f"  preset {cfg.get('preset')}, codebook used [{', '.join(f'{t:.3g}:{n}' for t, n in trace.codebook)}], "
         f"probe blocks {cfg.get('probe_blocks')} ({trace.probe_residual or 'block'} residual), "
-        f"MoReg {_moreg_state(cfg.get('moreg'))}",
+        f"MoReg {_moreg_state(cfg.get('moreg'))}, reuse {_reuse_state(cfg)}",
     ]
     if trace.budget is not None:
         lines.append(f"  speed budget {cfg.get('target_speedup')}x -> {trace.budget} computed steps aimed at, "

@@ -34,11 +34,20 @@ def test_summary_and_json_come_from_the_recorded_run(runtime, wan):
     assert "computed 6/10 steps (uncond 6/10, cond 6/10)" in text
     assert "ideal speedup 1.67x" in text
     assert "probe blocks [1] (block residual)" in text
+    assert "MoReg off, reuse hold (the paper)" in text
     saved = text.rsplit("run data: ", 1)[1].strip()
     data = json.loads((runtime.output_dir / saved).read_text())
     assert data["model"]["summary"]["computed_steps"] == len(run.computed_steps()) == 6
     assert type(run).from_dict(data["model"]) == run  # the pack's own RunTrace class, as ComfyUI loaded it
     assert out.ui["text"] == (text,) and out.ui["images"]
+
+
+def test_summary_names_the_reuse_and_the_moreg_scale(runtime, wan):
+    settings = dict(preset="custom", custom_codebook="10:3", reuse="forecast", moreg=h.moreg(motion_scale=0.2))
+    patched = h.adacache(runtime, wan, **settings)
+    latent = h.ksample(patched, h.conditioning(seed=1), h.conditioning(seed=2), torch.zeros(1, 16, 3, 8, 8), steps=10)
+    text = view(patched, latent).args[1]
+    assert "MoReg on, scale 0.2, reuse forecast (along sigma)" in text
 
 
 def test_each_viewer_shows_the_run_that_produced_its_samples(runtime, wan):
