@@ -203,7 +203,9 @@ class AdaCacheSession:
         planner = RunPlanner(self.config, sigmas, cacheable, trace)
         trace.codebook = list(planner.codebook.entries)
         if trace.steps < 4:
-            trace.notes.append(f"{trace.steps} step(s): the first and last two steps are always computed, nothing to reuse")
+            note = f"{trace.steps} step(s): the first and last two steps are always computed, nothing to reuse"
+            trace.notes.append(note)
+            LOG.warning("AdaCache [%s]: %s (this run is as fast as without AdaCache)", self.label, note)
         trace.probe_residual = "attention" if self.attention is not None else "block"
         if self.config.probe_residual == "attention" and self.attention is None:
             trace.notes.append(f"probe_residual 'attention': the table does not know {self.arch.name}'s attention gate, "

@@ -106,13 +106,19 @@ def test_an_interrupted_run_is_not_finished_and_not_shown(runtime, wan):
     assert "(its last run was interrupted)" in text
 
 
-@pytest.mark.parametrize("steps", [1, 200])
-def test_extreme_step_counts(runtime, wan, steps):
+@pytest.mark.parametrize("steps", [1, 2, 200])
+def test_extreme_step_counts(runtime, wan, steps, caplog):
     patched = h.adacache(runtime, wan)
-    latent = h.ksample(patched, h.conditioning(), h.conditioning(seed=2), torch.zeros(1, 16, 1, 4, 4), steps=steps)
+    with caplog.at_level("WARNING", logger="adacache"):
+        latent = h.ksample(patched, h.conditioning(), h.conditioning(seed=2), torch.zeros(1, 16, 1, 4, 4), steps=steps)
     image, text = view(patched, latent).args
     assert_chart(image)
     assert f"{steps} steps" in text
+    too_short = [r.getMessage() for r in caplog.records if "nothing to reuse" in r.getMessage()]
+    if steps < 4:  # one clear line in the console and in the viewer (a 4-step LightX2V run gives 2 per expert)
+        assert len(too_short) == 1 and f"note: {steps} step(s): the first and last two steps are always computed" in text
+    else:
+        assert not too_short
 
 
 def test_unpatched_and_never_sampled_models_get_a_clear_message(runtime, wan):

@@ -50,6 +50,23 @@ def test_workflow_is_valid_in_comfyui(runtime, placeholder_models, path):
     assert viewer and set(viewer) <= set(outputs)
 
 
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_every_model_file_says_where_to_download_it(path):
+    """As in ComfyUI's templates: each loader node lists name, url and folder of the files it loads."""
+    from tools.workflow import LOADER_FOLDERS
+
+    for node in json.loads(path.read_text())["nodes"]:
+        folder = LOADER_FOLDERS.get(node["type"])
+        files = [v for v in node.get("widgets_values") or [] if isinstance(v, str) and v.endswith(".safetensors")]
+        entries = {m["name"]: m for m in node["properties"].get("models", [])}
+        for name in files:
+            if name == "tiny_wan21_motion.safetensors":  # bundled in demo_models/, nothing to download
+                continue
+            assert name in entries, (path.name, node["type"], name)
+            assert entries[name]["directory"] == folder
+            assert entries[name]["url"].startswith("https://huggingface.co/") and entries[name]["url"].endswith("/" + name)
+
+
 def test_validation_catches_a_bad_widget_value(runtime, placeholder_models):
     from tools import comfy_exec
     from tools.workflow import ui_to_api

@@ -15,10 +15,50 @@ from pathlib import Path
 
 sys.path.append(str(Path(__file__).resolve().parent.parent))
 from tools import comfy_runtime  # noqa: E402
-from tools.workflow import NodeRef, WorkflowBuilder  # noqa: E402
+from tools.workflow import LOADER_FOLDERS, NodeRef, WorkflowBuilder  # noqa: E402
 
 OUT = comfy_runtime.REPO_ROOT / "workflows"
-NEGATIVE = "static, blurry, low quality, distorted, jpeg artifacts, worst quality, still picture"
+
+
+def _repackaged(repo: str, folder: str, names: tuple[str, ...]) -> dict[str, str]:
+    return {n: f"https://huggingface.co/Comfy-Org/{repo}/resolve/main/split_files/{folder}/{n}" for n in names}
+
+
+# Where users download each model file the workflows load: the files ComfyUI's own templates and
+# examples point to. Written into every loader node (properties.models), so the front end offers
+# the download when a file is missing. The bundled tiny model has none: it ships in demo_models/.
+MODEL_URLS = (
+    _repackaged("Wan_2.1_ComfyUI_repackaged", "diffusion_models",
+                ("wan2.1_t2v_1.3B_fp16.safetensors", "wan2.1_i2v_480p_14B_fp16.safetensors"))
+    | _repackaged("Wan_2.1_ComfyUI_repackaged", "text_encoders", ("umt5_xxl_fp8_e4m3fn_scaled.safetensors",))
+    | _repackaged("Wan_2.1_ComfyUI_repackaged", "vae", ("wan_2.1_vae.safetensors",))
+    | _repackaged("Wan_2.1_ComfyUI_repackaged", "clip_vision", ("clip_vision_h.safetensors",))
+    | _repackaged("Wan_2.2_ComfyUI_Repackaged", "diffusion_models",
+                  ("wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors", "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors",
+                   "wan2.2_ti2v_5B_fp16.safetensors"))
+    | _repackaged("Wan_2.2_ComfyUI_Repackaged", "loras", ("wan2.2_t2v_lightx2v_4steps_lora_v1.1_high_noise.safetensors",
+                                                          "wan2.2_t2v_lightx2v_4steps_lora_v1.1_low_noise.safetensors"))
+    | _repackaged("Wan_2.2_ComfyUI_Repackaged", "vae", ("wan2.2_vae.safetensors",))
+    | _repackaged("HunyuanVideo_repackaged", "diffusion_models", ("hunyuan_video_t2v_720p_bf16.safetensors",))
+    | _repackaged("HunyuanVideo_repackaged", "text_encoders", ("clip_l.safetensors", "llava_llama3_fp8_scaled.safetensors"))
+    | _repackaged("HunyuanVideo_repackaged", "vae", ("hunyuan_video_vae_bf16.safetensors",))
+    | {"ltx-video-2b-v0.9.5.safetensors": "https://huggingface.co/Lightricks/LTX-Video/resolve/main/ltx-video-2b-v0.9.5.safetensors",
+       "t5xxl_fp16.safetensors": "https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main/t5xxl_fp16.safetensors"}
+)
+
+
+def with_downloads(workflow: dict) -> dict:
+    """Each loader node names where to download the files it loads (the templates' ``models`` entries)."""
+    for node in workflow["nodes"]:
+        folder = LOADER_FOLDERS.get(node["type"])
+        names = [v for v in node.get("widgets_values") or [] if isinstance(v, str) and v in MODEL_URLS]
+        if folder and names:
+            node["properties"]["models"] = [{"name": n, "url": MODEL_URLS[n], "directory": folder} for n in names]
+    return workflow
+# Wan's standard negative prompt, as in ComfyUI's Wan templates (and Wan's own examples)
+WAN_NEGATIVE = ("色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，JPEG压缩残留，"
+                "丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，"
+                "静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走")
 
 
 def adacache_chain(wf: WorkflowBuilder, model: NodeRef, slot: int, x: int, y: int, preset: str,
@@ -34,7 +74,7 @@ def text_encoders(wf: WorkflowBuilder, prompt: str, y: int = 400, references: tu
     """Positive and negative prompt encodes (and, with ``references``, a list of encodes of those prompts)."""
     clip = wf.add("CLIPLoader", {"clip_name": "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "type": "wan"}, pos=(0, y))
     pos = wf.add("CLIPTextEncode", {"text": prompt}, pos=(380, y), title="Positive")
-    neg = wf.add("CLIPTextEncode", {"text": NEGATIVE}, pos=(380, y + 220), title="Negative")
+    neg = wf.add("CLIPTextEncode", {"text": WAN_NEGATIVE}, pos=(380, y + 220), title="Negative")
     wf.connect(clip, 0, pos, "clip")
     wf.connect(clip, 0, neg, "clip")
     if not references:
@@ -46,10 +86,16 @@ def text_encoders(wf: WorkflowBuilder, prompt: str, y: int = 400, references: tu
     return pos, neg, refs
 
 
-def diffusion_model(wf: WorkflowBuilder, unet: str, shift: float, y: int = 0, title: str | None = None) -> NodeRef:
-    loader = wf.add("UNETLoader", {"unet_name": unet}, pos=(0, y), title=title)
+def diffusion_model(wf: WorkflowBuilder, unet: str, shift: float, y: int = 0, title: str | None = None,
+                    lora: str | None = None) -> NodeRef:
+    """UNETLoader (then a LoRA on the model, when given) then ModelSamplingSD3 with this shift."""
+    model = wf.add("UNETLoader", {"unet_name": unet}, pos=(0, y), title=title)
+    if lora:
+        with_lora = wf.add("LoraLoaderModelOnly", {"lora_name": lora, "strength_model": 1.0}, pos=(190, y))
+        wf.connect(model, 0, with_lora, "model")
+        model = with_lora
     sampling = wf.add("ModelSamplingSD3", {"shift": shift}, pos=(380, y))
-    wf.connect(loader, 0, sampling, "model")
+    wf.connect(model, 0, sampling, "model")
     return sampling
 
 
@@ -61,8 +107,10 @@ def ksampler(wf: WorkflowBuilder, settings: dict, model: NodeRef, pos: NodeRef, 
     return sampler
 
 
-def save_video(wf: WorkflowBuilder, latent: NodeRef, vae: NodeRef, fps: int, x: int, prefix: str, vae_slot: int = 0) -> None:
-    decode = wf.add("VAEDecode", pos=(x, 0))
+def save_video(wf: WorkflowBuilder, latent: NodeRef, vae: NodeRef, fps: int, x: int, prefix: str, vae_slot: int = 0,
+               tiled: bool = False) -> None:
+    """Decode (tiled, with the node's defaults, where the template decodes tiled) and save as a video."""
+    decode = wf.add("VAEDecodeTiled" if tiled else "VAEDecode", pos=(x, 0))
     wf.connect(latent, 0, decode, "samples")
     wf.connect(vae, vae_slot, decode, "vae")
     video = wf.add("CreateVideo", {"fps": fps}, pos=(x, 160))
@@ -151,19 +199,22 @@ def wan21_i2v_14b() -> dict:
                     "uni_pc, CFG 6); the 'fast' codebook is rescaled to 20 steps; MoReg at the paper's defaults.")
 
 
-def wan22_a14b_t2v() -> dict:
+def wan22_a14b_t2v(steps: int = 20, cfg: float = 3.5, shift: float = 8.0, loras: tuple[str, str] | None = None) -> dict:
+    """Wan 2.2 A14B: two experts, each patched, half of the steps each (KSamplerAdvanced)."""
     wf = WorkflowBuilder()
-    high = diffusion_model(wf, "wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors", 8.0, y=0, title="High-noise expert")
-    low = diffusion_model(wf, "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors", 8.0, y=180, title="Low-noise expert")
+    high = diffusion_model(wf, "wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors", shift, y=0, title="High-noise expert",
+                           lora=loras and loras[0])
+    low = diffusion_model(wf, "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors", shift, y=180, title="Low-noise expert",
+                          lora=loras and loras[1])
     patched_high = adacache_chain(wf, high, 0, 760, 0, "fast (paper, 30 steps)")
     patched_low = adacache_chain(wf, low, 0, 760, 520, "fast (paper, 30 steps)")
     pos, neg = text_encoders(wf, "a paper boat sails down a rain-filled street, low camera following it", y=400)
     latent = wf.add("EmptyHunyuanLatentVideo", {"width": 640, "height": 640, "length": 81}, pos=(760, 1040))
-    common = {"cfg": 3.5, "sampler_name": "euler", "scheduler": "simple", "steps": 20}
-    first = wf.add("KSamplerAdvanced", common | {"add_noise": "enable", "noise_seed": 42, "start_at_step": 0, "end_at_step": 10,
+    common = {"cfg": cfg, "sampler_name": "euler", "scheduler": "simple", "steps": steps}
+    first = wf.add("KSamplerAdvanced", common | {"add_noise": "enable", "noise_seed": 42, "start_at_step": 0, "end_at_step": steps // 2,
                                                  "return_with_leftover_noise": "enable"}, pos=(1140, 0))
-    second = wf.add("KSamplerAdvanced", common | {"add_noise": "disable", "noise_seed": 42, "start_at_step": 10, "end_at_step": 10000,
-                                                  "return_with_leftover_noise": "disable"}, pos=(1140, 520))
+    second = wf.add("KSamplerAdvanced", common | {"add_noise": "disable", "noise_seed": 42, "start_at_step": steps // 2,
+                                                  "end_at_step": 10000, "return_with_leftover_noise": "disable"}, pos=(1140, 520))
     for sampler, model in ((first, patched_high), (second, patched_low)):
         wf.connect(model, 0, sampler, "model")
         wf.connect(pos, 0, sampler, "positive")
@@ -173,8 +224,15 @@ def wan22_a14b_t2v() -> dict:
     vae = wf.add("VAELoader", {"vae_name": "wan_2.1_vae.safetensors"}, pos=(760, 1220))
     save_video(wf, second, vae, 16, 1520, "video/wan22_a14b_adacache")
     viewer(wf, patched_high, second, 1520, model_2=patched_low)
+    if loras:
+        return wf.to_ui(f"Wan 2.2 A14B T2V on the path of ComfyUI's current template: the LightX2V 4-step LoRAs, {steps} steps "
+                        f"split {steps // 2}/{steps // 2}, CFG {cfg:g}, shift {shift:g}. With {steps // 2} steps per expert there is "
+                        "nothing for a per-step cache to reuse (the first and last two steps are always computed): "
+                        "AdaCache computes every step and the viewer and the console say so in one line. Kept to show "
+                        "that; for speed from AdaCache use the 20-step workflow.")
     return wf.to_ui("Wan 2.2 A14B T2V with AdaCache on both experts: each patched model has its own cache and step "
-                    "accounting. Settings from ComfyUI's template (640x640, 81 frames, 20 steps split 10/10, euler, CFG 3.5). "
+                    "accounting. Settings from ComfyUI's earlier template (640x640, 81 frames, 20 steps split 10/10, euler, "
+                    "CFG 3.5); the current template's default is the 4-step LightX2V path (the other Wan 2.2 A14B workflow). "
                     "The viewer shows both experts side by side.")
 
 
@@ -216,7 +274,7 @@ def hunyuan_video_t2v() -> dict:
     for src, name in ((noise, "noise"), (guider, "guider"), (sampler, "sampler"), (sigmas, "sigmas"), (latent, "latent_image")):
         wf.connect(src, 0, run, name)
     vae = wf.add("VAELoader", {"vae_name": "hunyuan_video_vae_bf16.safetensors"}, pos=(760, 700))
-    save_video(wf, run, vae, 24, 1520, "video/hunyuan_video_adacache")
+    save_video(wf, run, vae, 24, 1520, "video/hunyuan_video_adacache", tiled=True)
     viewer(wf, patched, run, 1520)
     return wf.to_ui("HunyuanVideo T2V with AdaCache. Settings from ComfyUI's template (848x480, 73 frames, 20 steps, euler, "
                     "guidance 6 through FluxGuidance, shift 7); guidance-distilled, so only the cond branch runs.")
@@ -291,6 +349,9 @@ WORKFLOWS = {
     "wan2.1_t2v_1.3B_adacache_calibrated.json": wan21_t2v_1_3b_calibrated,
     "wan2.1_i2v_480p_14B_adacache.json": wan21_i2v_14b,
     "wan2.2_t2v_A14B_two_experts_adacache.json": wan22_a14b_t2v,
+    "wan2.2_t2v_A14B_lightx2v_4steps_adacache.json": lambda: wan22_a14b_t2v(
+        steps=4, cfg=1.0, shift=5.0, loras=("wan2.2_t2v_lightx2v_4steps_lora_v1.1_high_noise.safetensors",
+                                            "wan2.2_t2v_lightx2v_4steps_lora_v1.1_low_noise.safetensors")),
     "wan2.2_ti2v_5B_adacache.json": wan22_ti2v_5b,
     "hunyuan_video_t2v_720p_adacache.json": hunyuan_video_t2v,
     "ltx_video_2b_t2v_adacache.json": ltx_video_t2v,
@@ -301,7 +362,7 @@ def main() -> None:
     comfy_runtime.boot()
     OUT.mkdir(exist_ok=True)
     for name, build in WORKFLOWS.items():
-        (OUT / name).write_text(json.dumps(build(), indent=1) + "\n")
+        (OUT / name).write_text(json.dumps(with_downloads(build()), indent=1) + "\n")
         print("wrote", OUT.relative_to(comfy_runtime.REPO_ROOT) / name)
 
 
