@@ -1,9 +1,14 @@
 // Shows the Cache Schedule Viewer's summary text on the node after it runs (the chart image is
 // shown by ComfyUI itself, from the node's "images" UI output).
 //
-// Only the public extension surface is used (app.registerExtension, node.addDOMWidget): importing
-// scripts/widgets.js for ComfyWidgets makes the front end warn that it is an internal module.
+// Hooks: the API's "executed" event for a run in this tab, and the extension hook
+// onNodeOutputsUpdated for outputs the front end restores (a reopened workflow or queue item).
+// Patching nodeType.prototype.onExecuted, which the front end's extension docs call deprecated, is
+// not used; neither are modules the front end marks internal (scripts/widgets.js warns on import).
 import { app } from "../../scripts/app.js";
+import { api } from "../../scripts/api.js";
+
+const NODE_TYPE = "AdaCacheScheduleViewer";
 
 const WIDGET = "adacache_summary";
 const LINE_HEIGHT = 15;  // px, matches the textarea's font below
@@ -37,19 +42,33 @@ function summaryWidget(node) {
     return widget;
 }
 
+function showSummary(node, text) {
+    const widget = summaryWidget(node);
+    widget.value = (text ?? []).join("\n");
+    // Grow the node downwards to fit the text; the chart preview takes what is left below it.
+    const [w, h] = node.computeSize();
+    node.setSize([Math.max(node.size[0], w), Math.max(node.size[1], h + 260)]);
+    node.setDirtyCanvas(true, true);
+}
+
+// The viewer node an output belongs to (by the node id of the root graph), or null.
+function viewerNode(id) {
+    const node = app.graph?.getNodeById(Number(id)) ?? app.graph?.getNodeById(id);
+    return node?.type === NODE_TYPE ? node : null;
+}
+
 app.registerExtension({
     name: "AdaCache.ScheduleViewer",
-    async beforeRegisterNodeDef(nodeType, nodeData) {
-        if (nodeData.name !== "AdaCacheScheduleViewer") return;
-        const onExecuted = nodeType.prototype.onExecuted;
-        nodeType.prototype.onExecuted = function (message) {
-            onExecuted?.apply(this, arguments);
-            const widget = summaryWidget(this);
-            widget.value = (message?.text ?? []).join("\n");
-            // Grow the node downwards to fit the text; the chart preview takes what is left below it.
-            const [w, h] = this.computeSize();
-            this.setSize([Math.max(this.size[0], w), Math.max(this.size[1], h + 260)]);
-            this.setDirtyCanvas(true, true);
-        };
+    setup() {
+        api.addEventListener("executed", ({ detail }) => {
+            const node = viewerNode(detail?.display_node ?? detail?.node);
+            if (node && detail.output?.text) showSummary(node, detail.output.text);
+        });
+    },
+    onNodeOutputsUpdated(nodeOutputs) {
+        for (const [id, output] of Object.entries(nodeOutputs ?? {})) {
+            const node = viewerNode(id);
+            if (node && output?.text) showSummary(node, output.text);
+        }
     },
 });
