@@ -103,9 +103,10 @@ class ServerStartError(RuntimeError):
 class ComfyServer:
     """``with ComfyServer(tmp) as server:`` starts ComfyUI and always stops it."""
 
-    def __init__(self, workdir: Path, comfy_root: Path, start_timeout: float = 180.0):
+    def __init__(self, workdir: Path, comfy_root: Path, start_timeout: float = 180.0, front_end_root: Path | None = None):
         self.workdir = Path(workdir)
         self.comfy_root = comfy_root
+        self.front_end_root = front_end_root  # None: the front-end package ComfyUI pins
         self.start_timeout = start_timeout
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -127,6 +128,8 @@ class ComfyServer:
         shadow = shadow_comfyui(self.comfy_root, self.workdir / "comfyui")
         cmd = [sys.executable, str(shadow / "main.py"), "--listen", "127.0.0.1", "--port", str(self.port),
                "--base-directory", str(base), "--disable-auto-launch", "--database-url", "sqlite:///:memory:"]
+        if self.front_end_root is not None:
+            cmd += ["--front-end-root", str(self.front_end_root)]
         try:
             import torch
 

@@ -50,6 +50,17 @@ if [ "$have" != "$frontend" ]; then
   "$venv/bin/python" -m pip install --quiet --no-deps "$frontend"
 fi
 
+# The browser test also serves a newer front end, the one users of a newer ComfyUI get (1.58.1, the
+# newest on the package index when checked, 2026-11-25): the pack's web extension and workflows must
+# work there too. Installed beside, not into, the venv's packages (ComfyUI serves it by
+# --front-end-root); tests/test_browser.py names the same version.
+newer_frontend="1.58.1"
+newer_dir="$venv/frontend-$newer_frontend"
+if [ ! -d "$newer_dir/comfyui_frontend_package/static" ]; then
+  echo "setup: installing comfyui-frontend-package==$newer_frontend into $newer_dir (the browser test's newer front end)"
+  "$venv/bin/python" -m pip install --quiet --no-deps --target "$newer_dir" "comfyui-frontend-package==$newer_frontend"
+fi
+
 # The browser test (tests/test_browser.py) drives Debian's chromium through Playwright; Playwright's
 # own browser download is never used. Installed with apt when missing and we are root; otherwise
 # the test skips with the reason (and fails under CI=true).
