@@ -8,9 +8,9 @@ CFG 5): uniform every-k-th-step schedules (the same schedule whatever is added o
 and the three presets (whose later decisions may differ), each with
 
 * ``hold``: the paper's reuse;
-* ``forecast`` along sigma and along the step index, reaching at most one last gap past the last
-  computed step (span_memory.MAX_REACH, what the node ships);
-* ``forecast`` along sigma with unlimited reach (the guard off), to show what the guard is for.
+* ``forecast`` along sigma and along the step index (what the node ships), reaching at most one last
+  gap past the last computed step (span_memory.MAX_REACH);
+* ``forecast`` along sigma with unlimited reach (the guard off), to show what the guard does.
 
 Per row: computed steps, PSNR of the final latents, motion energy ratio. Writes
 benchmarks/results/forecast_<model>.json and prints a markdown table of means per class.

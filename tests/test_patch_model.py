@@ -232,9 +232,10 @@ def test_cache_holds_one_hidden_state_per_branch_layout_and_probe_not_per_block(
     assert h.session_of(forecast).last_run.cache_bytes == 3 * hidden_state  # plus the span residual's slope
 
 
-def test_forecast_extrapolates_the_residual_along_sigma_within_one_gap(runtime, wan, conds):
+def test_forecast_extrapolates_the_residual_within_one_gap(runtime, wan, conds):
     """Reused steps add the last computed residual plus its slope (from the last two computed steps) times
-    the sigma distance, never reaching further than the last gap; the held residual without it."""
+    the distance (in sigma, or in steps as the node does), never reaching further than the last gap; the
+    held residual without it."""
     from adacache_core.span_memory import SpanMemory
 
     memory = SpanMemory(forecast=True, store=lambda t: t)
@@ -253,7 +254,7 @@ def test_forecast_extrapolates_the_residual_along_sigma_within_one_gap(runtime, 
     patched = h.adacache(runtime, wan, preset="custom", custom_codebook="10:3", reuse="forecast")
     forecast = h.ksample(patched, *conds, torch.zeros(LATENT), steps=10)
     trace = h.session_of(patched).last_run
-    assert trace.settings["reuse"] == "forecast" and trace.settings["forecast_variable"] == "sigma"
+    assert trace.settings["reuse"] == "forecast" and trace.settings["forecast_variable"] == "step"
     assert trace.computed_steps() == [0, 1, 4, 7, 8, 9]
     assert not torch.equal(hold, forecast)
 

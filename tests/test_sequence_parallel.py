@@ -29,6 +29,8 @@ PLANS = {
     "2 ranks, cut mid-frame": {"sizes": [37, 43], "ranks": PAIR},
     "2 ranks, one token on a rank": {"sizes": [79, 1], "ranks": PAIR},
     "2 ranks, every token on one rank (always)": {"sizes": [80, 0], "ranks": PAIR, "settings": {"sequence_parallel": "always"}},
+    # the forecast is per rank: the same exchanges, the single-process result
+    "3 ranks, uneven, forecast": {"sizes": [27, 27, 26], "settings": {"reuse": "forecast"}},
 }
 MOTION_CHECKS = {  # Group.motion_terms alone, on a 5-frame sequence of 6 tokens per frame, strides 1, 2, 4
     "motion terms, 3 ranks, float32, an empty shard": {"sizes": [1, 0, 29], "motion_check": "float32"},
@@ -75,7 +77,7 @@ def launch(world: int, plans: dict, tmp_path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def reference(runtime):
-    """One process on the full tokens, with the collectives made to fail: it must not call any."""
+    """Per reuse mode, one process on the full tokens, with the collectives made to fail: it must not call any."""
     def refuse(*args, **kwargs):
         raise AssertionError("a single process made a torch.distributed call")
 
@@ -84,10 +86,9 @@ def reference(runtime):
     for name in ("all_reduce", "all_gather", "get_world_size", "get_rank", "get_backend"):
         mp.setattr(torch.distributed, name, refuse)
     try:
-        out, trace = sh.sample(runtime, sh.base_model())
+        return {reuse: sh.summary(*sh.sample(runtime, sh.base_model(), reuse=reuse)) for reuse in ("hold", "forecast")}
     finally:
         mp.undo()
-    return sh.summary(out, trace)
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +101,10 @@ def test_sharded_ranks_take_the_decisions_of_one_process(ranks, reference, name)
     plan = PLANS[name]
     members = plan.get("ranks", range(WORLD))
     results = [ranks[r][name] for r in members]
+    mode = plan.get("settings", {}).get("reuse", "hold")
+    if mode != "hold":  # the forecast really changes what reused steps add
+        assert not torch.equal(reference[mode]["latent"], reference["hold"]["latent"])
+    reference = reference[mode]
     assert len(reference["computed"]) < sh.STEPS and any(d[1] > 1 for d in reference["decisions"])  # steps are reused
     assert any(d[4] is not None for d in reference["decisions"])  # MoReg measured
     for rank, got in enumerate(results):
