@@ -7,7 +7,8 @@ Every method runs through ComfyUI's real KSampler (30 steps, euler/simple, CFG 5
 project's tiny Wan 2.1 models, per motion class and seed, side by side with the unpatched run:
 
 * AdaCache: each preset with MoReg off, at the paper's scale and calibrated (AdaCache Calibrate,
-  one run per class at seed 100, which is not evaluated); uniform every-k-th-step schedules
+  one run per class at seed 100, which is not evaluated), and with MoReg off and ``reuse: forecast``;
+  uniform every-k-th-step schedules
   (AdaCache with a one-entry codebook) as the plain baseline;
 * EasyCache (ComfyUI core), swept over ``reuse_threshold``, on a copy of its input: in ComfyUI
   0.3.75 EasyCache adds its cached change in place into the tensor the sampler later uses for the
@@ -194,7 +195,8 @@ def build(method: str, setting, base, calibration: str, packs: dict):
         return h.adacache(None, base, preset="custom", custom_codebook=f"1000:{setting}")
     if method.startswith("AdaCache"):
         moreg = {"MoReg off": None, "MoReg (paper)": h.moreg(), "MoReg (calibrated)": h.moreg(calibration=calibration)}
-        return h.adacache(None, base, preset=setting, moreg=moreg[method.split(", ")[1]])
+        variant = method.split(", ")[1:]  # MoReg setting, then "forecast" when the reused steps forecast
+        return h.adacache(None, base, preset=setting, moreg=moreg[variant[0]], reuse="forecast" if "forecast" in variant else "hold")
     if method == "First-Block Cache":
         return FirstBlockCache(setting, len(base.model.diffusion_model.blocks)).install(base)
     source = base
@@ -229,8 +231,8 @@ def swept(packs: dict) -> dict:
 
 def methods(packs: dict) -> list[tuple[str, object]]:
     out = [(m, s) for m, settings in swept(packs).items() for s in settings]
-    return out + [(f"AdaCache, {moreg}", preset) for preset in PRESETS
-                  for moreg in ("MoReg off", "MoReg (paper)", "MoReg (calibrated)")]
+    return out + [(f"AdaCache, {variant}", preset) for preset in PRESETS
+                  for variant in ("MoReg off", "MoReg (paper)", "MoReg (calibrated)", "MoReg off, forecast")]
 
 
 class BlockRuns:
@@ -371,7 +373,7 @@ def report(rows: list[dict], classes: list[str], curves: list[str], timing: list
         if method.startswith("AdaCache"):
             diffs = [curve_at(points, peer, v["compute"]) for peer in curves]
             cells = " | ".join("-" if d is None else f"{v['psnr'] - d:+.1f}" for d in diffs)
-            lines.append(f"| {setting.split(' (')[0]}, {method.split(', ')[1]} | {v['compute']:.2f} | {v['psnr']:.1f} | {cells} |")
+            lines.append(f"| {setting.split(' (')[0]}, {method.removeprefix('AdaCache, ')} | {v['compute']:.2f} | {v['psnr']:.1f} | {cells} |")
     lines += ["", f"Wall clock (sampler time / unpatched, median of {TIMING_REPEATS} interleaved repeats) next to the ideal "
               "(compute fraction):", "", "| method | setting | time ratio | ideal |", "|---|---|---|---|"]
     lines += [f"| {t['method']} | {t['setting']} | {t['time_ratio']:.2f} | {t['ideal_ratio']:.2f} |" for t in timing]
@@ -392,13 +394,14 @@ def plot(rows: list[dict], curves: list[str], path: Path, model: str) -> None:
         style = ":" if "in place" in method else "-"
         axes[0].plot(xs, ys, style, marker=".", label=method)
         axes[1].plot(xs, es, style, marker=".", label=method)
-    markers = {"MoReg off": "o", "MoReg (paper)": "s", "MoReg (calibrated)": "^"}
+    markers = {"MoReg off": "o", "MoReg (paper)": "s", "MoReg (calibrated)": "^", "MoReg off, forecast": "D"}
     for (method, setting), v in points.items():
         if method.startswith("AdaCache"):
-            moreg = method.split(", ")[1]
-            label = f"AdaCache {moreg}" if setting == PRESETS[0] else None
+            variant = method.removeprefix("AdaCache, ")
+            label = f"AdaCache {variant}" if setting == PRESETS[0] else None
+            color = "tab:red" if "forecast" in variant else "black"
             for ax, y in ((axes[0], v["psnr"]), (axes[1], v["motion_energy"])):
-                ax.scatter(v["compute"], y, marker=markers[moreg], color="black", zorder=3, label=label)
+                ax.scatter(v["compute"], y, marker=markers[variant], color=color, zorder=3, label=label)
     axes[0].set(xlabel="compute (block executions / unpatched)", ylabel="PSNR vs unpatched (dB, mean over classes)",
                 title=f"tiny model '{model}': quality at equal compute")
     axes[1].set(xlabel="compute (block executions / unpatched)", ylabel="motion energy / unpatched", title="motion kept")

@@ -258,6 +258,12 @@ def test_forecast_extrapolates_the_residual_within_one_gap(runtime, wan, conds):
     assert trace.computed_steps() == [0, 1, 4, 7, 8, 9]
     assert not torch.equal(hold, forecast)
 
+    # with the speed budget and MoReg: the budget holds, the forecast is used on its reused steps
+    budgeted = h.adacache(runtime, wan, target_speedup=2.0, moreg=h.moreg(), reuse="forecast")
+    h.ksample(budgeted, *conds, torch.zeros(LATENT), steps=10)
+    trace = h.session_of(budgeted).last_run
+    assert abs(len(trace.computed_steps()) - 5) <= 1 and trace.settings["reuse"] == "forecast"
+
 
 def test_unsupported_model_is_returned_unpatched_with_one_warning(runtime, caplog):
     # Wan S2V adds audio to the stream between its blocks, outside any block a hook could reach.
