@@ -61,6 +61,14 @@ if [ ! -d "$newer_dir/comfyui_frontend_package/static" ]; then
   "$venv/bin/python" -m pip install --quiet --no-deps --target "$newer_dir" "comfyui-frontend-package==$newer_frontend"
 fi
 
+# comfy-cli, for tests/test_packaging.py: it validates pyproject.toml and packs the archive the Comfy
+# Registry would receive. Beside the venv's packages too (its own dependencies stay out of ComfyUI's).
+comfy_cli_dir="$venv/comfy-cli-1.23.0"
+if [ ! -d "$comfy_cli_dir/comfy_cli" ]; then
+  echo "setup: installing comfy-cli==1.23.0 into $comfy_cli_dir (the packaging test)"
+  "$venv/bin/python" -m pip install --quiet --no-warn-conflicts --target "$comfy_cli_dir" "comfy-cli==1.23.0"
+fi
+
 # The browser test (tests/test_browser.py) drives Debian's chromium through Playwright; Playwright's
 # own browser download is never used. Installed with apt when missing and we are root; otherwise
 # the test skips with the reason (and fails under CI=true).

@@ -1,0 +1,47 @@
+"""The pack as the Comfy Registry receives it: comfy-cli validates pyproject.toml, and the archive it
+packs holds only what a ComfyUI user runs (see .comfyignore)."""
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+COMFY_CLI = REPO / ".venv" / "comfy-cli-1.23.0"  # installed by tools/setup_env.sh
+SHIPPED = {"__init__.py", "nodes", "adacache_core", "web", "workflows", "demo_models", "pyproject.toml", "README.md",
+           "LICENSE", "requirements.txt", ".comfyignore", ".gitignore"}
+
+
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory) -> Path:
+    """A clone of the repository's committed state, as the registry's tooling sees it."""
+    if not (COMFY_CLI / "comfy_cli").is_dir():
+        message = f"comfy-cli is not installed at {COMFY_CLI}; run `bash tools/setup_env.sh`"
+        if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    dst = tmp_path_factory.mktemp("registry") / "comfyui-adacache"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(dst)], check=True)
+    return dst
+
+
+def comfy(checkout: Path, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(COMFY_CLI), HOME=str(checkout.parent))
+    return subprocess.run([sys.executable, "-m", "comfy_cli", "--skip-prompt", "--no-enable-telemetry", *args],
+                          cwd=checkout, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_comfy_node_validate_passes(checkout):
+    result = comfy(checkout, "node", "validate")
+    assert result.returncode == 0 and "validation checks passed" in result.stdout + result.stderr, result.stdout + result.stderr
+
+
+def test_the_registry_archive_holds_only_what_users_run(checkout):
+    result = comfy(checkout, "node", "pack")
+    assert result.returncode == 0, result.stdout + result.stderr
+    names = zipfile.ZipFile(checkout / "node.zip").namelist()
+    assert {n.split("/")[0] for n in names} == SHIPPED
+    assert "demo_models/tiny_wan21_motion.safetensors" in names  # the demo model users try
+    assert not [n for n in names if "heldout" in n]  # the held-out test model stays out
