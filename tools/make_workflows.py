@@ -63,8 +63,8 @@ WAN_NEGATIVE = ("色调艳丽，过曝，静态，细节模糊不清，字幕，
 
 def adacache_chain(wf: WorkflowBuilder, model: NodeRef, slot: int, x: int, y: int, preset: str,
                    moreg_widgets: dict | None = None, patch_widgets: dict | None = None) -> NodeRef:
-    moreg = wf.add("AdaCacheMoRegSettings", moreg_widgets, pos=(x, y + 260))
     patch = wf.add("AdaCachePatchModel", {"preset": preset} | (patch_widgets or {}), pos=(x, y))
+    moreg = wf.add("AdaCacheMoRegSettings", moreg_widgets, pos=(x, y + 1))  # below it (WorkflowBuilder stacks columns)
     wf.connect(model, slot, patch, "model")
     wf.connect(moreg, 0, patch, "moreg")
     return patch
@@ -91,10 +91,10 @@ def diffusion_model(wf: WorkflowBuilder, unet: str, shift: float, y: int = 0, ti
     """UNETLoader (then a LoRA on the model, when given) then ModelSamplingSD3 with this shift."""
     model = wf.add("UNETLoader", {"unet_name": unet}, pos=(0, y), title=title)
     if lora:
-        with_lora = wf.add("LoraLoaderModelOnly", {"lora_name": lora, "strength_model": 1.0}, pos=(190, y))
+        with_lora = wf.add("LoraLoaderModelOnly", {"lora_name": lora, "strength_model": 1.0}, pos=(380, y))
         wf.connect(model, 0, with_lora, "model")
         model = with_lora
-    sampling = wf.add("ModelSamplingSD3", {"shift": shift}, pos=(380, y))
+    sampling = wf.add("ModelSamplingSD3", {"shift": shift}, pos=(380, y + 1))
     wf.connect(model, 0, sampling, "model")
     return sampling
 

@@ -129,7 +129,18 @@ class WorkflowBuilder:
         src_node["outputs"][out_slot]["links"].append(link_id)
         self.links.append([link_id, src.id, out_slot, dst.id, dst_node["inputs"].index(socket), link_type])
 
+    def stack_columns(self, gap: int = 30) -> None:
+        """Nodes placed in one column (the same x) are moved down until none covers the one above."""
+        columns: dict[int, list[dict]] = {}
+        for node in self.nodes:
+            columns.setdefault(node["pos"][0], []).append(node)
+        for column in columns.values():
+            column.sort(key=lambda n: n["pos"][1])
+            for above, below in zip(column, column[1:]):
+                below["pos"][1] = max(below["pos"][1], above["pos"][1] + above["size"][1] + gap)
+
     def to_ui(self, note: str | None = None) -> dict:
+        self.stack_columns()
         nodes = list(self.nodes)
         if note:
             nodes.append({"id": len(nodes) + 1, "type": "Note", "pos": [0, -220], "size": [520, 180], "flags": {},
