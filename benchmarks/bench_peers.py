@@ -44,6 +44,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import statistics
 import sys
 import time
@@ -328,8 +329,12 @@ def summary(rows: list[dict]) -> dict:
 
 
 def curve_at(points: dict, method: str, compute: float) -> float | None:
-    """A swept method's mean PSNR interpolated at a compute fraction (None outside its sweep)."""
-    xs, ys = zip(*sorted((v["compute"], v["psnr"]) for (m, _), v in points.items() if m == method))
+    """A swept method's mean PSNR interpolated at a compute fraction (None outside its sweep).
+
+    Settings that reproduced the unpatched output exactly (infinite PSNR, all steps computed) end the
+    curve: they have no finite quality to interpolate towards.
+    """
+    xs, ys = zip(*sorted((v["compute"], v["psnr"]) for (m, _), v in points.items() if m == method and math.isfinite(v["psnr"])))
     return float(np.interp(compute, xs, ys)) if xs[0] <= compute <= xs[-1] else None
 
 
