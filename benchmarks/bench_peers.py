@@ -218,7 +218,7 @@ def sanity(base, pos, sample, calibration: str, packs: dict) -> dict:
     ref, _, _ = sample(base, pos, 0)
     out = {}
     for method in swept(packs):
-        setting = NOTHING_REUSED[method.split(" (")[0] if method.split(" (")[0] in ("TeaCache", "MagCache") else method]
+        setting = NOTHING_REUSED.get(method, NOTHING_REUSED.get(method.split(" (")[0]))  # packs: one entry per pack
         result, _, _ = sample(build(method, setting, base, calibration, packs), pos, 0)
         out[method] = bool(torch.equal(result, ref))
     return out
@@ -234,25 +234,6 @@ def methods(packs: dict) -> list[tuple[str, object]]:
     out = [(m, s) for m, settings in swept(packs).items() for s in settings]
     return out + [(f"AdaCache, {variant}", preset) for preset in PRESETS
                   for variant in ("MoReg off", "MoReg (paper)", "MoReg (calibrated)", "MoReg off, forecast")]
-
-
-class BlockRuns:
-    """Counts real block executions of a model (forward hooks, removed on exit)."""
-
-    def __init__(self, base):
-        self.blocks = base.model.diffusion_model.blocks
-
-    def __enter__(self):
-        self.count = 0
-        self.handles = [b.register_forward_hook(self._hit) for b in self.blocks]
-        return self
-
-    def _hit(self, *_):
-        self.count += 1
-
-    def __exit__(self, *exc):
-        for handle in self.handles:
-            handle.remove()
 
 
 def main() -> None:
@@ -276,7 +257,7 @@ def main() -> None:
     calibration = calibrate(base, conds, empty, latent, args.steps)
     packs = {name: load_pack(folder, name) for name, folder in (("TeaCache", args.teacache), ("MagCache", args.magcache)) if folder}
     fitted = fit_pack_recipes(packs, base, conds, empty, latent, args.steps)
-    counter = BlockRuns(base)
+    counter = h.BlockCounter(base)
 
     def sample(model, pos, seed):
         with counter:

@@ -126,6 +126,26 @@ def assert_reuse_reproduces(outputs: list, computed: list, reused: tuple[int, ..
             assert torch.equal(out, ref), f"computed step {step}"
 
 
+class BlockCounter:
+    """Counts real executions of a model's blocks while entered (forward hooks, removed on exit)."""
+
+    def __init__(self, model_patcher):
+        self.blocks = model_patcher.model.diffusion_model.blocks
+        self.count = 0
+
+    def __enter__(self):
+        self.count = 0
+        self.handles = [b.register_forward_hook(self._hit) for b in self.blocks]
+        return self
+
+    def _hit(self, *_):
+        self.count += 1
+
+    def __exit__(self, *exc):
+        for handle in self.handles:
+            handle.remove()
+
+
 class ProbeResidualRecorder:
     """Records a block's residual by plain forward hooks, independently of the pack.
 

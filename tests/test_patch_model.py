@@ -27,25 +27,6 @@ def baseline(wan, conds):
     return h.ksample(wan, *conds, torch.zeros(LATENT), steps=10)
 
 
-class BlockCounter:
-    """Counts real block executions with forward hooks (removed on exit)."""
-
-    def __init__(self, model_patcher):
-        self.blocks = model_patcher.model.diffusion_model.blocks
-        self.count = 0
-
-    def __enter__(self):
-        self.handles = [b.register_forward_hook(self._hit) for b in self.blocks]
-        return self
-
-    def _hit(self, *_):
-        self.count += 1
-
-    def __exit__(self, *exc):
-        for handle in self.handles:
-            handle.remove()
-
-
 @pytest.mark.parametrize("settings", NOTHING_REUSED)
 def test_nothing_reused_is_bitwise_equal_to_unpatched(runtime, wan, conds, baseline, settings):
     patched = h.adacache(runtime, wan, **settings)
@@ -56,7 +37,7 @@ def test_nothing_reused_is_bitwise_equal_to_unpatched(runtime, wan, conds, basel
 
 def test_forced_codebook_gives_the_expected_pattern_and_skips_the_blocks(runtime, wan, conds, baseline):
     patched = h.adacache(runtime, wan, preset="custom", custom_codebook="10:3")
-    with BlockCounter(wan) as counter:
+    with h.BlockCounter(wan) as counter:
         out = h.ksample(patched, *conds, torch.zeros(LATENT), steps=10)
     run = h.session_of(patched).last_run
     assert run.computed_steps() == [0, 1, 4, 7, 8, 9]
@@ -300,7 +281,7 @@ def test_a_later_clone_of_the_patched_model_keeps_caching(runtime, wan, conds):
     computed = session.last_run.computed_steps()
     clone = patched.clone()
     assert h.session_of(clone) is session
-    with BlockCounter(wan) as counter:
+    with h.BlockCounter(wan) as counter:
         out = h.ksample(clone, *conds, torch.zeros(LATENT), steps=10)
     assert session.last_run.computed_steps() == computed and len(computed) < 10
     assert counter.count == len(computed) * len(wan.model.diffusion_model.blocks)
