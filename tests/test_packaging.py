@@ -44,4 +44,5 @@ def test_the_registry_archive_holds_only_what_users_run(checkout):
     names = zipfile.ZipFile(checkout / "node.zip").namelist()
     assert {n.split("/")[0] for n in names} == SHIPPED
     assert "demo_models/tiny_wan21_motion.safetensors" in names  # the demo model users try
+    assert "workflows/wan2.1_t2v_1.3B_adacache.jpg" in names  # thumbnails travel with their workflows
     assert not [n for n in names if "heldout" in n]  # the held-out test model stays out

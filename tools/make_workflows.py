@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 sys.path.append(str(Path(__file__).resolve().parent.parent))
-from tools import comfy_runtime  # noqa: E402
+from tools import comfy_runtime, make_thumbnails  # noqa: E402
 from tools.workflow import LOADER_FOLDERS, NodeRef, WorkflowBuilder  # noqa: E402
 
 OUT = comfy_runtime.REPO_ROOT / "workflows"
@@ -364,6 +364,7 @@ def main() -> None:
     for name, build in WORKFLOWS.items():
         (OUT / name).write_text(json.dumps(with_downloads(build()), indent=1) + "\n")
         print("wrote", OUT.relative_to(comfy_runtime.REPO_ROOT) / name)
+    make_thumbnails.write_all(OUT)  # each workflow's <name>.jpg beside it (a picture of its graph)
 
 
 if __name__ == "__main__":

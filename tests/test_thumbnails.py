@@ -1,0 +1,70 @@
+"""Workflow thumbnails: the `<name>.jpg` beside each workflow that ComfyUI's template browser shows,
+a picture of the workflow's node graph drawn by tools/make_thumbnails.py (no ComfyUI needed)."""
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tools import make_thumbnails
+
+REPO = Path(__file__).resolve().parent.parent
+WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
+REGENERATE = "run `.venv/bin/python tools/make_thumbnails.py` and commit the thumbnails"
+
+
+def test_there_are_workflows_to_draw():
+    assert WORKFLOWS
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_each_workflow_has_its_thumbnail_beside_it(path):
+    """The front end loads a custom node template's thumbnail from `<name>.jpg` next to `<name>.json`."""
+    thumbnail = path.with_name(path.stem + ".jpg")
+    assert make_thumbnails.thumbnail_path(path) == thumbnail
+    assert thumbnail.is_file(), f"{thumbnail.name} is missing: {REGENERATE}"
+    with Image.open(thumbnail) as image:
+        assert (image.format, image.size) == ("JPEG", make_thumbnails.SIZE)
+    assert thumbnail.stat().st_size < 60_000
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_thumbnail_matches_a_fresh_render(path):
+    problem = make_thumbnails.problem(path)
+    assert problem is None, f"{problem}: {REGENERATE}"
+
+
+def test_no_thumbnail_without_its_workflow():
+    assert make_thumbnails.orphans() == [], REGENERATE
+
+
+def test_rendering_is_deterministic():
+    path = WORKFLOWS[0]
+    assert make_thumbnails.encode(make_thumbnails.render(path)) == make_thumbnails.encode(make_thumbnails.render(path))
+
+
+def test_a_changed_workflow_is_caught(tmp_path):
+    """A workflow edited without regenerating its thumbnail fails the check, with the command to run."""
+    src = REPO / "workflows" / "wan2.1_t2v_1.3B_adacache.json"
+    workflow = json.loads(src.read_text())
+    shutil.copy(make_thumbnails.thumbnail_path(src), tmp_path / (src.stem + ".jpg"))
+    node = next(n for n in workflow["nodes"] if n["type"] == "KSampler")
+    node["title"] = "Sampler renamed"
+    changed = tmp_path / src.name
+    changed.write_text(json.dumps(workflow))
+    assert "differs from a fresh render" in make_thumbnails.problem(changed)
+    assert make_thumbnails.main(["--check"]) == 0  # the real folder is untouched and up to date
+    (tmp_path / (src.stem + ".jpg")).unlink()
+    assert make_thumbnails.problem(changed).endswith("missing")
+
+
+def test_the_pack_nodes_are_the_highlighted_ones():
+    """Every node the pack registers is drawn in the highlight colour (its node_id starts with the prefix),
+    and each one has the display name the thumbnails use."""
+    node_ids = set()
+    for source in (REPO / "nodes").glob("*.py"):
+        node_ids |= set(re.findall(r'node_id="([^"]+)"', source.read_text()))
+    assert node_ids and all(i.startswith(make_thumbnails.PACK_PREFIX) for i in node_ids)
+    assert set(make_thumbnails.pack_display_names()) == node_ids
