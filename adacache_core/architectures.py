@@ -13,7 +13,8 @@ patch_size:        dotted attribute path of the patch size (int = spatial only, 
                    (MoReg then stays off)
 inplace_blocks:    blocks update their input tensor in place, so inputs are copied before use
 merged_stream:     later blocks work on text and image tokens concatenated: "txt_first" or
-                   "img_first" says where the image tokens sit (residuals use those only)
+                   "img_first" says where the image tokens sit (the probe measures those only;
+                   each list's cached residual covers its whole stream)
 controls_between:  the model adds ControlNet residuals or runs transformer_options["patches"]
                    ["double_block"] between blocks, outside the hook: such runs compute every step
 side_blocks:       blocks the model runs beside the stack and adds between its blocks (:class:`SideBlocks`)
@@ -146,18 +147,23 @@ class Architecture:
         """The inverse of :meth:`tokens`: ``tokens`` in the layout of the hidden state ``like``."""
         return tokens.reshape(like.movedim(batch_axis, 0).shape).movedim(0, batch_axis)
 
-    def image_tokens(self, hidden, image_count: int, options: dict):
-        """The image part of a block's hidden state (all of it, unless text was merged in).
+    def image_range(self, list_index: int, total: int, image_count: int, options: dict) -> tuple[int, int]:
+        """Where the image tokens sit in a block list's whole stream of ``total`` tokens: [start, stop).
 
-        Newer ComfyUI says where the image sits (``transformer_options["img_slice"]``) and has
-        flipped HunyuanVideo's order; without it, the row's ``merged_stream`` (0.3.75) applies.
+        The first list's stream is the image (all of it, as it is for lists without text merged in);
+        later lists of a ``merged_stream`` row hold text too. Newer ComfyUI (and Raylight) say where
+        the image starts (``transformer_options["img_slice"]``) and have flipped HunyuanVideo's order;
+        without it, the row's ``merged_stream`` (0.3.75) applies. Tokens past the image (padding a
+        sequence-parallel engine added) are outside the range.
         """
-        if hidden.shape[1] == image_count or self.merged_stream is None:
-            return hidden
+        if list_index == 0 or self.merged_stream is None:
+            return 0, min(image_count, total)
         where = options.get("img_slice")
         if where is not None:
-            return hidden[:, where[0]:where[1]]
-        return hidden[:, -image_count:] if self.merged_stream == "txt_first" else hidden[:, :image_count]
+            start = where[0]
+        else:
+            start = 0 if self.merged_stream == "img_first" else total - image_count
+        return start, min(start + image_count, total)
 
 
 def _attribute(obj: object, dotted: str):

@@ -7,8 +7,8 @@ Hooks (all on the clone; the input MODEL and the loaded torch model are never to
   * APPLY_MODEL wrapper: maps the call's sigma to a step, asks the planner compute/reuse,
     times the call and records it;
   * ``patches_replace["dit"]`` per block: on computed steps runs the block (and any replacement
-    installed before ours) and measures the probe blocks; on reused steps the first block returns
-    its input plus the cached residual of the whole block stack and the others pass through.
+    installed before ours) and measures the probe blocks; on reused steps the first block of each
+    block list returns its input plus the cached residual of that list and the others pass through.
   * models whose forward offers no per-block replacement (Cosmos 1 and Predict2, HiDream, Lumina 2):
     the same per-block hook, reached by shadowing each block's ``forward`` with an instance
     attribute for the length of one sampling call (:class:`_ForwardOverride`, installed and
@@ -16,8 +16,12 @@ Hooks (all on the clone; the input MODEL and the loaded torch model are never to
     untouched, and everything is restored when the call ends, even on an error. Side blocks
     (VACE's hint blocks, Animate's face blocks) are reached the same way and silenced on reused steps.
 
-Because residuals add up, one summed residual per branch layout covers the whole stack: memory
-is one hidden state per branch (plus one per probe block for the distance), not one per block.
+Because residuals add up, one summed residual per block list and branch layout covers the stack:
+memory is one hidden state per list and branch (plus one per probe block for the distance), not
+one per block. One span per list, not one over the whole stack, because a list's stream is what
+its own blocks see: models whose later blocks work on text and image merged (HunyuanVideo, Flux)
+start a new stream there, and a sequence-parallel engine (Raylight) splits that merged stream across
+ranks anew, so the last block's slice is not the first block's.
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ import contextlib
 import functools
 import inspect
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -64,16 +69,18 @@ class _Call:
     measures: bool
     position: float  # where the call is, for the span memory: its sigma or step (config.forecast_variable)
     grid: tuple[int, int, int] | None
-    span_input: torch.Tensor | None = None
-    span_output: torch.Tensor | None = None  # reused steps of models that add before every block
+    span_input: dict = field(default_factory=dict)  # block list -> its first block's input
+    span_output: dict = field(default_factory=dict)  # block list -> first block's output (adds_before_blocks)
+    image_tokens: int | None = None  # length of this rank's first-list stream: the image tokens it holds
 
 
 @dataclass
 class _Run:
     planner: RunPlanner
-    span: SpanMemory  # branch layout -> summed residual of all blocks (and its slope, to forecast)
+    span: SpanMemory  # (block list, branch layout) -> summed residual of its blocks (and its slope, to forecast)
     probe_cache: dict = field(default_factory=dict)  # (branch layout, probe) -> last probe residual
     probe_modules: dict = field(default_factory=dict)  # probe -> (block, its attention module): attention probes
+    layouts: dict = field(default_factory=dict)  # (block list, local length) -> (offset, total) in the whole stream
 
 
 class _BlockHook:
@@ -172,11 +179,13 @@ class AdaCacheSession:
         self.call: _Call | None = None
         self._run: _Run | None = None
         self._probes = frozenset(config.probe_blocks)
-        self._last_block = num_blocks - 1
         self._offload = comfy.model_management.unet_offload_device() if config.offload_cache else None
         # the paper's probe (gated self-attention residual) where the table knows it, else the block's
         self.attention: AttentionResidual | None = arch.attention_residual if config.probe_residual == "attention" else None
         self.block_index: list[tuple[BlockList, int]] = []  # main block number -> (its list, index in it)
+        self._list_of: list[int] = []  # main block number -> number of its list in arch.block_lists
+        self._firsts: dict[int, int] = {}  # first block number of a list -> the list's number
+        self._lasts: dict[int, int] = {}  # last block number of a list -> the list's number
         # blocks hooked through their forward: those without replacement, and side blocks
         self.forward_hooks: list[tuple[BlockList | SideBlocks, int, _BlockHook | _SideBlockHook]] = []
 
@@ -185,6 +194,16 @@ class AdaCacheSession:
         # live) but not the wrappers: a later node cloning the model (an SP engine, a LoRA loader)
         # must keep hooks and wrappers on one session, or its blocks would never see a call.
         return self
+
+    def index_blocks(self, blocks: list[tuple[BlockList, int]]) -> None:
+        """Number the main blocks in execution order and note where each block list starts and ends."""
+        self.block_index = blocks
+        self._list_of = [self.arch.block_lists.index(block_list) for block_list, _ in blocks]
+        for number, list_number in enumerate(self._list_of):
+            self._firsts.setdefault(list_number, number)
+            self._lasts[list_number] = number
+        self._firsts = {number: list_number for list_number, number in self._firsts.items()}
+        self._lasts = {number: list_number for list_number, number in self._lasts.items()}
 
     @property
     def last_run(self) -> RunTrace | None:
@@ -267,7 +286,7 @@ class AdaCacheSession:
         computes = planner.enter(step)
         chunks = options.get("cond_or_uncond") or [0]
         key = tuple(zip(chunks, options.get("uuids") or [None] * len(chunks)))
-        if not computes and not run.span.has(key):
+        if not computes and not run.span.has((self._list_of[-1], key)):
             computes = True  # this branch layout has no cache yet: compute it, leave the schedule as is
         if not computes and self.arch.controls_between and (control or options.get("patches", {}).get("double_block")):
             # additions outside the blocks would be counted twice on top of the cached residual
@@ -293,32 +312,37 @@ class AdaCacheSession:
 
     # -- per block ---------------------------------------------------------------------------------
     def reuse_block(self, index: int, call: _Call, args: dict) -> dict:
-        """Reused step: the first block adds the whole stack's cached residual, the rest pass through.
+        """Reused step: a list's first block adds the list's cached residual, the rest pass through.
 
-        A model that adds to the stream before every block (Cosmos 1) gets back from its last block
-        what the first one returned: its additions between the skipped blocks are not counted again.
+        A model that adds to the stream before every block (Cosmos 1) gets back from a list's last
+        block what its first one returned: its additions between the skipped blocks are not counted again.
         """
         stream = self.arch.stream
-        if index == 0:
+        first_of = self._firsts.get(index)
+        if first_of is not None:
             x = args[stream]
-            residual = self._run.span.recall(call.key, call.position, x.device, x.dtype)
+            residual = self._run.span.recall((first_of, call.key), call.position, x.device, x.dtype)
             out = x + self.arch.from_tokens(residual, x, self.batch_axis)
             if self.arch.adds_before_blocks:
-                call.span_output = out.clone()  # the model adds to ``out`` in place before the next block
+                call.span_output[first_of] = out.clone()  # the model adds to ``out`` in place before the next block
             return {**args, stream: out}
-        if index == self._last_block and call.span_output is not None:
-            return {**args, stream: call.span_output}
+        last_of = self._lasts.get(index)
+        if last_of in call.span_output:
+            return {**args, stream: call.span_output[last_of]}
         return args
 
     def before_block(self, index: int, call: _Call, args: dict) -> torch.Tensor | None:
         """Keep what the residuals need of the block's input (a copy if blocks update it in place)."""
         probe = index in self._probes and call.measures
-        if index != 0 and not probe:
+        first_of = self._firsts.get(index)
+        if first_of is None and not probe:
             return None
         x = args[self.arch.stream]
         keep = x.clone() if self.arch.inplace_blocks else x
-        if index == 0:
-            call.span_input = keep
+        if first_of is not None:
+            call.span_input[first_of] = keep
+            if first_of == 0:
+                call.image_tokens = self._tokens(x).shape[1]
         return keep if probe else None
 
     def attention_probe(self, index: int, call: _Call | None, args: dict):
@@ -360,22 +384,49 @@ class AdaCacheSession:
 
     def after_block(self, index: int, call: _Call, before: torch.Tensor | None, out: dict, options: dict,
                     attention: list | None = None) -> None:
-        run = self._run
-        if before is not None or index == self._last_block:
-            tokens = self._tokens
-            span_input = tokens(call.span_input)
-            n_img = span_input.shape[1]
-            out_img = self.arch.image_tokens(tokens(out[self.arch.stream]), n_img, options)
-            if attention:
-                self._measure_probe(run, index, call, self.arch.image_tokens(tokens(attention[0]), n_img, options))
-            elif before is not None:
-                self._measure_probe(run, index, call, out_img - self.arch.image_tokens(tokens(before), n_img, options))
-            if index == self._last_block:
-                run.span.remember(call.key, call.position, out_img - span_input)
+        last_of = self._lasts.get(index)
+        if before is None and last_of is None:
+            return
+        stream = self._tokens(out[self.arch.stream])
+        if attention or before is not None:
+            residual = self._tokens(attention[0]) if attention else stream - self._tokens(before)
+            self._measure_probe(index, call, self._image_part(residual, self._list_of[index], call, options))
+        if last_of is not None:
+            self._run.span.remember((last_of, call.key), call.position, stream - self._tokens(call.span_input[last_of]))
 
-    def _measure_probe(self, run: _Run, index: int, call: _Call, residual: torch.Tensor) -> None:
+    def _image_part(self, tokens: torch.Tensor, list_number: int, call: _Call, options: dict) -> torch.Tensor:
+        """The image tokens of this rank's part of a block list's stream: text and padding left out.
+
+        In one process the part is the whole stream. Under sequence parallel each rank holds a
+        consecutive slice of it (a merged stream is split anew, so its slice need not hold the image
+        tokens of the first list's slice), and the engine may have padded the sequence to a multiple
+        of the ranks: the slice's place in the whole stream comes from one exchange of the ranks'
+        lengths per list and run, and the image count from the token grid where the row knows one.
+        """
+        run = self._run
+        group = run.planner.group(call.image_tokens, call.grid)  # sequence parallel: see sequence_parallel.py
+        length = tokens.shape[1]
+        if group is None:
+            offset, total, image = 0, length, call.image_tokens
+        else:
+            offset, total = self._layout(group, list_number, length)
+            image = self._layout(group, 0, call.image_tokens)[1]
+            grid_tokens = math.prod(call.grid) if call.grid else None
+            if grid_tokens is not None and 0 <= image - grid_tokens < group.exchange_size:
+                image = grid_tokens  # the rest is the engine's padding
+        start, stop = self.arch.image_range(list_number, total, image, options)
+        return tokens[:, min(max(start - offset, 0), length):min(max(stop - offset, 0), length)]
+
+    def _layout(self, group, list_number: int, length: int) -> tuple[int, int]:
+        layouts = self._run.layouts
+        if (list_number, length) not in layouts:
+            layouts[(list_number, length)] = group.layout(length)
+        return layouts[(list_number, length)]
+
+    def _measure_probe(self, index: int, call: _Call, residual: torch.Tensor) -> None:
+        run = self._run
         planner = run.planner
-        group = planner.group(residual.shape[1], call.grid)  # sequence parallel: see sequence_parallel.py
+        group = planner.group(call.image_tokens, call.grid)
         prev = run.probe_cache.get((call.key, index))
         if prev is not None:
             planner.add_change(index, *schedule.change_terms(residual, prev))
@@ -432,7 +483,7 @@ def patch_model(model, config_for, label: str = "model"):
     patched = model.clone()
     patch_size = arch.patch_of(diffusion_model)
     session = AdaCacheSession(config, arch, len(blocks), label, patch_size, arch.batch_axis(diffusion_model))
-    session.block_index = blocks
+    session.index_blocks(blocks)
     existing = patched.model_options.get("transformer_options", {}).get("patches_replace", {}).get("dit", {})
     for index, (block_list, i) in enumerate(blocks):
         if block_list.key is None:

@@ -210,6 +210,21 @@ class MoRegConfig:
                 "window": list(self.window),
                 "calibration": None if self.calibration is None else self.calibration.describe()}
 
+    def to_plain(self) -> dict:
+        """The settings as plain data, for a process that imports the pack under another name (Raylight's workers)."""
+        return {"scale": self.scale, "power": self.power, "divisor": self.divisor, "grad_mul": self.grad_mul,
+                "strides": list(self.strides), "window": list(self.window),
+                "calibration": None if self.calibration is None else self.calibration.to_text()}
+
+    @classmethod
+    def from_plain(cls, data: dict) -> "MoRegConfig":
+        from .calibration import MotionCalibration
+
+        calibration = data["calibration"]
+        return cls(scale=data["scale"], power=data["power"], divisor=data["divisor"], grad_mul=data["grad_mul"],
+                   strides=tuple(data["strides"]), window=tuple(data["window"]),
+                   calibration=None if calibration is None else MotionCalibration.from_text(calibration))
+
     def window_steps(self, steps: int) -> tuple[float, float]:
         """The window as 1-based step numbers (first, last), both included, as the official code counts.
 
@@ -328,3 +343,23 @@ class AdaCacheConfig:
             "forecast_variable": self.forecast_variable if self.reuse == "forecast" else None,
             "moreg": None if self.moreg is None else self.moreg.describe(),
         }
+
+
+def settings_from_inputs(preset: str, custom_codebook: str, probe_blocks: str, start_percent: float, end_percent: float,
+                         offload_cache: bool, moreg: MoRegConfig | None, num_blocks: int | None, target_speedup: float = 0.0,
+                         sequence_parallel: str = "auto", probe_residual: str = DEFAULT_PROBE_RESIDUAL,
+                         reuse: str = DEFAULT_REUSE) -> AdaCacheConfig:
+    """AdaCacheConfig from AdaCache Patch Model's inputs (also sent as plain data to Raylight's workers)."""
+    return AdaCacheConfig(
+        target_speedup=target_speedup or None,
+        codebook=resolve_codebook(preset, custom_codebook),
+        preset=preset,
+        probe_blocks=parse_probe_blocks(probe_blocks, num_blocks),
+        start_percent=start_percent,
+        end_percent=end_percent,
+        offload_cache=offload_cache,
+        moreg=moreg,
+        sequence_parallel=sequence_parallel,
+        probe_residual=probe_residual,
+        reuse=reuse,
+    )

@@ -15,13 +15,17 @@ code, the measurement is taken over the whole sequence:
   rank exactly the tokens that follow its shard. Without MoReg this exchange does not happen.
 
 The sums equal the single-process norms over the full tensor, so every rank takes the same
-decision as one process on the whole video would (up to float summation order).
+decision as one process on the whole video would (up to float summation order). Where a rank's
+slice sits in the whole stream (to leave text and the engine's padding out of the measurements)
+comes from one all_gather of the slices' lengths per block list and run (:meth:`Group.layout`).
+With CFG parallel (each rank runs one branch) the sums also run over the other branch's ranks.
 
 Configuration (see README, "Sequence parallel"):
-  * ``"auto"`` (default): a group registered with :func:`use_group` if any; otherwise the default
+  * ``"auto"`` (default): a group registered with :func:`use_group` if any; otherwise xFuser's
+    sequence- and CFG-parallel groups when xFuser is initialised (Raylight); otherwise the default
     process group, when ``torch.distributed`` is initialised with more than one rank and the probe
     sees fewer image tokens than the video's token grid has (the tokens are sharded);
-  * ``"always"``: the registered or default group whenever ``torch.distributed`` is initialised
+  * ``"always"``: the registered, xFuser's or the default group whenever ``torch.distributed`` is initialised
     with more than one rank (image models without a token grid, or a shard that may hold every token);
   * ``"off"``: never communicate.
 Without ``torch.distributed`` initialised nothing here does anything: the only call made is
@@ -29,11 +33,13 @@ Without ``torch.distributed`` initialised nothing here does anything: the only c
 """
 from __future__ import annotations
 
+import math
 import sys
 import types
 
 import torch
 
+from . import schedule
 from .schedule import l1
 
 # The group set with use_group(), kept in one process-wide namespace: ComfyUI imports the pack under
@@ -62,17 +68,44 @@ def _distributed() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
+def xfuser_groups() -> "tuple[list, object] | None":
+    """(groups to sum over, group holding the token shards) from xFuser's parallel state, if set up.
+
+    Raylight (and xDiT) run sequence parallel through xFuser: its SP group holds the shards of one
+    video, and with CFG parallel its CFG group holds the other branch. The measurements are summed
+    over both (so every rank sees what one process sees for cond and uncond together): the whole
+    world in one all_reduce when it is just those two, else one per group. The shards' heads are
+    exchanged within the SP group only. None when xFuser is not imported or not initialised.
+    """
+    state = sys.modules.get("xfuser.core.distributed.parallel_state")
+    if state is None or not state.model_parallel_is_initialized():
+        return None
+    sp, cfg = state.get_sp_group(), state.get_cfg_group()
+    if sp.world_size * cfg.world_size == 1:
+        sums = []
+    elif sp.world_size * cfg.world_size == torch.distributed.get_world_size():
+        sums = [None]
+    else:
+        sums = [g.device_group for g in (sp, cfg) if g.world_size > 1]
+    return sums, sp.device_group
+
+
 def choose(mode: str, local_tokens: int, grid: tuple[int, int, int] | None) -> "Group | None":
     """The group a run reduces over, or None (decide locally, as one process does).
 
     Called once per run, at its first measured block, with the image tokens this rank holds and
     the video's token grid (from the full latent). Every rank of a sharded run must come to the
     same answer: in "auto" that holds whenever no rank holds all tokens (see module docstring).
+    xFuser's groups (Raylight), when initialised, come first: they say what is split.
     """
     if mode == "off" or not _distributed():
         return None
     dist = torch.distributed
     group = registered_group()
+    xfuser = xfuser_groups() if group is None else None
+    if xfuser is not None:
+        sums, shards = xfuser
+        return Group(shards, sums) if sums else None
     if dist.get_world_size(group) < 2:
         return None
     if mode == "auto" and group is None:
@@ -82,26 +115,49 @@ def choose(mode: str, local_tokens: int, grid: tuple[int, int, int] | None) -> "
 
 
 class Group:
-    """One process group's view of a sharded token sequence: the two collectives AdaCache makes."""
+    """The process groups of a sharded run and the collectives AdaCache makes over them.
 
-    def __init__(self, group):
+    ``group`` holds the token shards of one sequence, in rank order; ``sums`` are the groups the
+    measurements are summed over (default: ``group`` alone; with CFG parallel also the ranks that
+    run the other branch).
+    """
+
+    def __init__(self, group, sums: list | None = None):
         dist = torch.distributed
         self.group = group
-        self.size = dist.get_world_size(group)
+        self.sums = [group] if sums is None else sums
+        self.exchange_size = dist.get_world_size(group)
         self.rank = dist.get_rank(group)
-        self._cpu = dist.get_backend(group) == "gloo"  # gloo reduces CPU tensors; NCCL and others device ones
+        self.size = math.prod(dist.get_world_size(g) for g in self.sums)
+        # gloo reduces CPU tensors; NCCL and others device ones
+        self._cpu = all(dist.get_backend(g) == "gloo" for g in (group, *self.sums))
 
     def describe(self) -> str:
-        return f"sequence parallel: decisions measured over {self.size} ranks (this is rank {self.rank})"
+        shards = f"tokens split over {self.exchange_size} ranks (this is rank {self.rank})"
+        return f"sequence parallel: decisions measured over {self.size} ranks, {shards}"
 
     def _where(self, t: torch.Tensor) -> torch.Tensor:
         return t.cpu() if self._cpu else t
 
     def reduce_sum(self, terms: list[torch.Tensor]) -> list[float]:
-        """Sum the 0-dim terms over the group (one all_reduce) and return them as Python floats."""
+        """Sum the 0-dim terms over the ranks (one all_reduce per group in ``sums``) as Python floats."""
         stacked = self._where(torch.stack([t.float() for t in terms]))
-        torch.distributed.all_reduce(stacked, op=torch.distributed.ReduceOp.SUM, group=self.group)
+        for group in self.sums:
+            torch.distributed.all_reduce(stacked, op=torch.distributed.ReduceOp.SUM, group=group)
         return stacked.cpu().tolist()
+
+    def layout(self, length: int) -> tuple[int, int]:
+        """(where this rank's slice starts, the whole sequence's length), from every rank's ``length``.
+
+        One all_gather of one integer per rank; the tokens of one sequence are split over ``group``.
+        """
+        if self.exchange_size == 1:
+            return 0, length
+        mine = self._where(torch.tensor([length], dtype=torch.int64))
+        lengths = [torch.empty_like(mine) for _ in range(self.exchange_size)]
+        torch.distributed.all_gather(lengths, mine, group=self.group)
+        lengths = [int(t) for t in lengths]
+        return sum(lengths[: self.rank]), sum(lengths)
 
     def motion_terms(self, tokens: torch.Tensor, frames: int, per_frame: int,
                      strides: tuple[int, ...]) -> list[tuple[int, tuple[torch.Tensor, torch.Tensor]]] | None:
@@ -119,6 +175,8 @@ class Group:
         strides = tuple(s for s in strides if s < frames)
         if not strides:
             return []
+        if self.exchange_size == 1:  # CFG parallel alone: this rank holds its branch's whole sequence
+            return schedule.motion_terms(tokens, frames, strides) if tokens.shape[1] == total else None
         reach = max(strides) * per_frame
         batch, n, channels = tokens.shape
         lengths, heads = self._exchange_heads(tokens, reach)
@@ -128,7 +186,7 @@ class Group:
         elif sum(lengths) >= total:
             offset = sum(lengths[: self.rank])
             following, have = [], 0
-            for j in range(self.rank + 1, self.size):
+            for j in range(self.rank + 1, self.exchange_size):
                 if have >= reach:
                     break
                 take = min(lengths[j], reach)  # a head shorter than reach is that rank's whole shard
@@ -159,7 +217,7 @@ class Group:
             head = torch.cat([head, head.new_zeros(batch, reach - head.shape[1], channels)], dim=1)
         length = torch.tensor([n], dtype=torch.int64, device=tokens.device)
         packed = self._where(torch.cat([length.view(torch.uint8), head.contiguous().view(-1).view(torch.uint8)]))
-        gathered = [torch.empty_like(packed) for _ in range(self.size)]
+        gathered = [torch.empty_like(packed) for _ in range(self.exchange_size)]
         torch.distributed.all_gather(gathered, packed, group=self.group)
         lengths = torch.stack([g[:8] for g in gathered]).view(torch.int64).flatten().tolist()
         heads = [g[8:].view(tokens.dtype).view(batch, reach, channels) for g in gathered]

@@ -3,33 +3,14 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..adacache_core import (CUSTOM_PRESET, DEFAULT_PRESET, PRESETS, AdaCacheConfig, SettingsError, parse_probe_blocks,
-                             resolve_codebook)
+from ..adacache_core import CUSTOM_PRESET, DEFAULT_PRESET, PRESETS, AdaCacheConfig, SettingsError
 from ..adacache_core.architectures import supported_names
-from ..adacache_core.config import DEFAULT_PROBE_RESIDUAL, DEFAULT_REUSE, PROBE_RESIDUALS, REUSE_MODES, SEQUENCE_PARALLEL_MODES
+from ..adacache_core.config import (DEFAULT_PROBE_RESIDUAL, DEFAULT_REUSE, PROBE_RESIDUALS, REUSE_MODES,
+                                   SEQUENCE_PARALLEL_MODES, settings_from_inputs)
 from ..adacache_core.comfy_bridge import patch_model
 from .types import MoRegSettings
 
 DEFAULT_CUSTOM_CODEBOOK = PRESETS[DEFAULT_PRESET].describe()
-
-
-def _settings(preset: str, custom_codebook: str, probe_blocks: str, start_percent: float, end_percent: float,
-              offload_cache: bool, moreg, num_blocks: int, target_speedup: float = 0.0,
-              sequence_parallel: str = "auto", probe_residual: str = DEFAULT_PROBE_RESIDUAL,
-              reuse: str = DEFAULT_REUSE) -> AdaCacheConfig:
-    return AdaCacheConfig(
-        target_speedup=target_speedup or None,
-        codebook=resolve_codebook(preset, custom_codebook),
-        preset=preset,
-        probe_blocks=parse_probe_blocks(probe_blocks, num_blocks),
-        start_percent=start_percent,
-        end_percent=end_percent,
-        offload_cache=offload_cache,
-        moreg=moreg,
-        sequence_parallel=sequence_parallel,
-        probe_residual=probe_residual,
-        reuse=reuse,
-    )
 
 
 def probe_blocks_input() -> io.String.Input:
@@ -120,7 +101,7 @@ class AdaCachePatchModel(io.ComfyNode):
                   "sequence_parallel": "auto", "probe_residual": DEFAULT_PROBE_RESIDUAL,
                   "reuse": DEFAULT_REUSE} | {k: v for k, v in inputs.items() if v is not None}
         try:
-            _settings(values["preset"], values["custom_codebook"], values["probe_blocks"], values["start_percent"],
+            settings_from_inputs(values["preset"], values["custom_codebook"], values["probe_blocks"], values["start_percent"],
                       values["end_percent"], False, None, num_blocks=None, target_speedup=values["target_speedup"],
                       sequence_parallel=values["sequence_parallel"], probe_residual=values["probe_residual"],
                       reuse=values["reuse"])
@@ -134,7 +115,7 @@ class AdaCachePatchModel(io.ComfyNode):
                 sequence_parallel: str = "auto", probe_residual: str = DEFAULT_PROBE_RESIDUAL,
                 reuse: str = DEFAULT_REUSE) -> io.NodeOutput:
         def config_for(num_blocks: int) -> AdaCacheConfig:
-            return _settings(preset, custom_codebook, probe_blocks, start_percent, end_percent, offload_cache, moreg,
+            return settings_from_inputs(preset, custom_codebook, probe_blocks, start_percent, end_percent, offload_cache, moreg,
                              num_blocks, target_speedup, sequence_parallel, probe_residual, reuse)
 
         patched, _ = patch_model(model, config_for, label=f"node {getattr(cls.hidden, 'unique_id', None) or '?'}")

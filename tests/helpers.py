@@ -172,3 +172,44 @@ class ProbeResidualRecorder:
     def __exit__(self, *exc):
         for handle in self.handles:
             handle.remove()
+
+
+def launch_ranks(script, world: int, extra_args, tmp_path, timeout_s: float, out_name: str = "rank{}.out") -> list:
+    """Run ``world`` ranks of ``script RANK WORLD PORT OUT *extra_args(rank, OUT)`` on a free local port.
+
+    Fails clearly (with the ranks' logs) on an error or a deadlock; returns the ranks' OUT paths.
+    """
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    procs, logs, outs = [], [], []
+    for rank in range(world):
+        outs.append(tmp_path / out_name.format(rank))
+        logs.append(open(tmp_path / f"rank{rank}.log", "w"))
+        procs.append(subprocess.Popen([sys.executable, str(script), str(rank), str(world), str(port), str(outs[-1]),
+                                       *extra_args(rank, outs[-1])], stdout=logs[-1], stderr=subprocess.STDOUT, env=env))
+    deadline = time.monotonic() + timeout_s
+    try:
+        for p in procs:
+            p.wait(timeout=max(1.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        pass
+    finally:
+        hung = [r for r, p in enumerate(procs) if p.poll() is None]
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        for f in logs:
+            f.close()
+    tails = "\n".join(f"--- rank {r} ---\n" + (tmp_path / f"rank{r}.log").read_text()[-3000:] for r in range(world))
+    assert not hung, f"ranks {hung} still running after {timeout_s} s (deadlock?)\n{tails}"
+    assert all(p.returncode == 0 for p in procs), tails
+    return outs

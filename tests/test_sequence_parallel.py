@@ -6,15 +6,11 @@ sharded by the miniature SP engine of ``sp_harness.py``. Reference: this process
 ``torch.distributed``, the full tokens.
 """
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
 
+import helpers as h
 import sp_harness as sh
 
 TIMEOUT_S = 240  # booting ComfyUI in 3 processes on 2 busy cores can take a minute; gloo itself times out at 60 s
@@ -39,39 +35,10 @@ MOTION_CHECKS = {  # Group.motion_terms alone, on a 5-frame sequence of 6 tokens
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def launch(world: int, plans: dict, tmp_path) -> list[dict]:
     """Run ``world`` ranks of sp_harness.py; fail clearly (with their logs) on error or deadlock."""
-    port = _free_port()
-    env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    procs, logs, outs = [], [], []
-    for rank in range(world):
-        outs.append(tmp_path / f"rank{rank}.pt")
-        logs.append(open(tmp_path / f"rank{rank}.log", "w"))
-        procs.append(subprocess.Popen([sys.executable, str(sh.HERE / "sp_harness.py"), str(rank), str(world), str(port),
-                                       str(outs[-1]), json.dumps(plans)], stdout=logs[-1], stderr=subprocess.STDOUT, env=env))
-    deadline = time.monotonic() + TIMEOUT_S
-    try:
-        for p in procs:
-            p.wait(timeout=max(1.0, deadline - time.monotonic()))
-    except subprocess.TimeoutExpired:
-        pass
-    finally:
-        hung = [r for r, p in enumerate(procs) if p.poll() is None]
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        for f in logs:
-            f.close()
-    tails = "\n".join(f"--- rank {r} ---\n" + (tmp_path / f"rank{r}.log").read_text()[-3000:] for r in range(world))
-    assert not hung, f"ranks {hung} still running after {TIMEOUT_S} s (deadlock?)\n{tails}"
-    assert all(p.returncode == 0 for p in procs), tails
+    outs = h.launch_ranks(sh.HERE / "sp_harness.py", world, lambda rank, out: [json.dumps(plans)], tmp_path, TIMEOUT_S,
+                          out_name="rank{}.pt")
     return [torch.load(o, weights_only=False) for o in outs]
 
 

@@ -61,6 +61,15 @@ if [ ! -d "$newer_dir/comfyui_frontend_package/static" ]; then
   "$venv/bin/python" -m pip install --quiet --no-deps --target "$newer_dir" "comfyui-frontend-package==$newer_frontend"
 fi
 
+# Raylight's sequence-parallel code (tests/test_raylight.py, from ../shared/third_party/raylight) needs
+# xFuser 0.4.5 (without its dependencies: newer xFuser calls get_device_name, which Raylight's stand-in
+# for xFuser's envs lacks), yunchang (Ulysses attention) and ray (the worker-side install in an actor).
+if ! "$venv/bin/python" -c "import importlib.metadata as m; assert m.version('xfuser') == '0.4.5'; import ray, yunchang" 2>/dev/null; then
+  echo "setup: installing ray, yunchang and xfuser==0.4.5 (the Raylight tests)"
+  "$venv/bin/python" -m pip install --quiet ray yunchang
+  "$venv/bin/python" -m pip install --quiet --no-deps "xfuser==0.4.5"
+fi
+
 # comfy-cli, for tests/test_packaging.py: it validates pyproject.toml and packs the archive the Comfy
 # Registry would receive. Beside the venv's packages too (its own dependencies stay out of ComfyUI's).
 comfy_cli_dir="$venv/comfy-cli-1.23.0"

@@ -1,0 +1,187 @@
+"""One rank of a Raylight sequence-parallel run on CPU: Raylight's own USP code, AdaCache on top.
+
+Run as ``python raylight_harness.py RANK WORLD PORT OUT MODEL...``; tests/test_raylight.py starts two.
+Each rank does what a Raylight worker does with its model: Raylight's USP injection
+(``USPInjectRegistry.inject`` as the ON_LOAD callback, as ``RayWorker.patch_usp`` adds it), then
+AdaCache installed through the same by-value function and core zip that the `AdaCache Patch Model
+(Raylight)` node sends to a worker, then ComfyUI's KSampler. xFuser's groups are set up by
+Raylight's ``initialize_xfuser_parallel`` with Ulysses degree WORLD (ring attention with the
+TORCH_MATH backend is wrong on CPU, see ../shared/third_party/README.md). Rank 0 also samples
+the same model in one process (no USP, ``sequence_parallel`` off) as the reference.
+
+Shims this CPU run needs, all here (Raylight's files are read, never changed):
+* xFuser's envs answer device ``cpu`` and backend ``gloo``; ``torch.cuda.is_available`` is True
+  only while Raylight is imported (xFuser imports yunchang only under that check);
+* ComfyUI 0.3.75 predates two attributes Raylight's Flux-family code reads (``yak_mlp`` of the
+  single blocks, ``txt_norm`` of the model): set to what newer ComfyUI defaults them to;
+* Raylight's bug at c049571, ``hunyuan_video/xdit_context_parallel.py``: a stray ``out["img"],``
+  line in ``block_wrap`` raises KeyError whenever a ``dit`` replacement is installed. Its module is
+  compiled again from its own source with that line joined to the next (``out["img"], out["txt"] =``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+RAYLIGHT = HERE.parent.parent / "shared" / "third_party" / "raylight"
+STEPS = 8
+SETTINGS = dict(preset="custom", custom_codebook="0.2:3, 0.4:2, 10.0:1", probe_blocks="middle", start_percent=0.0,
+                end_percent=1.0, offload_cache=False, target_speedup=0.0, probe_residual="block", reuse="hold")
+MOREG = dict(scale=0.2, power=2.0, divisor=1.0, grad_mul=1.0, strides=[1, 2], window=[0.0, 1.0], calibration=None)
+# per model: latent, text tokens, MoReg settings (it needs a video grid). Token counts that divide
+# by the ranks: with a pad token Raylight's own output differs from one process (the pad token
+# takes part in attention), so only there the decisions and output can be held to one process's.
+CASES = {
+    "Wan": ((1, 16, 5, 8, 8), 6, MOREG, "middle"),  # 5x4x4 = 80 image tokens
+    # probes in both lists: the second sees 6 text + 64 image tokens split anew (rank 0: text and 29 image)
+    "HunyuanVideo": ((1, 16, 4, 8, 8), 6, MOREG | {"scale": 0.6}, "1, 2"),
+    "Chroma": ((1, 16, 8, 8), 6, None, "1, 2"),  # an image DiT whose single blocks are split anew too
+}
+
+
+def import_raylight():
+    """Raylight's USP registry and xFuser set-up, with the CPU shims (see module docstring)."""
+    sys.path.insert(0, str(RAYLIGHT / "src"))
+    is_available = torch.cuda.is_available
+    torch.cuda.is_available = lambda: True
+    try:
+        import raylight  # noqa: F401  (installs Raylight's minimal xFuser)
+        from raylight.distributed_modules.usp import USPInjectRegistry
+        from raylight.distributed_worker.parallel_group_manager import initialize_xfuser_parallel
+    finally:
+        torch.cuda.is_available = is_available
+    envs = sys.modules["xfuser.envs"]  # Raylight's stand-in for it
+    envs.get_device = lambda local_rank: torch.device("cpu")
+    envs.get_torch_distributed_backend = lambda: "gloo"
+    return USPInjectRegistry, initialize_xfuser_parallel
+
+
+def fix_hunyuan_block_wrap() -> None:
+    """Raylight's HunyuanVideo bug (module docstring); its module can only be imported once xFuser is set up."""
+    import raylight.diffusion_models.hunyuan_video.xdit_context_parallel as module
+
+    source = Path(module.__file__).read_text()
+    stray = 'out["img"],\n                out["txt"] = block('
+    if stray in source:
+        exec(compile(source.replace(stray, 'out["img"], out["txt"] = block('), module.__file__, "exec"), module.__dict__)
+
+
+def build(name: str, text_tokens: int):
+    """(model, positive, negative) of a tiny model of ComfyUI's own classes."""
+    import families
+    import helpers as h
+
+    if name == "Wan":
+        model = h.load_model_patcher(h.random_wan_state_dict(seed=0, dim=256, ffn_dim=256))  # 2 heads for Ulysses 2
+        return model, h.conditioning(text_tokens, seed=1), h.conditioning(text_tokens, seed=2)
+    family = families.FAMILIES[name]
+    family = type(family)(**{**family.__dict__, "context": (text_tokens, family.context[1])})
+    model = families.build(family, 0)
+    diffusion_model = model.get_model_object("diffusion_model")
+    for module in diffusion_model.modules():  # attributes newer ComfyUI has (module docstring)
+        if type(module).__name__ == "SingleStreamBlock" and not hasattr(module, "yak_mlp"):
+            module.yak_mlp = False
+    if not hasattr(diffusion_model, "txt_norm"):
+        diffusion_model.txt_norm = None
+    return model, families.conditioning(family, 1), families.conditioning(family, 2)
+
+
+def install_as_the_node_does(model, label: str, moreg: dict | None, **settings):
+    """AdaCache on ``model`` through the by-value function and core zip that the Raylight node sends."""
+    from ray import cloudpickle
+
+    from adacache_core import workers
+
+    entry = cloudpickle.loads(cloudpickle.dumps(workers.by_value(workers.on_worker)))
+    archive = cloudpickle.loads(cloudpickle.dumps(workers.core_archive()))
+    return entry(model, archive, "install", SETTINGS | settings, moreg, label)
+
+
+class Collectives:
+    """Counts all_reduce calls and AdaCache's all_gathers (int64 lengths, uint8 heads) while active."""
+
+    def __enter__(self):
+        import torch.distributed as dist
+
+        self.counts = {"all_reduce": 0, "all_gather_lengths": 0, "all_gather_heads": 0}
+        self.saved = dist.all_reduce, dist.all_gather
+
+        def all_reduce(tensor, *args, **kwargs):
+            self.counts["all_reduce"] += 1
+            return self.saved[0](tensor, *args, **kwargs)
+
+        def all_gather(parts, tensor, *args, **kwargs):
+            kind = {torch.int64: "all_gather_lengths", torch.uint8: "all_gather_heads"}.get(tensor.dtype)
+            if kind:
+                self.counts[kind] += 1
+            return self.saved[1](parts, tensor, *args, **kwargs)
+
+        dist.all_reduce, dist.all_gather = all_reduce, all_gather
+        return self
+
+    def __exit__(self, *exc):
+        import torch.distributed as dist
+
+        dist.all_reduce, dist.all_gather = self.saved
+
+
+def summary(latent: torch.Tensor, model) -> dict:
+    from adacache_core.comfy_bridge import session_of
+
+    trace = session_of(model).last_run
+    return {"latent": latent.flatten().tolist(), "computed": trace.computed_steps(), "notes": list(trace.notes),
+            "decisions": [[d.step, d.reuse_length, d.change, d.motion, d.distance] for d in trace.decisions]}
+
+
+def run_case(name: str, rank: int, registry, on_load, ksample) -> dict:
+    """One model on this rank, sharded by Raylight; on rank 0 also in one process."""
+    shape, text_tokens, moreg, probes = CASES[name]
+    model, positive, negative = build(name, text_tokens)
+    sharded = model.clone()
+    sharded.add_callback(on_load, registry.inject)  # as RayWorker.patch_usp
+    sharded = install_as_the_node_does(sharded, f"rank {rank}", moreg, probe_blocks=probes)
+    with Collectives() as counted:
+        latent = ksample(sharded, positive, negative, torch.zeros(shape), steps=STEPS, seed=3)
+    result = {"sharded": summary(latent, sharded) | counted.counts}
+    if rank == 0:
+        single = install_as_the_node_does(build(name, text_tokens)[0], "one process", moreg, probe_blocks=probes,
+                                          sequence_parallel="off")
+        result["single"] = summary(ksample(single, positive, negative, torch.zeros(shape), steps=STEPS, seed=3), single)
+    return result
+
+
+def main() -> None:
+    rank, world, port, out_path, names = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5:]
+    torch.set_num_threads(1)
+    sys.path.append(str(HERE.parent))  # appended: ComfyUI's `nodes` must win over the pack's
+    sys.path.append(str(HERE))
+    from tools import comfy_runtime
+
+    comfy_runtime.boot()
+    import torch.distributed as dist
+
+    import comfy.patcher_extension
+    import helpers as h
+
+    registry, initialize_xfuser_parallel = import_raylight()
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
+    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(seconds=120))
+    initialize_xfuser_parallel(rank, world, dict(ulysses_degree=world, ring_degree=1, cfg_degree=1, pp_degree=1,
+                                                 is_xdit=True, attention="TORCH_MATH", sync_ulysses=False))
+    fix_hunyuan_block_wrap()
+    results = {}
+    for name in names:
+        results[name] = run_case(name, rank, registry, comfy.patcher_extension.CallbacksMP.ON_LOAD, h.ksample)
+    Path(out_path).write_text(json.dumps(results))
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
