@@ -5,9 +5,10 @@ from .calibrate import AdaCacheCalibrate
 from .demo import DemoLatentPreview, DemoPrompt
 from .moreg import MoRegSettingsNode
 from .patch_model import AdaCachePatchModel
+from .raylight import AdaCachePatchModelRaylight
 from .viewer import CacheScheduleViewer
 
-NODES: list[type[io.ComfyNode]] = [AdaCachePatchModel, MoRegSettingsNode, AdaCacheCalibrate, CacheScheduleViewer, DemoPrompt, DemoLatentPreview]
+NODES: list[type[io.ComfyNode]] = [AdaCachePatchModel, AdaCachePatchModelRaylight, MoRegSettingsNode, AdaCacheCalibrate, CacheScheduleViewer, DemoPrompt, DemoLatentPreview]
 
 
 class AdaCacheExtension(ComfyExtension):

@@ -46,44 +46,7 @@ class AdaCachePatchModel(io.ComfyNode):
             inputs=[
                 io.Model.Input("model", tooltip=f"The diffusion model to accelerate. Supported: {', '.join(supported_names())}. "
                                                 "Other models pass through unpatched with a warning."),
-                io.Combo.Input("preset", options=[*PRESETS, CUSTOM_PRESET], default=DEFAULT_PRESET,
-                               tooltip="Codebook from the paper: 'fast' reuses longest (more speed, less fidelity), 'slow' reuses least. "
-                                       "Presets are rescaled to your step count (reuse lengths grow with steps, thresholds shrink). "
-                                       "'custom' uses custom_codebook as written."),
-                io.String.Input("custom_codebook", default=DEFAULT_CUSTOM_CODEBOOK,
-                                tooltip="Only for preset 'custom': 'threshold:reuse_steps' pairs, thresholds ascending. After a computed "
-                                        "step whose change rate is below a threshold, the next reuse_steps-1 steps reuse the cache. "
-                                        "Bigger reuse numbers or thresholds = faster, lower fidelity. At most 32 pairs (1000 characters)."),
-                probe_blocks_input(),
-                io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.01,
-                               tooltip="Caching may start at this point of the schedule (0 = first step). Earlier steps are always computed."),
-                io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.01,
-                               tooltip="Caching stops at this point of the schedule (1 = last step). Later steps are always computed. "
-                                       "start = end turns caching off."),
-                io.Boolean.Input("offload_cache", default=False,
-                                 tooltip="Keep cached residuals in system RAM instead of VRAM: saves VRAM (about one hidden state per "
-                                         "branch), costs a copy per reused step."),
-                io.Float.Input("target_speedup", default=0.0, min=0.0, max=50.0, step=0.1, optional=True,
-                               tooltip="Speed budget: 0 = off (the codebook alone decides). Otherwise the run computes steps/target "
-                                       "steps (e.g. 2.0 = half of them, within one step), and the measured change (and MoReg) "
-                                       "decides WHICH steps: where the video changes most. The preset's codebook is not used then."),
-                MoRegSettings.Input("moreg", optional=True,
-                                    tooltip="Optional MoReg Settings: motion-aware caching, which computes more steps when the video moves."),
-                io.Combo.Input("sequence_parallel", options=list(SEQUENCE_PARALLEL_MODES), default="auto", optional=True,
-                               tooltip="Only for multi-GPU sequence parallel (tokens split across GPUs, e.g. Raylight / xDiT): "
-                                       "every GPU must take the same cache decisions, so the measurements are summed over "
-                                       "the GPUs (one tiny exchange per computed step). 'auto' does so when torch.distributed "
-                                       "is running and this GPU holds only part of the video's tokens; 'always' whenever "
-                                       "torch.distributed runs with several processes (image models, or when one GPU may "
-                                       "hold every token); 'off' never. On one GPU all three are the same."),
-                probe_residual_input(),
-                io.Combo.Input("reuse", options=list(REUSE_MODES), default=DEFAULT_REUSE, optional=True,
-                               tooltip="What a reused step adds in place of the skipped blocks. 'hold' (the paper): the "
-                                       "residual of the last computed step as it is. 'forecast': that residual extrapolated "
-                                       "step by step from the last two computed steps (never further than their distance), "
-                                       "so it keeps drifting as the real one would; with the presets it gained 1 to 7 dB "
-                                       "on the project's test models, with a forced one-entry codebook it can lose. Costs "
-                                       "one more hidden state per branch."),
+                *settings_inputs(),
             ],
             outputs=[io.Model.Output(tooltip="The model with AdaCache; connect it to KSampler / SamplerCustomAdvanced.")],
             hidden=[io.Hidden.unique_id],
@@ -102,9 +65,9 @@ class AdaCachePatchModel(io.ComfyNode):
                   "reuse": DEFAULT_REUSE} | {k: v for k, v in inputs.items() if v is not None}
         try:
             settings_from_inputs(values["preset"], values["custom_codebook"], values["probe_blocks"], values["start_percent"],
-                      values["end_percent"], False, None, num_blocks=None, target_speedup=values["target_speedup"],
-                      sequence_parallel=values["sequence_parallel"], probe_residual=values["probe_residual"],
-                      reuse=values["reuse"])
+                                 values["end_percent"], False, None, num_blocks=None, target_speedup=values["target_speedup"],
+                                 sequence_parallel=values["sequence_parallel"], probe_residual=values["probe_residual"],
+                                 reuse=values["reuse"])
         except SettingsError as e:
             return str(e)
         return True
@@ -116,7 +79,51 @@ class AdaCachePatchModel(io.ComfyNode):
                 reuse: str = DEFAULT_REUSE) -> io.NodeOutput:
         def config_for(num_blocks: int) -> AdaCacheConfig:
             return settings_from_inputs(preset, custom_codebook, probe_blocks, start_percent, end_percent, offload_cache, moreg,
-                             num_blocks, target_speedup, sequence_parallel, probe_residual, reuse)
+                                        num_blocks, target_speedup, sequence_parallel, probe_residual, reuse)
 
         patched, _ = patch_model(model, config_for, label=f"node {getattr(cls.hidden, 'unique_id', None) or '?'}")
         return io.NodeOutput(patched)
+
+
+def settings_inputs() -> list:
+    """AdaCache Patch Model's settings (every input but the model), shared with its Raylight variant."""
+    return [
+        io.Combo.Input("preset", options=[*PRESETS, CUSTOM_PRESET], default=DEFAULT_PRESET,
+                       tooltip="Codebook from the paper: 'fast' reuses longest (more speed, less fidelity), 'slow' reuses least. "
+                               "Presets are rescaled to your step count (reuse lengths grow with steps, thresholds shrink). "
+                               "'custom' uses custom_codebook as written."),
+        io.String.Input("custom_codebook", default=DEFAULT_CUSTOM_CODEBOOK,
+                        tooltip="Only for preset 'custom': 'threshold:reuse_steps' pairs, thresholds ascending. After a computed "
+                                "step whose change rate is below a threshold, the next reuse_steps-1 steps reuse the cache. "
+                                "Bigger reuse numbers or thresholds = faster, lower fidelity. At most 32 pairs (1000 characters)."),
+        probe_blocks_input(),
+        io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.01,
+                       tooltip="Caching may start at this point of the schedule (0 = first step). Earlier steps are always computed."),
+        io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.01,
+                       tooltip="Caching stops at this point of the schedule (1 = last step). Later steps are always computed. "
+                               "start = end turns caching off."),
+        io.Boolean.Input("offload_cache", default=False,
+                         tooltip="Keep cached residuals in system RAM instead of VRAM: saves VRAM (about one hidden state per "
+                                 "branch), costs a copy per reused step."),
+        io.Float.Input("target_speedup", default=0.0, min=0.0, max=50.0, step=0.1, optional=True,
+                       tooltip="Speed budget: 0 = off (the codebook alone decides). Otherwise the run computes steps/target "
+                               "steps (e.g. 2.0 = half of them, within one step), and the measured change (and MoReg) "
+                               "decides WHICH steps: where the video changes most. The preset's codebook is not used then."),
+        MoRegSettings.Input("moreg", optional=True,
+                            tooltip="Optional MoReg Settings: motion-aware caching, which computes more steps when the video moves."),
+        io.Combo.Input("sequence_parallel", options=list(SEQUENCE_PARALLEL_MODES), default="auto", optional=True,
+                       tooltip="Only for multi-GPU sequence parallel (tokens split across GPUs, e.g. Raylight / xDiT): "
+                               "every GPU must take the same cache decisions, so the measurements are summed over "
+                               "the GPUs (one tiny exchange per computed step). 'auto' does so under Raylight / xFuser, "
+                               "and when torch.distributed is running and this GPU holds only part of the video's tokens; 'always' whenever "
+                               "torch.distributed runs with several processes (image models, or when one GPU may "
+                               "hold every token); 'off' never. On one GPU all three are the same."),
+        probe_residual_input(),
+        io.Combo.Input("reuse", options=list(REUSE_MODES), default=DEFAULT_REUSE, optional=True,
+                       tooltip="What a reused step adds in place of the skipped blocks. 'hold' (the paper): the "
+                               "residual of the last computed step as it is. 'forecast': that residual extrapolated "
+                               "step by step from the last two computed steps (never further than their distance), "
+                               "so it keeps drifting as the real one would; with the presets it gained 1 to 7 dB "
+                               "on the project's test models, with a forced one-entry codebook it can lose. Costs "
+                               "one more hidden state per branch."),
+    ]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -10,9 +11,11 @@ from comfy_api.latest import io, ui
 
 import folder_paths
 
+from ..adacache_core import workers
 from ..adacache_core.chart import message_chart, schedule_chart
 from ..adacache_core.comfy_bridge import session_of
 from ..adacache_core.trace import RunTrace, latent_fingerprint
+from .raylight import RayActors
 
 
 def _fmt(x, unit="", digits=2):
@@ -55,8 +58,40 @@ def summary_text(label: str, trace: RunTrace) -> str:
     return "\n".join(lines)
 
 
+@dataclass
+class RecordedRuns:
+    """Runs recorded in another process (a Raylight worker), standing in for a session's ``runs``."""
+
+    runs: list[RunTrace]
+
+    @property
+    def last_run(self) -> RunTrace | None:
+        return self.runs[-1] if self.runs else None
+
+
+def worker_runs(ray_actors) -> list[RecordedRuns]:
+    """Every Raylight worker's recorded runs, in rank order (they come back as plain dicts)."""
+    return [RecordedRuns([RunTrace.from_dict(d) for d in runs]) for runs in workers.run_on_workers(ray_actors, "run_data")]
+
+
+def agreement(ranks: list[RecordedRuns], trace: RunTrace) -> str:
+    """One line: whether every worker computed the steps rank 0 did for the run that made ``trace``'s output."""
+    differing = []
+    for rank, recorded in enumerate(ranks[1:], start=1):
+        same_output = [t for t in recorded.runs if t.output_latent == trace.output_latent]
+        theirs = same_output[-1] if same_output else recorded.last_run
+        if theirs is None or theirs.computed_steps() != trace.computed_steps():
+            differing.append(f"worker {rank} computed {None if theirs is None else theirs.computed_steps()}")
+    if differing:
+        return (f"WARNING: the workers disagree: worker 0 computed {trace.computed_steps()}, " + "; ".join(differing)
+                + " (set sequence_parallel to 'always' on the Raylight patch node)")
+    return f"Raylight: all {len(ranks)} workers computed the same steps"
+
+
 def collect_runs(models: list, samples) -> tuple[list[tuple[str, RunTrace]], list[str]]:
     """For each connected model, the recorded run that produced ``samples``, or a message why there is none.
+
+    A model is a ModelPatcher, or the :class:`RecordedRuns` of a Raylight worker.
 
     A run is matched by the fingerprint of its output (the sampler's samples), or, for a model whose
     output went on into another model's run (Wan 2.2's high-noise expert), by that run's input. So
@@ -65,7 +100,7 @@ def collect_runs(models: list, samples) -> tuple[list[tuple[str, RunTrace]], lis
     """
     target = latent_fingerprint(samples.get("samples") if isinstance(samples, dict) else None)
     names = {i: f"model {i}" if len(models) > 1 else "model" for i in range(1, len(models) + 1)}
-    sessions = {i: session_of(m) for i, m in enumerate(models, start=1) if m is not None}
+    sessions = {i: m if isinstance(m, RecordedRuns) else session_of(m) for i, m in enumerate(models, start=1) if m is not None}
     found: dict[int, RunTrace] = {}
     for wanted in ("output", "chained"):
         inputs = {trace.input_latent for trace in found.values()}
@@ -105,12 +140,16 @@ class CacheScheduleViewer(io.ComfyNode):
                         "steps were computed, which reused, the measured distances and the MoReg factor. Also saves the run "
                         "data as JSON.",
             inputs=[
-                io.Model.Input("model", tooltip="The model from AdaCache Patch Model that the sampler used."),
+                io.Model.Input("model", optional=True,
+                               tooltip="The model from AdaCache Patch Model that the sampler used (Raylight: connect ray_actors instead)."),
                 io.Latent.Input("samples", tooltip="The sampler's output: the viewer shows the run that produced exactly these "
                                                     "samples (and runs after sampling)."),
                 io.Model.Input("model_2", optional=True, tooltip="Optional second patched model (e.g. Wan 2.2's low-noise expert)."),
                 io.String.Input("filename_prefix", default="adacache/schedule",
                                 tooltip="Where the run data JSON goes, inside ComfyUI's output folder."),
+                RayActors.Input("ray_actors", optional=True,
+                                tooltip="Raylight: the workers from AdaCache Patch Model (Raylight). The viewer fetches every "
+                                        "worker's run data, shows worker 0's schedule and checks that all decided the same."),
             ],
             outputs=[io.Image.Output(display_name="chart", tooltip="The schedule chart."),
                      io.String.Output(display_name="summary", tooltip="Computed/total steps, speedups, settings.")],
@@ -118,8 +157,14 @@ class CacheScheduleViewer(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, model, samples, filename_prefix: str, model_2=None) -> io.NodeOutput:
-        runs, messages = collect_runs([model, model_2] if model_2 is not None else [model], samples)
+    def execute(cls, samples, filename_prefix: str, model=None, model_2=None, ray_actors=None) -> io.NodeOutput:
+        ranks = worker_runs(ray_actors) if ray_actors is not None else []
+        models = [m for m in (model, model_2, ranks[0] if ranks else None) if m is not None]
+        runs, messages = collect_runs(models, samples)
+        if not models:
+            messages = ["connect the patched model (or, under Raylight, ray_actors) to show its schedule"]
+        elif ranks and runs and runs[-1][1] in ranks[0].runs:
+            messages.append(agreement(ranks, runs[-1][1]))
         text = "\n".join([summary_text(name, trace) for name, trace in runs] + messages)
         chart = schedule_chart(runs) if runs else message_chart("\n".join(messages))
         if runs:

@@ -185,3 +185,40 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+class TinyWorker:
+    """A Ray actor standing in for Raylight's RayWorker on CPU (RayWorker itself needs CUDA and NCCL).
+
+    ``model_function_runner`` and ``model_function_runner_get_values`` are RayWorker's, line for
+    line (tests/test_raylight.py checks them against Raylight's source); the model is a tiny Wan
+    sampled as RayWorker.common_ksampler samples it (comfy.sample.sample).
+    """
+
+    def __init__(self, repo: str):
+        sys.path.append(repo)
+        sys.path.append(str(Path(repo) / "tests"))
+        from tools import comfy_runtime
+
+        comfy_runtime.boot()
+        self.model = build("Wan", 6)[0]
+
+    def model_function_runner(self, fn, *args, **kwargs):
+        self.model = fn(self.model, *args, **kwargs)
+
+    def model_function_runner_get_values(self, fn, *args, **kwargs):
+        return fn(self.model, *args, **kwargs)
+
+    def sample(self, seed: int) -> torch.Tensor:
+        import helpers as h
+
+        return h.ksample(self.model, h.conditioning(6, seed=1), h.conditioning(6, seed=2), torch.zeros(CASES["Wan"][0]),
+                         steps=STEPS, seed=seed)
+
+    def adacache_hooks_on_block_0(self) -> int:
+        """How many AdaCache block hooks are chained on the first block (1: not stacked by a re-install)."""
+        hook = self.model.model_options["transformer_options"]["patches_replace"]["dit"][("double_block", 0)]
+        depth = 0
+        while hook is not None and type(hook).__name__ == "_BlockHook":
+            depth, hook = depth + 1, hook.previous
+        return depth

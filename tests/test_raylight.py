@@ -13,6 +13,7 @@ import json
 import os
 
 import pytest
+import torch
 
 import helpers as h
 import raylight_harness as rh
@@ -77,3 +78,61 @@ def test_one_all_reduce_per_measured_step_and_one_length_exchange_per_list(ranks
         moreg = rh.CASES[name][2] is not None
         probe_count = probes.count(",") + 1
         assert result["all_gather_heads"] == (probe_count * len(result["computed"]) if moreg else 0)
+
+
+RUNNER_METHODS = ("model_function_runner", "model_function_runner_get_values")
+
+
+def test_the_stand_in_worker_runs_model_functions_as_raylights_worker_does():
+    """TinyWorker's two methods are RayWorker's own, as Raylight's source has them."""
+    import ast
+    import inspect
+
+    require_raylight()
+    source = (rh.RAYLIGHT / "src" / "raylight" / "distributed_worker" / "ray_worker.py").read_text()
+    theirs = {n.name: ast.dump(n) for n in ast.walk(ast.parse(source)) if isinstance(n, ast.FunctionDef) and n.name in RUNNER_METHODS}
+    ours = {name: ast.dump(ast.parse(inspect.getsource(getattr(rh.TinyWorker, name)).strip()).body[0]) for name in RUNNER_METHODS}
+    assert ours == theirs
+
+
+@pytest.fixture(scope="module")
+def ray_worker():
+    require_raylight()
+    import ray
+
+    repo = str(rh.HERE.parent)
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(rh.HERE)  # the actor's class lives in raylight_harness.py
+    try:
+        ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    finally:
+        os.environ.pop("PYTHONPATH") if saved is None else os.environ.update(PYTHONPATH=saved)
+    try:
+        yield {"workers": [ray.remote(rh.TinyWorker).remote(repo)]}
+    finally:
+        ray.shutdown()
+
+
+def test_the_raylight_node_installs_adacache_in_a_real_ray_actor(runtime, ray_worker):
+    """The node sends its settings and the core to the worker; the worker samples with AdaCache; the
+    viewer fetches its run data. Same output as the standard node on the same model in this process."""
+    import ray
+    import nodes
+
+    worker = ray_worker["workers"][0]
+    node = nodes.NODE_CLASS_MAPPINGS["AdaCachePatchModelRaylight"]
+    settings = {k: v for k, v in rh.SETTINGS.items()}
+    node.execute(ray_worker, **(settings | {"preset": "slow (paper, 30 steps)"}))  # then re-patched, not stacked:
+    node.execute(ray_worker, **settings)
+    assert ray.get(worker.adacache_hooks_on_block_0.remote()) == 1
+    latent = ray.get(worker.sample.remote(3))
+
+    local = rh.build("Wan", 6)[0]
+    expected = h.ksample(h.adacache(runtime, local, **settings), h.conditioning(6, seed=1), h.conditioning(6, seed=2),
+                         torch.zeros(rh.CASES["Wan"][0]), steps=rh.STEPS, seed=3)
+    assert torch.equal(latent, expected)
+
+    viewer = nodes.NODE_CLASS_MAPPINGS["AdaCacheScheduleViewer"]
+    text = viewer.execute(samples={"samples": latent}, filename_prefix="adacache/raylight_test", ray_actors=ray_worker).args[1]
+    assert "Raylight: all 1 workers computed the same steps" in text, text
+    assert f"/{rh.STEPS} steps" in text and f"computed {rh.STEPS}/{rh.STEPS}" not in text, text

@@ -1,0 +1,52 @@
+"""`AdaCache Patch Model (Raylight)`: AdaCache on the models inside Raylight's Ray workers (multi-GPU)."""
+from __future__ import annotations
+
+import logging
+
+from comfy_api.latest import io
+
+from ..adacache_core import workers
+from ..adacache_core.config import DEFAULT_PROBE_RESIDUAL, DEFAULT_REUSE, settings_from_inputs
+from .patch_model import AdaCachePatchModel, settings_inputs
+
+LOG = logging.getLogger("adacache")
+RayActors = io.Custom("RAY_ACTORS")
+
+
+class AdaCachePatchModelRaylight(AdaCachePatchModel):
+    """The Patch Model's settings, sent as plain data to every Raylight worker (adacache_core/workers.py)."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="AdaCachePatchModelRaylight",
+            display_name="AdaCache Patch Model (Raylight)",
+            category="AdaCache",
+            description=(
+                "AdaCache for Raylight (multi-GPU sequence parallel): installs AdaCache on the model in every Raylight "
+                "worker. Put it between Ray Load Diffusion Model (or a LoRA/patch node that outputs RAY_ACTORS) and "
+                "the Raylight sampler. Every GPU takes the same decisions, measured over all of them."),
+            inputs=[RayActors.Input("ray_actors", tooltip="Raylight's workers (RAY_ACTORS), with the model loaded."),
+                    *settings_inputs()],
+            outputs=[RayActors.Output(tooltip="The same workers, their models now with AdaCache; connect them to the "
+                                              "Raylight sampler and to Cache Schedule Viewer.")],
+            hidden=[io.Hidden.unique_id],
+        )
+
+    @classmethod
+    def execute(cls, ray_actors, preset: str, custom_codebook: str, probe_blocks: str, start_percent: float,
+                end_percent: float, offload_cache: bool, moreg=None, target_speedup: float = 0.0,
+                sequence_parallel: str = "auto", probe_residual: str = DEFAULT_PROBE_RESIDUAL,
+                reuse: str = DEFAULT_REUSE) -> io.NodeOutput:
+        inputs = dict(preset=preset, custom_codebook=custom_codebook, probe_blocks=probe_blocks, start_percent=start_percent,
+                      end_percent=end_percent, offload_cache=offload_cache, target_speedup=target_speedup,
+                      sequence_parallel=sequence_parallel, probe_residual=probe_residual, reuse=reuse)
+        settings_from_inputs(**inputs, moreg=moreg, num_blocks=None)  # bad settings: refused here, before any worker
+        label = f"node {getattr(cls.hidden, 'unique_id', None) or '?'}"
+        workers.run_on_workers(ray_actors, "install", inputs, None if moreg is None else moreg.to_plain(), label,
+                               replace_model=True)
+        states = workers.run_on_workers(ray_actors, "describe")
+        unpatched = [state["reason"] for state in states if not state["patched"]]
+        if unpatched:
+            LOG.warning("AdaCache (Raylight): %s; the workers' models are left unpatched.", unpatched[0])
+        return io.NodeOutput(ray_actors)
