@@ -54,23 +54,7 @@ class AdaCachePatchModel(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, **inputs) -> bool | str:
-        """Refuse bad settings when the prompt is queued, before anything runs.
-
-        Only widget values arrive here (linked inputs do not). The model is not known yet, so probe
-        blocks are checked for their form here and against the model's real block count in execute.
-        """
-        values = {"preset": DEFAULT_PRESET, "custom_codebook": DEFAULT_CUSTOM_CODEBOOK, "probe_blocks": "middle",
-                  "start_percent": 0.0, "end_percent": 1.0, "target_speedup": 0.0,
-                  "sequence_parallel": "auto", "probe_residual": DEFAULT_PROBE_RESIDUAL,
-                  "reuse": DEFAULT_REUSE} | {k: v for k, v in inputs.items() if v is not None}
-        try:
-            settings_from_inputs(values["preset"], values["custom_codebook"], values["probe_blocks"], values["start_percent"],
-                                 values["end_percent"], False, None, num_blocks=None, target_speedup=values["target_speedup"],
-                                 sequence_parallel=values["sequence_parallel"], probe_residual=values["probe_residual"],
-                                 reuse=values["reuse"])
-        except SettingsError as e:
-            return str(e)
-        return True
+        return check_settings(**inputs)
 
     @classmethod
     def execute(cls, model, preset: str, custom_codebook: str, probe_blocks: str, start_percent: float,
@@ -83,6 +67,26 @@ class AdaCachePatchModel(io.ComfyNode):
 
         patched, _ = patch_model(model, config_for, label=f"node {getattr(cls.hidden, 'unique_id', None) or '?'}")
         return io.NodeOutput(patched)
+
+
+def check_settings(**inputs) -> bool | str:
+    """Refuse bad settings when the prompt is queued, before anything runs.
+
+    Only widget values arrive here (linked inputs do not). The model is not known yet, so probe
+    blocks are checked for their form here and against the model's real block count in execute.
+    """
+    values = {"preset": DEFAULT_PRESET, "custom_codebook": DEFAULT_CUSTOM_CODEBOOK, "probe_blocks": "middle",
+              "start_percent": 0.0, "end_percent": 1.0, "target_speedup": 0.0,
+              "sequence_parallel": "auto", "probe_residual": DEFAULT_PROBE_RESIDUAL,
+              "reuse": DEFAULT_REUSE} | {k: v for k, v in inputs.items() if v is not None}
+    try:
+        settings_from_inputs(values["preset"], values["custom_codebook"], values["probe_blocks"], values["start_percent"],
+                             values["end_percent"], False, None, num_blocks=None, target_speedup=values["target_speedup"],
+                             sequence_parallel=values["sequence_parallel"], probe_residual=values["probe_residual"],
+                             reuse=values["reuse"])
+    except SettingsError as e:
+        return str(e)
+    return True
 
 
 def settings_inputs() -> list:

@@ -7,14 +7,18 @@ from comfy_api.latest import io
 
 from ..adacache_core import workers
 from ..adacache_core.config import DEFAULT_PROBE_RESIDUAL, DEFAULT_REUSE, settings_from_inputs
-from .patch_model import AdaCachePatchModel, settings_inputs
+from .patch_model import check_settings, settings_inputs
 
 LOG = logging.getLogger("adacache")
 RayActors = io.Custom("RAY_ACTORS")
 
 
-class AdaCachePatchModelRaylight(AdaCachePatchModel):
-    """The Patch Model's settings, sent as plain data to every Raylight worker (adacache_core/workers.py)."""
+class AdaCachePatchModelRaylight(io.ComfyNode):
+    """The Patch Model's settings, sent as plain data to every Raylight worker (adacache_core/workers.py).
+
+    Not a subclass of AdaCachePatchModel: ComfyUI's V3 nodes cache their schema's types on the class,
+    and a subclass would inherit the parent's (MODEL where this outputs RAY_ACTORS).
+    """
 
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -32,6 +36,10 @@ class AdaCachePatchModelRaylight(AdaCachePatchModel):
                                               "Raylight sampler and to Cache Schedule Viewer.")],
             hidden=[io.Hidden.unique_id],
         )
+
+    @classmethod
+    def validate_inputs(cls, **inputs) -> bool | str:
+        return check_settings(**inputs)
 
     @classmethod
     def execute(cls, ray_actors, preset: str, custom_codebook: str, probe_blocks: str, start_percent: float,

@@ -10,8 +10,8 @@ TORCH_MATH backend is wrong on CPU, see ../shared/third_party/README.md). Rank 0
 the same model in one process (no USP, ``sequence_parallel`` off) as the reference.
 
 Shims this CPU run needs, all here (Raylight's files are read, never changed):
-* xFuser's envs answer device ``cpu`` and backend ``gloo``; ``torch.cuda.is_available`` is True
-  only while Raylight is imported (xFuser imports yunchang only under that check);
+* those of tools/comfy_runtime.import_raylight (xFuser's envs answer device ``cpu`` and backend
+  ``gloo``; ``torch.cuda.is_available`` is True only while Raylight is imported);
 * ComfyUI 0.3.75 predates two attributes Raylight's Flux-family code reads (``yak_mlp`` of the
   single blocks, ``txt_norm`` of the model): set to what newer ComfyUI defaults them to;
 * Raylight's bug at c049571, ``hunyuan_video/xdit_context_parallel.py``: a stray ``out["img"],``
@@ -29,7 +29,6 @@ from pathlib import Path
 import torch
 
 HERE = Path(__file__).resolve().parent
-RAYLIGHT = HERE.parent.parent / "shared" / "third_party" / "raylight"
 STEPS = 8
 SETTINGS = dict(preset="custom", custom_codebook="0.2:3, 0.4:2, 10.0:1", probe_blocks="middle", start_percent=0.0,
                 end_percent=1.0, offload_cache=False, target_speedup=0.0, probe_residual="block", reuse="hold")
@@ -43,23 +42,6 @@ CASES = {
     "HunyuanVideo": ((1, 16, 4, 8, 8), 6, MOREG | {"scale": 0.6}, "1, 2"),
     "Chroma": ((1, 16, 8, 8), 6, None, "1, 2"),  # an image DiT whose single blocks are split anew too
 }
-
-
-def import_raylight():
-    """Raylight's USP registry and xFuser set-up, with the CPU shims (see module docstring)."""
-    sys.path.insert(0, str(RAYLIGHT / "src"))
-    is_available = torch.cuda.is_available
-    torch.cuda.is_available = lambda: True
-    try:
-        import raylight  # noqa: F401  (installs Raylight's minimal xFuser)
-        from raylight.distributed_modules.usp import USPInjectRegistry
-        from raylight.distributed_worker.parallel_group_manager import initialize_xfuser_parallel
-    finally:
-        torch.cuda.is_available = is_available
-    envs = sys.modules["xfuser.envs"]  # Raylight's stand-in for it
-    envs.get_device = lambda local_rank: torch.device("cpu")
-    envs.get_torch_distributed_backend = lambda: "gloo"
-    return USPInjectRegistry, initialize_xfuser_parallel
 
 
 def fix_hunyuan_block_wrap() -> None:
@@ -169,7 +151,7 @@ def main() -> None:
     import comfy.patcher_extension
     import helpers as h
 
-    registry, initialize_xfuser_parallel = import_raylight()
+    registry, initialize_xfuser_parallel = comfy_runtime.import_raylight()
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
     dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(seconds=120))
     initialize_xfuser_parallel(rank, world, dict(ulysses_degree=world, ring_degree=1, cfg_degree=1, pp_degree=1,

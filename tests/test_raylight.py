@@ -17,6 +17,7 @@ import torch
 
 import helpers as h
 import raylight_harness as rh
+from tools import comfy_runtime
 
 IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
 TIMEOUT_S = 420  # ComfyUI boots in two processes on two busy cores; three models sampled twice on rank 0
@@ -27,9 +28,9 @@ CHANGE_TOLERANCE = 1e-4
 
 
 def missing() -> str | None:
-    if not (rh.RAYLIGHT / "src" / "raylight").is_dir():
-        return f"Raylight's sources are not at {rh.RAYLIGHT} (../shared/third_party/raylight)"
-    absent = [name for name in ("ray", "xfuser", "yunchang") if importlib.util.find_spec(name) is None]
+    if not (comfy_runtime.RAYLIGHT / "src" / "raylight").is_dir():
+        return f"Raylight's sources are not at {comfy_runtime.RAYLIGHT} (../shared/third_party/raylight)"
+    absent = [name for name in ("ray", "xfuser", "yunchang", "comfy_kitchen") if importlib.util.find_spec(name) is None]
     if absent:
         return f"not installed: {', '.join(absent)} (tools/setup_env.sh installs them)"
     return None
@@ -89,7 +90,7 @@ def test_the_stand_in_worker_runs_model_functions_as_raylights_worker_does():
     import inspect
 
     require_raylight()
-    source = (rh.RAYLIGHT / "src" / "raylight" / "distributed_worker" / "ray_worker.py").read_text()
+    source = (comfy_runtime.RAYLIGHT / "src" / "raylight" / "distributed_worker" / "ray_worker.py").read_text()
     theirs = {n.name: ast.dump(n) for n in ast.walk(ast.parse(source)) if isinstance(n, ast.FunctionDef) and n.name in RUNNER_METHODS}
     ours = {name: ast.dump(ast.parse(inspect.getsource(getattr(rh.TinyWorker, name)).strip()).body[0]) for name in RUNNER_METHODS}
     assert ours == theirs

@@ -31,7 +31,8 @@ def test_there_are_workflows_for_the_demo_and_every_video_family_asked_for():
     names = {p.name for p in WORKFLOWS}
     assert {"adacache_demo_tiny_model.json", "wan2.1_t2v_1.3B_adacache.json", "wan2.1_i2v_480p_14B_adacache.json",
             "wan2.2_t2v_A14B_two_experts_adacache.json", "wan2.2_ti2v_5B_adacache.json",
-            "hunyuan_video_t2v_720p_adacache.json", "ltx_video_2b_t2v_adacache.json"} <= names
+            "hunyuan_video_t2v_720p_adacache.json", "ltx_video_2b_t2v_adacache.json",
+            "wan2.1_t2v_14B_raylight_adacache.json"} <= names
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
@@ -40,9 +41,20 @@ def test_workflow_is_valid_in_comfyui(runtime, placeholder_models, path):
     from tools.workflow import check_links, ui_to_api
 
     workflow = json.loads(path.read_text())
-    assert check_links(workflow) == []
     types = {n["type"] for n in workflow["nodes"]}
-    assert {"AdaCachePatchModel", "AdaCacheMoRegSettings", "AdaCacheScheduleViewer"} <= types
+    if "RayInitializer" in types:  # Raylight's nodes, registered as ComfyUI would load them from custom_nodes
+        import nodes
+
+        from test_raylight import require_raylight
+
+        require_raylight()
+        if "RayInitializer" not in nodes.NODE_CLASS_MAPPINGS:
+            from tools import comfy_runtime
+
+            comfy_runtime.load_raylight_nodes()
+    assert check_links(workflow) == []
+    assert {"AdaCacheMoRegSettings", "AdaCacheScheduleViewer"} <= types
+    assert types & {"AdaCachePatchModel", "AdaCachePatchModelRaylight"}
     prompt = ui_to_api(workflow)
     valid, error, outputs, node_errors = comfy_exec.validate(prompt)
     assert valid, (error, node_errors)

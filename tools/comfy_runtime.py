@@ -180,3 +180,43 @@ def boot(output_dir: str | os.PathLike | None = None, extra_args: list[str] | No
     pack_module_name = str(REPO_ROOT).replace(".", "_x_")
     _RUNTIME = Runtime(comfy_root, pack_module_name, out, builtin)
     return _RUNTIME
+
+
+RAYLIGHT = REPO_ROOT.parent / "shared" / "third_party" / "raylight"
+
+
+def import_raylight():
+    """Raylight's USP registry and xFuser set-up, importable on a CPU machine; ComfyUI must be booted.
+
+    Raylight (../shared/third_party/raylight, read-only) is written for CUDA and NCCL. Two shims
+    make its code run on CPU with gloo: ``torch.cuda.is_available`` answers True only while it is
+    imported (xFuser imports yunchang only under that check), and xFuser's envs (Raylight's stand-in
+    for them) answer device ``cpu`` and backend ``gloo``.
+    """
+    import torch
+
+    if str(RAYLIGHT / "src") not in sys.path:
+        sys.path.insert(0, str(RAYLIGHT / "src"))
+    is_available = torch.cuda.is_available
+    torch.cuda.is_available = lambda: True
+    try:
+        import raylight  # noqa: F401  (installs Raylight's minimal xFuser)
+        from raylight.distributed_modules.usp import USPInjectRegistry
+        from raylight.distributed_worker.parallel_group_manager import initialize_xfuser_parallel
+    finally:
+        torch.cuda.is_available = is_available
+    envs = sys.modules["xfuser.envs"]
+    envs.get_device = lambda local_rank: torch.device("cpu")
+    envs.get_torch_distributed_backend = lambda: "gloo"
+    return USPInjectRegistry, initialize_xfuser_parallel
+
+
+def load_raylight_nodes() -> None:
+    """Register Raylight's nodes (RayInitializer, RayUNETLoader, XFuserKSamplerAdvanced...) with ComfyUI."""
+    import nodes
+
+    import_raylight()
+    import raylight.nodes
+
+    nodes.NODE_CLASS_MAPPINGS.update(raylight.nodes.NODE_CLASS_MAPPINGS)
+    nodes.NODE_DISPLAY_NAME_MAPPINGS.update(raylight.nodes.NODE_DISPLAY_NAME_MAPPINGS)

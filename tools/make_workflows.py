@@ -29,7 +29,8 @@ def _repackaged(repo: str, folder: str, names: tuple[str, ...]) -> dict[str, str
 # the download when a file is missing. The bundled tiny model has none: it ships in demo_models/.
 MODEL_URLS = (
     _repackaged("Wan_2.1_ComfyUI_repackaged", "diffusion_models",
-                ("wan2.1_t2v_1.3B_fp16.safetensors", "wan2.1_i2v_480p_14B_fp16.safetensors"))
+                ("wan2.1_t2v_1.3B_fp16.safetensors", "wan2.1_t2v_14B_fp16.safetensors",
+                 "wan2.1_i2v_480p_14B_fp16.safetensors"))
     | _repackaged("Wan_2.1_ComfyUI_repackaged", "text_encoders", ("umt5_xxl_fp8_e4m3fn_scaled.safetensors",))
     | _repackaged("Wan_2.1_ComfyUI_repackaged", "vae", ("wan_2.1_vae.safetensors",))
     | _repackaged("Wan_2.1_ComfyUI_repackaged", "clip_vision", ("clip_vision_h.safetensors",))
@@ -173,6 +174,33 @@ def wan21_t2v_1_3b_calibrated() -> dict:
                     "sample two reference prompts (one still, one moving) with every step computed, once (ComfyUI keeps "
                     "their result while their inputs stay the same), and MoReg then judges your prompt's motion "
                     "against theirs at every noise level instead of the paper's scale 0.385, which was set on Open-Sora.")
+
+
+def wan21_t2v_14b_raylight() -> dict:
+    """Wan 2.1 T2V 14B on two GPUs with Raylight (Ulysses sequence parallel), AdaCache on every worker."""
+    wf = WorkflowBuilder()
+    ray = wf.add("RayInitializer", {"GPU": 2, "ulysses_degree": 2, "ring_degree": 1, "cfg_degree": 1}, pos=(0, 0))
+    unet = wf.add("RayUNETLoader", {"unet_name": "wan2.1_t2v_14B_fp16.safetensors"}, pos=(380, 0))
+    wf.connect(ray, 0, unet, "ray_actors_init")
+    patch = wf.add("AdaCachePatchModelRaylight", {"preset": "fast (paper, 30 steps)"}, pos=(760, 0))
+    moreg = wf.add("AdaCacheMoRegSettings", pos=(760, 1))
+    wf.connect(unet, 0, patch, "ray_actors")
+    wf.connect(moreg, 0, patch, "moreg")
+    pos, neg = text_encoders(wf, "a red fox runs through fresh snow in a pine forest, tracking shot")
+    latent = wf.add("EmptyHunyuanLatentVideo", {"width": 832, "height": 480, "length": 33}, pos=(760, 520))
+    sampler = wf.add("XFuserKSamplerAdvanced", {"noise_seed": 42, "steps": 30, "cfg": 6.0, "sampler_name": "uni_pc",
+                                                "scheduler": "simple"}, pos=(1140, 0))
+    for src, name in ((patch, "ray_actors"), (pos, "positive"), (neg, "negative"), (latent, "latent_image")):
+        wf.connect(src, 0, sampler, name)
+    vae = wf.add("VAELoader", {"vae_name": "wan_2.1_vae.safetensors"}, pos=(760, 700))
+    save_video(wf, sampler, vae, 16, 1520, "video/wan21_t2v_14B_raylight_adacache")
+    view = wf.add("AdaCacheScheduleViewer", pos=(1520, 560))
+    wf.connect(sampler, 1, view, "ray_actors")
+    wf.connect(sampler, 0, view, "samples")
+    return wf.to_ui("Wan 2.1 T2V 14B on 2 GPUs with Raylight (Ulysses sequence parallel) and AdaCache on every worker. "
+                    "Needs the Raylight custom nodes. Settings as the Wan 2.1 T2V template (832x480, 33 frames, 30 steps, "
+                    "uni_pc, CFG 6); Raylight applies the model's own shift. Every GPU takes the same cache decisions, "
+                    "measured over both: one all_reduce of a few numbers per computed step.")
 
 
 def wan21_i2v_14b() -> dict:
@@ -353,6 +381,7 @@ WORKFLOWS = {
         steps=4, cfg=1.0, shift=5.0, loras=("wan2.2_t2v_lightx2v_4steps_lora_v1.1_high_noise.safetensors",
                                             "wan2.2_t2v_lightx2v_4steps_lora_v1.1_low_noise.safetensors")),
     "wan2.2_ti2v_5B_adacache.json": wan22_ti2v_5b,
+    "wan2.1_t2v_14B_raylight_adacache.json": wan21_t2v_14b_raylight,
     "hunyuan_video_t2v_720p_adacache.json": hunyuan_video_t2v,
     "ltx_video_2b_t2v_adacache.json": ltx_video_t2v,
 }
@@ -360,6 +389,7 @@ WORKFLOWS = {
 
 def main() -> None:
     comfy_runtime.boot()
+    comfy_runtime.load_raylight_nodes()  # the Raylight workflow's nodes (../shared/third_party/raylight)
     OUT.mkdir(exist_ok=True)
     for name, build in WORKFLOWS.items():
         (OUT / name).write_text(json.dumps(with_downloads(build()), indent=1) + "\n")

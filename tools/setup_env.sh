@@ -63,11 +63,12 @@ fi
 
 # Raylight's sequence-parallel code (tests/test_raylight.py, from ../shared/third_party/raylight) needs
 # xFuser 0.4.5 (without its dependencies: newer xFuser calls get_device_name, which Raylight's stand-in
-# for xFuser's envs lacks), yunchang (Ulysses attention) and ray (the worker-side install in an actor).
-if ! "$venv/bin/python" -c "import importlib.metadata as m; assert m.version('xfuser') == '0.4.5'; import ray, yunchang" 2>/dev/null; then
-  echo "setup: installing ray, yunchang and xfuser==0.4.5 (the Raylight tests)"
+# for xFuser's envs lacks), yunchang (Ulysses attention), ray (the worker-side install in an actor) and
+# comfy-kitchen (Raylight's nodes import it; newer ComfyUI depends on it, 0.3.75 does not).
+if ! "$venv/bin/python" -c "import importlib.metadata as m; assert m.version('xfuser') == '0.4.5'; import ray, yunchang, comfy_kitchen" 2>/dev/null; then
+  echo "setup: installing ray, yunchang, xfuser==0.4.5 and comfy-kitchen (the Raylight tests)"
   "$venv/bin/python" -m pip install --quiet ray yunchang
-  "$venv/bin/python" -m pip install --quiet --no-deps "xfuser==0.4.5"
+  "$venv/bin/python" -m pip install --quiet --no-deps "xfuser==0.4.5" "comfy-kitchen==0.2.40"
 fi
 
 # comfy-cli, for tests/test_packaging.py: it validates pyproject.toml and packs the archive the Comfy
