@@ -107,7 +107,7 @@ def settings_inputs() -> list:
                        tooltip="Caching stops at this point of the schedule (1 = last step). Later steps are always computed. "
                                "start = end turns caching off."),
         io.Boolean.Input("offload_cache", default=False,
-                         tooltip="Keep cached residuals in system RAM instead of VRAM: saves VRAM (about one hidden state per "
+                         tooltip="Keep cached residuals in system RAM instead of VRAM: saves VRAM (about one hidden state per block list and "
                                  "branch), costs a copy per reused step."),
         io.Float.Input("target_speedup", default=0.0, min=0.0, max=50.0, step=0.1, optional=True,
                        tooltip="Speed budget: 0 = off (the codebook alone decides). Otherwise the run computes steps/target "
