@@ -323,17 +323,32 @@ def test_missing_node_detection_works(page):
         assert page.open_overlays() == []
 
 
+# Nodes of another pack that a workflow needs. The browser's ComfyUI cannot load Raylight: its
+# LTX nodes import torchaudio, which has no build for this torch (2.14) on the package index. So
+# the front end must name exactly these as missing, and nothing of this pack; the graph itself is
+# validated against Raylight's real node classes in tests/test_workflows.py.
+OTHER_PACK_NODES = {"wan2.1_t2v_14B_raylight_adacache.json": {"RayInitializer", "RayUNETLoader", "XFuserKSamplerAdvanced"}}
+
+
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
 def test_workflow_drops_onto_the_canvas_without_warnings(page, path):
     workflow = json.loads(path.read_text())
+    missing = OTHER_PACK_NODES.get(path.name, set())
     with snapshot_on_failure(page, f"load-{path.stem}"):
         page.close_overlays()
         start = len(page.console)
         page.drop_file(path.name, path.read_text())
         page.wait_for_function("(n) => app.graph.nodes.length === n", arg=len(workflow["nodes"]), timeout=15_000)
         page.wait_for_timeout(1500)  # dialogs and toasts come up asynchronously
-        assert page.open_overlays() == [], "the front end raised a dialog or toast on load"
-        assert _check_loaded_graph(page, workflow) == []
+        overlays = page.open_overlays()
+        if missing:  # the pinned front end lists them in a dialog, 1.58 says "Missing Node Packs" in a toast
+            assert overlays and all("missing" in o.lower() and "AdaCache" not in o for o in overlays), overlays
+            page.close_overlays()
+        else:
+            assert overlays == [], "the front end raised a dialog or toast on load"
+        problems = _check_loaded_graph(page, workflow)
+        assert {p.split("unknown type ")[1] for p in problems if "unknown type " in p} == missing
+        assert [p for p in problems if not any(name in p for name in missing)] == []
         assert page.problems_since(start) == []
         page.screenshot_to(f"workflow-{path.stem}.png")
 
