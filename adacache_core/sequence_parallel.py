@@ -133,8 +133,8 @@ class Group:
         self._cpu = all(dist.get_backend(g) == "gloo" for g in (group, *self.sums))
 
     def describe(self) -> str:
-        shards = f"tokens split over {self.exchange_size} ranks (this is rank {self.rank})"
-        return f"sequence parallel: decisions measured over {self.size} ranks, {shards}"
+        shards = f", tokens split over {self.exchange_size} ranks (this is rank {self.rank})" if self.exchange_size > 1 else ""
+        return f"sequence parallel: decisions measured over {self.size} ranks{shards}"
 
     def _where(self, t: torch.Tensor) -> torch.Tensor:
         return t.cpu() if self._cpu else t

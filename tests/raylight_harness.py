@@ -1,13 +1,14 @@
-"""One rank of a Raylight sequence-parallel run on CPU: Raylight's own USP code, AdaCache on top.
+"""One rank of a Raylight multi-GPU run on CPU: Raylight's own parallel code, AdaCache on top.
 
-Run as ``python raylight_harness.py RANK WORLD PORT OUT MODEL...``; tests/test_raylight.py starts two.
-Each rank does what a Raylight worker does with its model: Raylight's USP injection
-(``USPInjectRegistry.inject`` as the ON_LOAD callback, as ``RayWorker.patch_usp`` adds it), then
-AdaCache installed through the same by-value function and core zip that the `AdaCache Patch Model
-(Raylight)` node sends to a worker, then ComfyUI's KSampler. xFuser's groups are set up by
-Raylight's ``initialize_xfuser_parallel`` with Ulysses degree WORLD (ring attention with the
+Run as ``python raylight_harness.py RANK WORLD PORT OUT MODE MODEL...``; tests/test_raylight.py starts two.
+Each rank does what a Raylight worker does with its model: in MODE ``ulysses`` Raylight's USP
+injection (``USPInjectRegistry.inject`` as the ON_LOAD callback, as ``RayWorker.patch_usp`` adds it),
+in MODE ``cfg`` its CFG-parallel wrapper (as ``RayWorker.patch_cfg``: each rank runs one branch),
+then AdaCache installed through the same by-value function and core zip that the `AdaCache Patch
+Model (Raylight)` node sends to a worker, then ComfyUI's KSampler. xFuser's groups are set up by
+Raylight's ``initialize_xfuser_parallel`` with Ulysses or CFG degree WORLD (ring attention with the
 TORCH_MATH backend is wrong on CPU, see ../shared/third_party/README.md). Rank 0 also samples
-the same model in one process (no USP, ``sequence_parallel`` off) as the reference.
+the same model in one process (no Raylight, ``sequence_parallel`` off) as the reference.
 
 Shims this CPU run needs, all here (Raylight's files are read, never changed):
 * those of tools/comfy_runtime.import_raylight (xFuser's envs answer device ``cpu`` and backend
@@ -16,7 +17,7 @@ Shims this CPU run needs, all here (Raylight's files are read, never changed):
   single blocks, ``txt_norm`` of the model): set to what newer ComfyUI defaults them to;
 * Raylight's bug at c049571, ``hunyuan_video/xdit_context_parallel.py``: a stray ``out["img"],``
   line in ``block_wrap`` raises KeyError whenever a ``dit`` replacement is installed. Its module is
-  compiled again from its own source with that line joined to the next (``out["img"], out["txt"] =``).
+  loaded again from its own source with that line joined to the next (``out["img"], out["txt"] =``).
 """
 from __future__ import annotations
 
@@ -46,12 +47,19 @@ CASES = {
 
 def fix_hunyuan_block_wrap() -> None:
     """Raylight's HunyuanVideo bug (module docstring); its module can only be imported once xFuser is set up."""
+    import importlib.machinery
+
     import raylight.diffusion_models.hunyuan_video.xdit_context_parallel as module
 
-    source = Path(module.__file__).read_text()
-    stray = 'out["img"],\n                out["txt"] = block('
-    if stray in source:
-        exec(compile(source.replace(stray, 'out["img"], out["txt"] = block('), module.__file__, "exec"), module.__dict__)
+    stray = b'out["img"],\n                out["txt"] = block('
+    if stray not in Path(module.__file__).read_bytes():
+        return
+
+    class JoinedLine(importlib.machinery.SourceFileLoader):
+        def get_data(self, path):
+            return super().get_data(path).replace(stray, b'out["img"], out["txt"] = block(')
+
+    JoinedLine(module.__name__, module.__file__).exec_module(module)  # the module again, from the joined source
 
 
 def build(name: str, text_tokens: int):
@@ -121,12 +129,12 @@ def summary(latent: torch.Tensor, model) -> dict:
             "decisions": [[d.step, d.reuse_length, d.change, d.motion, d.distance] for d in trace.decisions]}
 
 
-def run_case(name: str, rank: int, registry, on_load, ksample) -> dict:
-    """One model on this rank, sharded by Raylight; on rank 0 also in one process."""
+def run_case(name: str, rank: int, parallelize, ksample) -> dict:
+    """One model on this rank, split by Raylight (``parallelize``); on rank 0 also in one process."""
     shape, text_tokens, moreg, probes = CASES[name]
     model, positive, negative = build(name, text_tokens)
     sharded = model.clone()
-    sharded.add_callback(on_load, registry.inject)  # as RayWorker.patch_usp
+    parallelize(sharded)
     sharded = install_as_the_node_does(sharded, f"rank {rank}", moreg, probe_blocks=probes)
     with Collectives() as counted:
         latent = ksample(sharded, positive, negative, torch.zeros(shape), steps=STEPS, seed=3)
@@ -139,7 +147,8 @@ def run_case(name: str, rank: int, registry, on_load, ksample) -> dict:
 
 
 def main() -> None:
-    rank, world, port, out_path, names = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5:]
+    rank, world, port, out_path, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+    names = sys.argv[6:]
     torch.set_num_threads(1)
     sys.path.append(str(HERE.parent))  # appended: ComfyUI's `nodes` must win over the pack's
     sys.path.append(str(HERE))
@@ -154,19 +163,23 @@ def main() -> None:
     registry, initialize_xfuser_parallel = comfy_runtime.import_raylight()
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
     dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(seconds=120))
-    initialize_xfuser_parallel(rank, world, dict(ulysses_degree=world, ring_degree=1, cfg_degree=1, pp_degree=1,
-                                                 is_xdit=True, attention="TORCH_MATH", sync_ulysses=False))
+    degrees = dict(ulysses_degree=world, cfg_degree=1) if mode == "ulysses" else dict(ulysses_degree=1, cfg_degree=world)
+    initialize_xfuser_parallel(rank, world, degrees | dict(ring_degree=1, pp_degree=1, is_xdit=True, attention="TORCH_MATH",
+                                                           sync_ulysses=False))
     fix_hunyuan_block_wrap()
-    results = {}
-    for name in names:
-        results[name] = run_case(name, rank, registry, comfy.patcher_extension.CallbacksMP.ON_LOAD, h.ksample)
+    from raylight.distributed_modules.cfg import CFGParallelInjectRegistry
+
+    def parallelize(model) -> None:  # as RayWorker.patch_usp / patch_cfg
+        if mode == "ulysses":
+            model.add_callback(comfy.patcher_extension.CallbacksMP.ON_LOAD, registry.inject)
+        else:
+            model.add_wrapper(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, CFGParallelInjectRegistry.inject(model))
+
+    results = {name: run_case(name, rank, parallelize, h.ksample) for name in names}
     Path(out_path).write_text(json.dumps(results))
     dist.barrier()
     dist.destroy_process_group()
 
-
-if __name__ == "__main__":
-    main()
 
 
 class TinyWorker:
@@ -204,3 +217,7 @@ class TinyWorker:
         while hook is not None and type(hook).__name__ == "_BlockHook":
             depth, hook = depth + 1, hook.previous
         return depth
+
+
+if __name__ == "__main__":
+    main()

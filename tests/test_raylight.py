@@ -44,12 +44,21 @@ def require_raylight() -> None:
         pytest.skip(reason)
 
 
+def launch(tmp_path_factory, mode: str, names: list[str]) -> list[dict]:
+    require_raylight()
+    outs = h.launch_ranks(rh.HERE / "raylight_harness.py", 2, lambda rank, out: [mode, *names],
+                          tmp_path_factory.mktemp(f"raylight-{mode}"), TIMEOUT_S, out_name="rank{}.json")
+    return [json.loads(o.read_text()) for o in outs]
+
+
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory) -> list[dict]:
-    require_raylight()
-    outs = h.launch_ranks(rh.HERE / "raylight_harness.py", 2, lambda rank, out: list(rh.CASES), tmp_path_factory.mktemp("raylight"),
-                          TIMEOUT_S, out_name="rank{}.json")
-    return [json.loads(o.read_text()) for o in outs]
+    return launch(tmp_path_factory, "ulysses", list(rh.CASES))
+
+
+@pytest.fixture(scope="module")
+def cfg_ranks(tmp_path_factory) -> list[dict]:
+    return launch(tmp_path_factory, "cfg", ["Wan"])
 
 
 @pytest.mark.parametrize("name", list(rh.CASES))
@@ -137,3 +146,20 @@ def test_the_raylight_node_installs_adacache_in_a_real_ray_actor(runtime, ray_wo
     text = viewer.execute(samples={"samples": latent}, filename_prefix="adacache/raylight_test", ray_actors=ray_worker).args[1]
     assert "Raylight: all 1 workers computed the same steps" in text, text
     assert f"/{rh.STEPS} steps" in text and f"computed {rh.STEPS}/{rh.STEPS}" not in text, text
+
+
+def test_under_cfg_parallel_each_rank_runs_one_branch_and_all_take_one_decision(cfg_ranks):
+    """Raylight's CFG parallel: rank 0 runs cond, rank 1 uncond. Summed over both (one all_reduce per
+    measured step), the measurements, MoReg's included, are those of one process running both."""
+    single = cfg_ranks[0]["Wan"]["single"]
+    assert 0 < len(single["computed"]) < rh.STEPS
+    for result in (r["Wan"]["sharded"] for r in cfg_ranks):
+        assert result["computed"] == single["computed"]
+        for ours, theirs in zip(result["decisions"], single["decisions"]):
+            assert ours[:2] == theirs[:2]
+            for a, b in zip(ours[2:], theirs[2:]):
+                assert (a is None) == (b is None) and (a is None or abs(a - b) <= CHANGE_TOLERANCE * max(abs(b), 1e-6))
+        assert max(abs(a - b) for a, b in zip(result["latent"], single["latent"])) < OUTPUT_TOLERANCE
+        measured = [d for d in result["decisions"] if d[2] is not None or d[3] is not None]
+        assert result["all_reduce"] == len(measured)
+        assert result["all_gather_lengths"] == result["all_gather_heads"] == 0  # each rank holds its branch whole
