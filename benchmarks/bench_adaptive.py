@@ -14,6 +14,12 @@ motion energy ratio (frame-to-frame change of the output over that of the unpatc
 method, the PSNR gain over the uniform schedules at the same compute (interpolated per class, "n/a"
 outside the uniform schedules' range). Writes benchmarks/results/adaptive_<model>.json and prints a
 markdown table.
+
+    .venv/bin/python benchmarks/bench_adaptive.py --model motion --budgets 2,3
+
+runs the speed budget instead (``target_speedup``: every run computes the same number of steps),
+with MoReg off and calibrated, to see what MoReg does at matched compute: only WHICH steps are
+computed differs. Writes benchmarks/results/adaptive_budget_<model>.json.
 """
 from __future__ import annotations
 
@@ -40,7 +46,9 @@ def main() -> None:
     ap.add_argument("--model", choices=("motion", "heldout"), default="motion")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--budgets", default="", help="comma-separated target speedups: run the speed-budget comparison")
     args = ap.parse_args()
+    budgets = [float(b) for b in args.budgets.split(",") if b]
 
     comfy_runtime.boot()
     torch.set_num_threads(2)
@@ -52,6 +60,8 @@ def main() -> None:
     latent = torch.zeros(1, 16, 9, 16, 16)
     calibration = calibrate(base, conds, empty, latent, args.steps)
     settings = {"MoReg off": None, "MoReg (paper)": h.moreg(), "MoReg (calibrated)": h.moreg(calibration=calibration)}
+    if budgets:
+        settings = {name: settings[name] for name in ("MoReg off", "MoReg (calibrated)")}
     rows = []
     for cls, pos in conds.items():
         for seed in range(args.seeds):
@@ -67,16 +77,21 @@ def main() -> None:
 
             for k in UNIFORM:
                 record("uniform", f"every {k}", h.adacache(None, base, preset="custom", custom_codebook=f"1000:{k}"))
-            for preset in PRESETS:
+            for preset in PRESETS if not budgets else ():
                 for method, moreg in settings.items():
                     record(method, preset, h.adacache(None, base, preset=preset, moreg=moreg))
+            for target in budgets:
+                for method, moreg in settings.items():
+                    record(method, f"budget {target:g}x", h.adacache(None, base, preset=PRESETS[0], moreg=moreg,
+                                                                     target_speedup=target))
             print(f"{cls} seed {seed} done", flush=True)
 
     out_dir = REPO / "benchmarks" / "results"
     out_dir.mkdir(exist_ok=True)
     meta = {"command": "benchmarks/bench_adaptive.py " + " ".join(sys.argv[1:]), "torch": torch.__version__,
             "device": "cpu", "latent": list(latent.shape), "steps": args.steps, "cfg": 5.0, "sampler": "euler/simple"}
-    (out_dir / f"adaptive_{args.model}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    name = f"adaptive_budget_{args.model}" if budgets else f"adaptive_{args.model}"
+    (out_dir / f"{name}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     print(report(rows, list(conds)))
 
 
