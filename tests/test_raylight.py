@@ -25,6 +25,11 @@ TIMEOUT_S = 420  # ComfyUI boots in two processes on two busy cores; three model
 # outputs up to 24 in size; the change rates agree to 1e-5 relative (float summation order)
 OUTPUT_TOLERANCE = 1e-4
 CHANGE_TOLERANCE = 1e-4
+# With a pad token (45 tokens on 2 ranks) Raylight's own output drifts from one process's (the pad
+# takes part in attention): measured, the change rates then differ by up to 0.23% relative with the
+# pad left out of AdaCache's measurements, and by up to 0.73% with it counted. Outputs not compared.
+PADDED = "Wan padded"
+PADDED_CHANGE_TOLERANCE = 4e-3
 
 
 def missing() -> str | None:
@@ -68,12 +73,14 @@ def test_raylight_ranks_take_the_decisions_of_one_process(ranks, name):
     for rank, result in enumerate(r[name]["sharded"] for r in ranks):
         assert result["computed"] == single["computed"], f"rank {rank}"
         assert [d[:2] for d in result["decisions"]] == [d[:2] for d in single["decisions"]], f"rank {rank}"
+        tolerance = PADDED_CHANGE_TOLERANCE if name == PADDED else CHANGE_TOLERANCE
         for ours, theirs in zip(result["decisions"], single["decisions"]):
             for a, b in zip(ours[2:], theirs[2:]):  # change, motion, distance
                 assert (a is None) == (b is None)
                 if a is not None:
-                    assert abs(a - b) <= CHANGE_TOLERANCE * max(abs(b), 1e-6), (rank, ours, theirs)
-        assert max(abs(a - b) for a, b in zip(result["latent"], single["latent"])) < OUTPUT_TOLERANCE
+                    assert abs(a - b) <= tolerance * max(abs(b), 1e-6), (rank, ours, theirs)
+        if name != PADDED:
+            assert max(abs(a - b) for a, b in zip(result["latent"], single["latent"])) < OUTPUT_TOLERANCE
         assert any(n.startswith("sequence parallel: decisions measured over 2 ranks") for n in result["notes"])
 
 
