@@ -113,7 +113,7 @@ def test_the_stand_in_worker_runs_model_functions_as_raylights_worker_does():
 
 
 @pytest.fixture(scope="module")
-def ray_worker():
+def ray_worker(tmp_path_factory):
     require_raylight()
     import ray
 
@@ -121,7 +121,8 @@ def ray_worker():
     saved = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = str(rh.HERE)  # the actor's class lives in raylight_harness.py
     try:
-        ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False,
+                 _temp_dir=str(tmp_path_factory.mktemp("ray")))  # its session files stay in the test's folder
     finally:
         os.environ.pop("PYTHONPATH") if saved is None else os.environ.update(PYTHONPATH=saved)
     try:
