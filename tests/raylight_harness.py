@@ -166,16 +166,17 @@ def main() -> None:
     registry, initialize_xfuser_parallel = comfy_runtime.import_raylight()
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
     dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(seconds=120))
-    degrees = dict(ulysses_degree=world, cfg_degree=1) if mode == "ulysses" else dict(ulysses_degree=1, cfg_degree=world)
+    degrees = {"ulysses": dict(ulysses_degree=world, cfg_degree=1), "cfg": dict(ulysses_degree=1, cfg_degree=world),
+               "cfg+ulysses": dict(ulysses_degree=world // 2, cfg_degree=2)}[mode]
     initialize_xfuser_parallel(rank, world, degrees | dict(ring_degree=1, pp_degree=1, is_xdit=True, attention="TORCH_MATH",
                                                            sync_ulysses=False))
     fix_hunyuan_block_wrap()
     from raylight.distributed_modules.cfg import CFGParallelInjectRegistry
 
     def parallelize(model) -> None:  # as RayWorker.patch_usp / patch_cfg
-        if mode == "ulysses":
+        if "ulysses" in mode:
             model.add_callback(comfy.patcher_extension.CallbacksMP.ON_LOAD, registry.inject)
-        else:
+        if "cfg" in mode:
             model.add_wrapper(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, CFGParallelInjectRegistry.inject(model))
 
     results = {name: run_case(name, rank, parallelize, h.ksample) for name in names}

@@ -49,9 +49,9 @@ def require_raylight() -> None:
         pytest.skip(reason)
 
 
-def launch(tmp_path_factory, mode: str, names: list[str]) -> list[dict]:
+def launch(tmp_path_factory, mode: str, names: list[str], world: int = 2) -> list[dict]:
     require_raylight()
-    outs = h.launch_ranks(rh.HERE / "raylight_harness.py", 2, lambda rank, out: [mode, *names],
+    outs = h.launch_ranks(rh.HERE / "raylight_harness.py", world, lambda rank, out: [mode, *names],
                           tmp_path_factory.mktemp(f"raylight-{mode}"), TIMEOUT_S, out_name="rank{}.json")
     return [json.loads(o.read_text()) for o in outs]
 
@@ -61,9 +61,10 @@ def ranks(tmp_path_factory) -> list[dict]:
     return launch(tmp_path_factory, "ulysses", list(rh.CASES))
 
 
-@pytest.fixture(scope="module")
-def cfg_ranks(tmp_path_factory) -> list[dict]:
-    return launch(tmp_path_factory, "cfg", ["Wan"])
+@pytest.fixture(scope="module", params=[("cfg", 2), ("cfg+ulysses", 4)], ids=["cfg 2", "cfg 2 x ulysses 2"])
+def cfg_ranks(request, tmp_path_factory) -> tuple[str, list[dict]]:
+    mode, world = request.param
+    return mode, launch(tmp_path_factory, mode, ["Wan"], world)
 
 
 @pytest.mark.parametrize("name", list(rh.CASES))
@@ -157,11 +158,13 @@ def test_the_raylight_node_installs_adacache_in_a_real_ray_actor(runtime, ray_wo
 
 
 def test_under_cfg_parallel_each_rank_runs_one_branch_and_all_take_one_decision(cfg_ranks):
-    """Raylight's CFG parallel: rank 0 runs cond, rank 1 uncond. Summed over both (one all_reduce per
-    measured step), the measurements, MoReg's included, are those of one process running both."""
-    single = cfg_ranks[0]["Wan"]["single"]
+    """Raylight's CFG parallel: half the ranks run cond, half uncond (alone, or each half splitting its
+    tokens with Ulysses on 4 ranks). Summed over all (one all_reduce per measured step), the
+    measurements, MoReg's included, are those of one process running both branches."""
+    mode, ranks = cfg_ranks
+    single = ranks[0]["Wan"]["single"]
     assert 0 < len(single["computed"]) < rh.STEPS
-    for result in (r["Wan"]["sharded"] for r in cfg_ranks):
+    for result in (r["Wan"]["sharded"] for r in ranks):
         assert result["computed"] == single["computed"]
         for ours, theirs in zip(result["decisions"], single["decisions"]):
             assert ours[:2] == theirs[:2]
@@ -170,4 +173,8 @@ def test_under_cfg_parallel_each_rank_runs_one_branch_and_all_take_one_decision(
         assert max(abs(a - b) for a, b in zip(result["latent"], single["latent"])) < OUTPUT_TOLERANCE
         measured = [d for d in result["decisions"] if d[2] is not None or d[3] is not None]
         assert result["all_reduce"] == len(measured)
-        assert result["all_gather_lengths"] == result["all_gather_heads"] == 0  # each rank holds its branch whole
+        assert any(n.startswith(f"sequence parallel: decisions measured over {len(ranks)} ranks") for n in result["notes"])
+        if mode == "cfg":  # each rank holds its branch whole: no token exchange at all
+            assert result["all_gather_lengths"] == result["all_gather_heads"] == 0
+        else:  # tokens split within each branch's pair: lengths once, MoReg's heads at each computed step
+            assert result["all_gather_lengths"] == 1 and result["all_gather_heads"] == len(result["computed"])
