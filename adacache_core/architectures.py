@@ -240,11 +240,19 @@ REFUSED = {
 }
 
 
+def _class_names(diffusion_model: object) -> list[str]:
+    """The model's class and its bases, most specific first: FSDP (Raylight's FSDP mode) wraps a model
+    in a generated subclass (``FSDPWanModel``), which must still be known as the model it wraps."""
+    return [cls.__name__ for cls in type(diffusion_model).__mro__]
+
+
 def find_architecture(diffusion_model: object) -> Architecture | None:
-    cls_name = type(diffusion_model).__name__
-    for arch in ARCHITECTURES:
-        if cls_name in arch.classes:
-            return arch
+    for name in _class_names(diffusion_model):
+        if name in REFUSED:
+            return None
+        for arch in ARCHITECTURES:
+            if name in arch.classes:
+                return arch
     return None
 
 
@@ -253,8 +261,8 @@ def supported_names() -> list[str]:
 
 
 def unsupported_reason(diffusion_model: object) -> str:
-    name = type(diffusion_model).__name__
-    if name in REFUSED:
-        family, why = REFUSED[name]
-        return f"{family} ({name}) cannot be cached safely: {why}"
-    return f"{name} is not a supported diffusion transformer"
+    for name in _class_names(diffusion_model):
+        if name in REFUSED:
+            family, why = REFUSED[name]
+            return f"{family} ({name}) cannot be cached safely: {why}"
+    return f"{type(diffusion_model).__name__} is not a supported diffusion transformer"

@@ -72,6 +72,7 @@ class _Call:
     span_input: dict = field(default_factory=dict)  # block list -> its first block's input
     span_output: dict = field(default_factory=dict)  # block list -> first block's output (adds_before_blocks)
     image_tokens: int | None = None  # length of this rank's first-list stream: the image tokens it holds
+    flat_stream: bool = True  # the stream is (batch, tokens, channels), not split by image axes (Cosmos)
 
 
 @dataclass
@@ -80,7 +81,8 @@ class _Run:
     span: SpanMemory  # (block list, branch layout) -> summed residual of its blocks (and its slope, to forecast)
     probe_cache: dict = field(default_factory=dict)  # (branch layout, probe) -> last probe residual
     probe_modules: dict = field(default_factory=dict)  # probe -> (block, its attention module): attention probes
-    layouts: dict = field(default_factory=dict)  # (block list, local length) -> (offset, total) in the whole stream
+    layouts: dict = field(default_factory=dict)  # (block list, branch layout) -> (offset, total) in the whole stream
+    weights_sharded: bool = False  # FSDP: every rank must run the same blocks (sequence_parallel.choose)
 
 
 class _BlockHook:
@@ -199,11 +201,13 @@ class AdaCacheSession:
         """Number the main blocks in execution order and note where each block list starts and ends."""
         self.block_index = blocks
         self._list_of = [self.arch.block_lists.index(block_list) for block_list, _ in blocks]
+        firsts: dict[int, int] = {}
+        lasts: dict[int, int] = {}
         for number, list_number in enumerate(self._list_of):
-            self._firsts.setdefault(list_number, number)
-            self._lasts[list_number] = number
-        self._firsts = {number: list_number for list_number, number in self._firsts.items()}
-        self._lasts = {number: list_number for list_number, number in self._lasts.items()}
+            firsts.setdefault(list_number, number)
+            lasts[list_number] = number
+        self._firsts = {number: list_number for list_number, number in firsts.items()}
+        self._lasts = {number: list_number for list_number, number in lasts.items()}
 
     @property
     def last_run(self) -> RunTrace | None:
@@ -230,7 +234,8 @@ class AdaCacheSession:
             trace.notes.append(f"probe_residual 'attention': the table does not know {self.arch.name}'s attention gate, "
                                "so the probe measures the whole block's residual")
         diffusion_model = guider.model_patcher.get_model_object("diffusion_model")
-        self._run = _Run(planner, SpanMemory(self.config.reuse == "forecast", self._store))
+        self._run = _Run(planner, SpanMemory(self.config.reuse == "forecast", self._store),
+                         weights_sharded=_weights_sharded(diffusion_model))
         if self.attention is not None:
             for probe in self._probes:
                 block_list, i = self.block_index[probe]
@@ -341,8 +346,9 @@ class AdaCacheSession:
         keep = x.clone() if self.arch.inplace_blocks else x
         if first_of is not None:
             call.span_input[first_of] = keep
-            if first_of == 0:
+            if index == 0:
                 call.image_tokens = self._tokens(x).shape[1]
+                call.flat_stream = x.dim() == 3
         return keep if probe else None
 
     def attention_probe(self, index: int, call: _Call | None, args: dict):
@@ -395,38 +401,44 @@ class AdaCacheSession:
             self._run.span.remember((last_of, call.key), call.position, stream - self._tokens(call.span_input[last_of]))
 
     def _image_part(self, tokens: torch.Tensor, list_number: int, call: _Call, options: dict) -> torch.Tensor:
-        """The image tokens of this rank's part of a block list's stream: text and padding left out.
+        """The image tokens of this rank's part of a block list's stream: text (and padding) left out.
 
         In one process the part is the whole stream. Under sequence parallel each rank holds a
         consecutive slice of it (a merged stream is split anew, so its slice need not hold the image
         tokens of the first list's slice), and the engine may have padded the sequence to a multiple
         of the ranks: the slice's place in the whole stream comes from one exchange of the ranks'
-        lengths per list and run, and the image count from the token grid where the row knows one.
+        lengths per list and run, and the image count from the token grid where the row knows one
+        (without a grid, or without ``img_slice`` for a text-first merged stream, the padding counts).
         """
-        run = self._run
-        group = run.planner.group(call.image_tokens, call.grid)  # sequence parallel: see sequence_parallel.py
+        group = self._group(call)
         length = tokens.shape[1]
         if group is None:
             offset, total, image = 0, length, call.image_tokens
         else:
-            offset, total = self._layout(group, list_number, length)
-            image = self._layout(group, 0, call.image_tokens)[1]
+            offset, total = self._layout(group, list_number, call, length, tokens.device)
+            image = self._layout(group, 0, call, call.image_tokens, tokens.device)[1]
             grid_tokens = math.prod(call.grid) if call.grid else None
             if grid_tokens is not None and 0 <= image - grid_tokens < group.exchange_size:
                 image = grid_tokens  # the rest is the engine's padding
         start, stop = self.arch.image_range(list_number, total, image, options)
         return tokens[:, min(max(start - offset, 0), length):min(max(stop - offset, 0), length)]
 
-    def _layout(self, group, list_number: int, length: int) -> tuple[int, int]:
+    def _group(self, call: _Call):
+        """The run's sequence-parallel group, or None (sequence_parallel.py)."""
+        return self._run.planner.group(call.image_tokens, call.grid, self._run.weights_sharded)
+
+    def _layout(self, group, list_number: int, call: _Call, length: int, device) -> tuple[int, int]:
+        """Where this rank's ``length`` tokens of a list sit in the whole stream: exchanged once per list,
+        branch layout and run (keys every rank shares, so all ranks exchange at the same calls)."""
         layouts = self._run.layouts
-        if (list_number, length) not in layouts:
-            layouts[(list_number, length)] = group.layout(length)
-        return layouts[(list_number, length)]
+        if (list_number, call.key) not in layouts:
+            layouts[(list_number, call.key)] = group.layout(length, device)
+        return layouts[(list_number, call.key)]
 
     def _measure_probe(self, index: int, call: _Call, residual: torch.Tensor) -> None:
         run = self._run
         planner = run.planner
-        group = planner.group(call.image_tokens, call.grid)
+        group = self._group(call)
         prev = run.probe_cache.get((call.key, index))
         if prev is not None:
             planner.add_change(index, *schedule.change_terms(residual, prev))
@@ -438,6 +450,9 @@ class AdaCacheSession:
             if strides[0] >= frames:
                 note = (f"MoReg off: the clip has {frames} latent frame(s); frame_strides {list(strides)} need more "
                         "(a stride compares frame f with frame f + stride)")
+            elif group is not None and group.exchange_size > 1 and not call.flat_stream:
+                note = ("MoReg off: under sequence parallel this model's tokens are split along an image axis, "
+                        "not as one frame-major sequence")
             elif group is not None:
                 terms = group.motion_terms(residual, frames, h * w, strides)
             elif residual.shape[1] == frames * h * w:
@@ -451,6 +466,37 @@ class AdaCacheSession:
 
     def _store(self, t: torch.Tensor) -> torch.Tensor:
         return t if self._offload is None else t.to(self._offload)
+
+
+def _weights_sharded(diffusion_model) -> bool:
+    """Whether the weights are sharded over ranks (FSDP, as Raylight's FSDP mode): DTensor parameters."""
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:
+        return False
+    first = next(diffusion_model.parameters(), None)
+    return isinstance(first, DTensor)
+
+
+def without_adacache(model):
+    """``model`` without AdaCache: a clone with every AdaCache hook and wrapper taken off, or ``model``
+    itself when it has none. Replacements installed before AdaCache's stay (its hooks chain them)."""
+    if session_of(model) is None:
+        return model
+    clone = model.clone()
+    options = clone.model_options.setdefault("transformer_options", {})
+    options.pop(OPTIONS_KEY, None)
+    replaced = options.get("patches_replace", {}).get("dit", {})
+    for key, hook in list(replaced.items()):
+        while isinstance(hook, _BlockHook):
+            hook = hook.previous
+        if hook is None:
+            del replaced[key]
+        else:
+            replaced[key] = hook
+    for kind in (comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, comfy.patcher_extension.WrappersMP.APPLY_MODEL):
+        clone.remove_wrappers_with_key(kind, OPTIONS_KEY)
+    return clone
 
 
 def patch_model(model, config_for, label: str = "model"):

@@ -121,11 +121,12 @@ class RunPlanner:
     def wants_motion(self) -> bool:
         return self.config.moreg is not None
 
-    def group(self, local_tokens: int, grid: tuple[int, int, int] | None) -> "sequence_parallel.Group | None":
+    def group(self, local_tokens: int, grid: tuple[int, int, int] | None,
+              weights_sharded: bool = False) -> "sequence_parallel.Group | None":
         """The process group this run measures over (chosen at its first measurement), or None."""
         if not self._group_chosen:
             self._group_chosen = True
-            self._group = sequence_parallel.choose(self.config.sequence_parallel, local_tokens, grid)
+            self._group = sequence_parallel.choose(self.config.sequence_parallel, local_tokens, grid, weights_sharded)
             if self._group is not None:
                 self.trace.notes.append(self._group.describe())
         return self._group

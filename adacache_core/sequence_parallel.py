@@ -68,7 +68,7 @@ def _distributed() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
-def xfuser_groups() -> "tuple[list, object] | None":
+def xfuser_groups(weights_sharded: bool = False) -> "tuple[list, object] | None":
     """(groups to sum over, group holding the token shards) from xFuser's parallel state, if set up.
 
     Raylight (and xDiT) run sequence parallel through xFuser: its SP group holds the shards of one
@@ -76,64 +76,71 @@ def xfuser_groups() -> "tuple[list, object] | None":
     over both (so every rank sees what one process sees for cond and uncond together): the whole
     world in one all_reduce when it is just those two, else one per group. The shards' heads are
     exchanged within the SP group only. None when xFuser is not imported or not initialised.
+
+    ``weights_sharded`` (FSDP): every rank must run the same blocks at every step, whatever it
+    samples (its block's weights are gathered from all ranks), so the sums run over the whole world.
     """
     state = sys.modules.get("xfuser.core.distributed.parallel_state")
     if state is None or not state.model_parallel_is_initialized():
         return None
     sp, cfg = state.get_sp_group(), state.get_cfg_group()
-    if sp.world_size * cfg.world_size == 1:
+    if weights_sharded or sp.world_size * cfg.world_size == torch.distributed.get_world_size():
+        sums = [None] if torch.distributed.get_world_size() > 1 else []
+    elif sp.world_size * cfg.world_size == 1:
         sums = []
-    elif sp.world_size * cfg.world_size == torch.distributed.get_world_size():
-        sums = [None]
     else:
         sums = [g.device_group for g in (sp, cfg) if g.world_size > 1]
     return sums, sp.device_group
 
 
-def choose(mode: str, local_tokens: int, grid: tuple[int, int, int] | None) -> "Group | None":
+def choose(mode: str, local_tokens: int, grid: tuple[int, int, int] | None, weights_sharded: bool = False) -> "Group | None":
     """The group a run reduces over, or None (decide locally, as one process does).
 
     Called once per run, at its first measured block, with the image tokens this rank holds and
     the video's token grid (from the full latent). Every rank of a sharded run must come to the
     same answer: in "auto" that holds whenever no rank holds all tokens (see module docstring).
-    xFuser's groups (Raylight), when initialised, come first: they say what is split.
+    xFuser's groups (Raylight), when initialised, come first: they say what is split. With the
+    model's weights sharded (FSDP) every rank must run the same blocks: "auto" then sums over all.
     """
     if mode == "off" or not _distributed():
         return None
     dist = torch.distributed
     group = registered_group()
-    xfuser = xfuser_groups() if group is None else None
+    xfuser = xfuser_groups(weights_sharded) if group is None else None
     if xfuser is not None:
         sums, shards = xfuser
         return Group(shards, sums) if sums else None
     if dist.get_world_size(group) < 2:
         return None
     if mode == "auto" and group is None:
-        if grid is None or local_tokens >= grid[0] * grid[1] * grid[2]:
-            return None
+        if grid is None or local_tokens >= grid[0] * grid[1] * grid[2]:  # this rank holds every token
+            return Group(group, split=False) if weights_sharded else None
     return Group(group)
 
 
 class Group:
     """The process groups of a sharded run and the collectives AdaCache makes over them.
 
-    ``group`` holds the token shards of one sequence, in rank order; ``sums`` are the groups the
-    measurements are summed over (default: ``group`` alone; with CFG parallel also the ranks that
-    run the other branch).
+    ``group`` holds the token shards of one sequence, in rank order (``split`` False: every rank
+    holds all tokens, nothing is exchanged); ``sums`` are the groups the measurements are summed
+    over (default: ``group`` alone; with CFG parallel also the ranks that run the other branch).
     """
 
-    def __init__(self, group, sums: list | None = None):
+    def __init__(self, group, sums: list | None = None, split: bool = True):
         dist = torch.distributed
         self.group = group
         self.sums = [group] if sums is None else sums
-        self.exchange_size = dist.get_world_size(group)
-        self.rank = dist.get_rank(group)
+        self.split = split
+        self.exchange_size = dist.get_world_size(group) if split else 1
+        self.rank = dist.get_rank(group) if split else 0
         self.size = math.prod(dist.get_world_size(g) for g in self.sums)
         # gloo reduces CPU tensors; NCCL and others device ones
         self._cpu = all(dist.get_backend(g) == "gloo" for g in (group, *self.sums))
 
     def describe(self) -> str:
         shards = f", tokens split over {self.exchange_size} ranks (this is rank {self.rank})" if self.exchange_size > 1 else ""
+        if not self.split:
+            shards = ", each holding every token (weights sharded: all ranks run the same blocks)"
         return f"sequence parallel: decisions measured over {self.size} ranks{shards}"
 
     def _where(self, t: torch.Tensor) -> torch.Tensor:
@@ -146,14 +153,15 @@ class Group:
             torch.distributed.all_reduce(stacked, op=torch.distributed.ReduceOp.SUM, group=group)
         return stacked.cpu().tolist()
 
-    def layout(self, length: int) -> tuple[int, int]:
+    def layout(self, length: int, device: torch.device) -> tuple[int, int]:
         """(where this rank's slice starts, the whole sequence's length), from every rank's ``length``.
 
         One all_gather of one integer per rank; the tokens of one sequence are split over ``group``.
+        ``device``: where the tokens are (NCCL gathers device tensors only).
         """
         if self.exchange_size == 1:
             return 0, length
-        mine = self._where(torch.tensor([length], dtype=torch.int64))
+        mine = self._where(torch.tensor([length], dtype=torch.int64, device=device))
         lengths = [torch.empty_like(mine) for _ in range(self.exchange_size)]
         torch.distributed.all_gather(lengths, mine, group=self.group)
         lengths = [int(t) for t in lengths]

@@ -1,4 +1,4 @@
-"""What a reused step adds in place of the block stack: held (the paper) or forecast.
+"""What a reused step adds in place of a block list: held (the paper) or forecast.
 
 The paper reuses the residual of the last computed step unchanged. But the residual keeps drifting
 while it is reused, most for fast motion. ``forecast`` extrapolates it linearly from the last two
@@ -10,7 +10,7 @@ two (``MAX_REACH`` gaps): a longer reach turns a small error of the slope into a
 it the forecast holds still at that reach (measured along sigma without it: up to 2.1 dB less at
 the `fast` and `paper` presets, unchanged at `slow`).
 
-Memory: per branch layout, the held residual plus, for ``forecast``, one slope of the same size.
+Memory: per block list and branch layout, the held residual plus, for ``forecast``, one slope of the same size.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ MAX_REACH = 1.0  # the forecast reaches at most this many last gaps past the las
 
 
 class SpanMemory:
-    """Per branch layout: the last computed span residual, where it was computed, and (forecast) its slope."""
+    """Per key (block list, branch layout): the last computed span residual, where it was computed, and (forecast) its slope."""
 
     def __init__(self, forecast: bool, store: Callable[[torch.Tensor], torch.Tensor]):
         self.forecast = forecast

@@ -28,7 +28,6 @@ import zipfile
 from pathlib import Path
 
 CORE = Path(__file__).resolve().parent
-_UNPATCHED = "_adacache_unpatched"  # on a patched worker model: the model it was patched from
 
 
 @functools.cache
@@ -46,7 +45,8 @@ def on_worker(model, archive: tuple[str, bytes], call: str, *args):
     """Runs inside a worker (sent by value): import the core from ``archive``, then ``call`` of this module.
 
     The zip is written once per version to the worker's temp folder; a worker that ran another
-    version before forgets it first (a later install starts again from the unpatched model).
+    version before forgets its modules first (a later install takes the earlier one's hooks off).
+    The process-wide settings namespace (``...sequence_parallel:registry``) is kept.
     """
     import importlib
     import os
@@ -61,7 +61,7 @@ def on_worker(model, archive: tuple[str, bytes], call: str, *args):
             f.write(data)
         os.replace(partial, path)
     if path not in sys.path:
-        for name in [n for n in sys.modules if n == "adacache_core" or n.startswith("adacache_core.")]:
+        for name in [n for n in sys.modules if (n == "adacache_core" or n.startswith("adacache_core.")) and ":" not in n]:
             del sys.modules[name]
         sys.path[:] = [p for p in sys.path if not os.path.basename(p).startswith("adacache_core-")]
         sys.path.insert(0, path)
@@ -91,18 +91,15 @@ def run_on_workers(ray_actors: dict, call: str, *args, replace_model: bool = Fal
 def install(model, inputs: dict, moreg: dict | None, label: str):
     """The worker's model with AdaCache: AdaCache Patch Model's ``execute`` on plain data.
 
-    A model this installed on before is replaced by the model under it first, so changing the
-    node's settings re-patches instead of stacking two AdaCaches.
+    An AdaCache already on the model (an earlier run of the node, with other settings) is taken
+    off first, so the node re-patches instead of stacking two AdaCaches.
     """
-    from .comfy_bridge import patch_model
+    from .comfy_bridge import patch_model, without_adacache
     from .config import MoRegConfig, settings_from_inputs
 
-    base = getattr(model, _UNPATCHED, model)
     moreg_config = None if moreg is None else MoRegConfig.from_plain(moreg)
-    patched, session = patch_model(base, lambda blocks: settings_from_inputs(**inputs, moreg=moreg_config, num_blocks=blocks),
-                                   label=label)
-    if session is not None:
-        setattr(patched, _UNPATCHED, base)
+    patched, _ = patch_model(without_adacache(model),
+                             lambda blocks: settings_from_inputs(**inputs, moreg=moreg_config, num_blocks=blocks), label=label)
     return patched
 
 

@@ -129,5 +129,5 @@ def settings_inputs() -> list:
                                "step by step from the last two computed steps (never further than their distance), "
                                "so it keeps drifting as the real one would; with the presets it gained 1 to 7 dB "
                                "on the project's test models, with a forced one-entry codebook it can lose. Costs "
-                               "one more hidden state per branch."),
+                               "one more hidden state per block list and branch."),
     ]

@@ -29,7 +29,9 @@ class AdaCachePatchModelRaylight(io.ComfyNode):
             description=(
                 "AdaCache for Raylight (multi-GPU sequence parallel): installs AdaCache on the model in every Raylight "
                 "worker. Put it between Ray Load Diffusion Model (or a LoRA/patch node that outputs RAY_ACTORS) and "
-                "the Raylight sampler. Every GPU takes the same decisions, measured over all of them."),
+                "the Raylight sampler. Every GPU takes the same decisions, measured over all of them. It changes the "
+                "workers' models in place (as Raylight's own patch nodes do): bypassing the node later does not take "
+                "AdaCache off; reload the model, or set end_percent equal to start_percent, to sample without it."),
             inputs=[RayActors.Input("ray_actors", tooltip="Raylight's workers (RAY_ACTORS), with the model loaded."),
                     *settings_inputs()],
             outputs=[RayActors.Output(tooltip="The same workers, their models now with AdaCache; connect them to the "

@@ -84,7 +84,7 @@ def agreement(ranks: list[RecordedRuns], trace: RunTrace) -> str:
             differing.append(f"worker {rank} computed {None if theirs is None else theirs.computed_steps()}")
     if differing:
         return (f"WARNING: the workers disagree: worker 0 computed {trace.computed_steps()}, " + "; ".join(differing)
-                + " (set sequence_parallel to 'always' on the Raylight patch node)")
+                + " (is sequence_parallel 'off' on the Raylight patch node? it must be 'auto' or 'always' there)")
     return f"Raylight: all {len(ranks)} workers computed the same steps"
 
 

@@ -4,7 +4,7 @@ Run as ``python raylight_harness.py RANK WORLD PORT OUT MODE MODEL...``; tests/t
 Each rank does what a Raylight worker does with its model: in MODE ``ulysses`` Raylight's USP
 injection (``USPInjectRegistry.inject`` as the ON_LOAD callback, as ``RayWorker.patch_usp`` adds it),
 in MODE ``cfg`` its CFG-parallel wrapper (as ``RayWorker.patch_cfg``: each rank runs one branch),
-then AdaCache installed through the same by-value function and core zip that the `AdaCache Patch
+in MODE ``fsdp`` the weights sharded with FSDP2 and each rank on its own seed (no reference run), then AdaCache installed through the same by-value function and core zip that the `AdaCache Patch
 Model (Raylight)` node sends to a worker, then ComfyUI's KSampler. xFuser's groups are set up by
 Raylight's ``initialize_xfuser_parallel`` with Ulysses or CFG degree WORLD (ring attention with the
 TORCH_MATH backend is wrong on CPU, see ../shared/third_party/README.md). Rank 0 also samples
@@ -149,6 +149,26 @@ def run_case(name: str, rank: int, parallelize, ksample) -> dict:
     return result
 
 
+def run_fsdp_case(name: str, rank: int, world: int, ksample) -> dict:
+    """Weights sharded with FSDP2 (as Raylight's FSDP mode shards them), each rank sampling its own seed
+    (data parallel): every rank must still run the same blocks at every step, or FSDP's weight
+    gathers would wait forever. AdaCache sees the DTensor weights and decides over all ranks."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    shape, text_tokens, moreg, probes = CASES[name]
+    model, positive, negative = build(name, text_tokens)
+    diffusion_model = model.get_model_object("diffusion_model")
+    mesh = init_device_mesh("cpu", (world,))
+    for block in diffusion_model.blocks:
+        fully_shard(block, mesh=mesh)
+    fully_shard(diffusion_model, mesh=mesh)
+    patched = install_as_the_node_does(model, f"rank {rank}", moreg, probe_blocks=probes)
+    with Collectives() as counted:
+        latent = ksample(patched, positive, negative, torch.zeros(shape), steps=STEPS, seed=3 + rank)
+    return {"sharded": summary(latent, patched) | counted.counts}
+
+
 def main() -> None:
     rank, world, port, out_path, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
     names = sys.argv[6:]
@@ -163,9 +183,14 @@ def main() -> None:
     import comfy.patcher_extension
     import helpers as h
 
-    registry, initialize_xfuser_parallel = comfy_runtime.import_raylight()
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
     dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(seconds=120))
+    if mode == "fsdp":
+        Path(out_path).write_text(json.dumps({name: run_fsdp_case(name, rank, world, h.ksample) for name in names}))
+        dist.barrier()
+        dist.destroy_process_group()
+        return
+    registry, initialize_xfuser_parallel = comfy_runtime.import_raylight()
     degrees = {"ulysses": dict(ulysses_degree=world, cfg_degree=1), "cfg": dict(ulysses_degree=1, cfg_degree=world),
                "cfg+ulysses": dict(ulysses_degree=world // 2, cfg_degree=2)}[mode]
     initialize_xfuser_parallel(rank, world, degrees | dict(ring_degree=1, pp_degree=1, is_xdit=True, attention="TORCH_MATH",

@@ -35,6 +35,22 @@ def test_nothing_reused_is_bitwise_equal_to_unpatched(runtime, wan, conds, basel
     assert h.session_of(patched).last_run.computed_steps() == list(range(10))
 
 
+def test_taking_adacache_off_gives_the_unpatched_model_back_and_repatching_does_not_stack(runtime, wan, conds, baseline):
+    """comfy_bridge.without_adacache, as the Raylight node uses it to re-patch a worker's model."""
+    bridge = runtime.pack.adacache_core.comfy_bridge
+    patched = h.adacache(runtime, wan, preset="custom", custom_codebook="10:3")
+    reused = h.ksample(patched, *conds, torch.zeros(LATENT), steps=10)
+    plain = bridge.without_adacache(patched)
+    assert bridge.session_of(plain) is None and bridge.session_of(patched) is not None  # the patched one is untouched
+    assert torch.equal(h.ksample(plain, *conds, torch.zeros(LATENT), steps=10), baseline)
+    again = h.adacache(runtime, bridge.without_adacache(h.adacache(runtime, wan, preset="slow (paper, 30 steps)")),
+                       preset="custom", custom_codebook="10:3")
+    hook = again.model_options["transformer_options"]["patches_replace"]["dit"][("double_block", 0)]
+    assert hook.previous is None  # one AdaCache hook, not two chained
+    assert torch.equal(h.ksample(again, *conds, torch.zeros(LATENT), steps=10), reused)
+    assert bridge.without_adacache(wan) is wan
+
+
 def test_forced_codebook_gives_the_expected_pattern_and_skips_the_blocks(runtime, wan, conds, baseline):
     patched = h.adacache(runtime, wan, preset="custom", custom_codebook="10:3")
     with h.BlockCounter(wan) as counter:

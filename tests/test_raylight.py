@@ -178,3 +178,23 @@ def test_under_cfg_parallel_each_rank_runs_one_branch_and_all_take_one_decision(
             assert result["all_gather_lengths"] == result["all_gather_heads"] == 0
         else:  # tokens split within each branch's pair: lengths once, MoReg's heads at each computed step
             assert result["all_gather_lengths"] == 1 and result["all_gather_heads"] == len(result["computed"])
+
+
+@pytest.fixture(scope="module")
+def fsdp_ranks(tmp_path_factory) -> list[dict]:
+    return launch(tmp_path_factory, "fsdp", ["Wan"])
+
+
+def test_with_sharded_weights_every_rank_runs_the_same_blocks(fsdp_ranks):
+    """FSDP (Raylight's FSDP mode): ranks sampling different seeds must still compute the same steps,
+    or one would skip blocks whose weights another gathers, and sampling would hang. The pack sees the
+    DTensor weights (and the FSDP-wrapped class as the model it wraps) and decides over all ranks."""
+    results = [r["Wan"]["sharded"] for r in fsdp_ranks]
+    assert results[0]["latent"] != results[1]["latent"]  # two different samples...
+    assert results[0]["computed"] == results[1]["computed"]  # ...one schedule
+    assert 0 < len(results[0]["computed"]) < rh.STEPS
+    for result in results:
+        measured = [d for d in result["decisions"] if d[2] is not None or d[3] is not None]
+        assert result["all_reduce"] == len(measured)
+        assert result["all_gather_lengths"] == result["all_gather_heads"] == 0  # nothing is split: nothing exchanged
+        assert any("weights sharded" in n for n in result["notes"]), result["notes"]
