@@ -515,12 +515,12 @@ def patch_model(model, config_for, label: str = "model"):
                   f"Supported: {', '.join(supported_names())}.")
         return model, None
     blocks = [(bl, i) for bl in arch.block_lists for i in range(len(bl.modules(diffusion_model)))]
-    last_main_block = len(blocks) - 1
-    if any(last_main_block in side.after_blocks(diffusion_model) for side in arch.side_blocks):
+    list_ends = {number for number in range(len(blocks)) if number == len(blocks) - 1 or blocks[number + 1][0] is not blocks[number][0]}
+    if any(list_ends & side.after_blocks(diffusion_model) for side in arch.side_blocks):
         name = type(diffusion_model).__name__
         warn_once(f"side-after-last:{name}",
-                  f"AdaCache: {arch.name} ({name}) adds a side block's output after its last block, outside the span "
-                  "the cache measures; the model is returned unpatched.")
+                  f"AdaCache: {arch.name} ({name}) adds a side block's output after the last block of a block list, "
+                  "outside the spans the cache measures; the model is returned unpatched.")
         return model, None
     config = config_for(len(blocks))
     if config.moreg is not None and config.moreg.calibration is not None:
