@@ -201,13 +201,7 @@ class AdaCacheSession:
         """Number the main blocks in execution order and note where each block list starts and ends."""
         self.block_index = blocks
         self._list_of = [self.arch.block_lists.index(block_list) for block_list, _ in blocks]
-        firsts: dict[int, int] = {}
-        lasts: dict[int, int] = {}
-        for number, list_number in enumerate(self._list_of):
-            firsts.setdefault(list_number, number)
-            lasts[list_number] = number
-        self._firsts = {number: list_number for list_number, number in firsts.items()}
-        self._lasts = {number: list_number for list_number, number in lasts.items()}
+        self._firsts, self._lasts = _list_bounds(self._list_of)
 
     @property
     def last_run(self) -> RunTrace | None:
@@ -468,6 +462,17 @@ class AdaCacheSession:
         return t if self._offload is None else t.to(self._offload)
 
 
+def _list_bounds(list_of: list[int]) -> tuple[dict[int, int], dict[int, int]]:
+    """(first block number -> its list, last block number -> its list), from each main block's list number."""
+    firsts: dict[int, int] = {}
+    lasts: dict[int, int] = {}
+    for number, list_number in enumerate(list_of):
+        firsts.setdefault(list_number, number)
+        lasts[list_number] = number
+    return ({number: list_number for list_number, number in firsts.items()},
+            {number: list_number for list_number, number in lasts.items()})
+
+
 def _weights_sharded(diffusion_model) -> bool:
     """Whether the weights are sharded over ranks (FSDP, as Raylight's FSDP mode): DTensor parameters."""
     try:
@@ -515,7 +520,7 @@ def patch_model(model, config_for, label: str = "model"):
                   f"Supported: {', '.join(supported_names())}.")
         return model, None
     blocks = [(bl, i) for bl in arch.block_lists for i in range(len(bl.modules(diffusion_model)))]
-    list_ends = {number for number in range(len(blocks)) if number == len(blocks) - 1 or blocks[number + 1][0] is not blocks[number][0]}
+    list_ends = set(_list_bounds([arch.block_lists.index(block_list) for block_list, _ in blocks])[1])
     if any(list_ends & side.after_blocks(diffusion_model) for side in arch.side_blocks):
         name = type(diffusion_model).__name__
         warn_once(f"side-after-last:{name}",

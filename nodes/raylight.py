@@ -6,7 +6,7 @@ import logging
 from comfy_api.latest import io
 
 from ..adacache_core import workers
-from ..adacache_core.config import DEFAULT_PROBE_RESIDUAL, DEFAULT_REUSE, settings_from_inputs
+from ..adacache_core.config import settings_from_inputs
 from .patch_model import check_settings, settings_inputs
 
 LOG = logging.getLogger("adacache")
@@ -44,16 +44,11 @@ class AdaCachePatchModelRaylight(io.ComfyNode):
         return check_settings(**inputs)
 
     @classmethod
-    def execute(cls, ray_actors, preset: str, custom_codebook: str, probe_blocks: str, start_percent: float,
-                end_percent: float, offload_cache: bool, moreg=None, target_speedup: float = 0.0,
-                sequence_parallel: str = "auto", probe_residual: str = DEFAULT_PROBE_RESIDUAL,
-                reuse: str = DEFAULT_REUSE) -> io.NodeOutput:
-        inputs = dict(preset=preset, custom_codebook=custom_codebook, probe_blocks=probe_blocks, start_percent=start_percent,
-                      end_percent=end_percent, offload_cache=offload_cache, target_speedup=target_speedup,
-                      sequence_parallel=sequence_parallel, probe_residual=probe_residual, reuse=reuse)
-        settings_from_inputs(**inputs, moreg=moreg, num_blocks=None)  # bad settings: refused here, before any worker
+    def execute(cls, ray_actors, moreg=None, **settings) -> io.NodeOutput:
+        """``settings``: AdaCache Patch Model's other inputs, by name (plain values, sent to the workers as they are)."""
+        settings_from_inputs(**settings, moreg=moreg, num_blocks=None)  # bad settings: refused here, before any worker
         label = f"node {getattr(cls.hidden, 'unique_id', None) or '?'}"
-        workers.run_on_workers(ray_actors, "install", inputs, None if moreg is None else moreg.to_plain(), label,
+        workers.run_on_workers(ray_actors, "install", settings, None if moreg is None else moreg.to_plain(), label,
                                replace_model=True)
         states = workers.run_on_workers(ray_actors, "describe")
         unpatched = [state["reason"] for state in states if not state["patched"]]
