@@ -282,9 +282,12 @@ SEQUENCE_PARALLEL_MODES = ("auto", "always", "off")  # see sequence_parallel.py
 PROBE_RESIDUALS = ("block", "attention")
 DEFAULT_PROBE_RESIDUAL = "block"
 # What a reused step adds: the last computed residual as it is (the paper), or a forecast from the
-# last two computed ones (see comfy_bridge.SpanMemory), extrapolated along FORECAST_VARIABLES.
+# last two computed ones (span_memory.py), extrapolated along FORECAST_VARIABLES.
 REUSE_MODES = ("hold", "forecast")
-DEFAULT_REUSE = "hold"
+DEFAULT_REUSE = "forecast"  # measured best on the held-out tiny model (benchmarks/RESULTS.md, "The speed knob")
+# The speed knob (speed_plan.py): a newly placed node asks for this speed-up; 0 turns the knob off
+# and lets the preset's codebook decide (the paper's adaptive schedule).
+DEFAULT_SPEEDUP = 2.0
 FORECAST_VARIABLES = ("sigma", "step")
 
 
@@ -299,7 +302,7 @@ class AdaCacheConfig:
     end_percent: float = 1.0
     offload_cache: bool = False
     moreg: MoRegConfig | None = None
-    target_speedup: float | None = None  # speed-budget mode: compute steps / target steps, codebook unused
+    target_speedup: float | None = None  # the speed knob: compute steps / target steps as planned; None: the codebook decides
     sequence_parallel: str = "auto"  # one of SEQUENCE_PARALLEL_MODES: when to measure over a process group
     probe_residual: str = DEFAULT_PROBE_RESIDUAL  # one of PROBE_RESIDUALS
     reuse: str = DEFAULT_REUSE  # one of REUSE_MODES

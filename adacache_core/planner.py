@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import schedule, sequence_parallel
+from . import schedule, sequence_parallel, speed_plan
 from .config import AdaCacheConfig
 from .trace import DecisionRecord, RunTrace
 
@@ -83,9 +83,15 @@ class RunPlanner:
         self._next_computed = 0
         self._last_computed: int | None = None
         self._computed_count = 0
-        self._log_lengths: list[float] = []  # budget mode: the codebook's lengths seen in this run
         self.budget = None if config.target_speedup is None else max(len(self.forced), round(self.steps / config.target_speedup))
         trace.budget = self.budget
+        # speed-knob mode: the steps to compute, planned before the run (speed_plan.py)
+        self.plan = None if self.budget is None else speed_plan.planned_steps(
+            sigmas, self.steps, self.forced, self.budget, config.reuse == "forecast")
+        if self.plan is not None:
+            unused = "the preset's codebook" + (" and MoReg do" if config.moreg is not None else " does")
+            trace.notes.append(f"speed knob {config.target_speedup:g}x: {len(self.plan)} of {self.steps} steps planned "
+                               f"from the sampler's step sizes; {unused} not choose steps (target_speedup 0 lets them)")
         self._prev_factor = 1.0  # MoReg's previous factor; the official code starts it at 1.0
         self._step: int | None = None
         self._computes = True
@@ -108,7 +114,10 @@ class RunPlanner:
             if self._step is not None and self._computes:
                 self._decide(self._step)
             self._step = step
-            self._computes = step in self.forced or step >= self._next_computed
+            if self.plan is not None:
+                self._computes = step in self.plan
+            else:
+                self._computes = step in self.forced or step >= self._next_computed
             self._computed_count += self._computes
             self._measure = _StepMeasurement()
         return self._computes
@@ -157,9 +166,9 @@ class RunPlanner:
             record.distance = distance
             if self.budget is None:
                 record.reuse_length, record.next_step = schedule.next_computed_step(step, distance, self.codebook)
-        if self.budget is not None:
-            record.reuse_length = self._budget_length(step, record.distance)
-            record.next_step = step + record.reuse_length
+        if self.plan is not None:
+            record.next_step = min((s for s in self.plan if s > step), default=self.steps)
+            record.reuse_length = record.next_step - step
         self._next_computed = record.next_step
         self._last_computed = step
         self.trace.decisions.append(record)
@@ -186,32 +195,3 @@ class RunPlanner:
         self._prev_factor = factor
         record.moreg_factor, record.moreg_gradient = factor, gradient
         return factor + abs(gradient)
-
-    def _budget_length(self, step: int, distance: float | None) -> int:
-        """Speed-budget mode: how many steps to reuse so the run computes ``budget`` steps.
-
-        The steps left to spend (budget minus computed minus the forced steps still ahead) give an
-        even spacing ``base`` over the optional steps ahead. The preset's codebook (rescaled to the
-        run) turns the distance into the paper's reuse length; compared with the typical length of
-        this run so far (geometric mean) it stretches or shrinks ``base`` (kept within half and
-        twice of it, so no stretch of the run overspends). So the budget sets how many steps are
-        computed and the measured change (with MoReg) still decides which: where it is large
-        relative to the rest of the run, steps come back sooner. Recomputed at every decision,
-        early deviations are paid back later; when the budget is spent only forced steps run, and
-        when it covers every optional step left, each step is computed.
-        """
-        forced_ahead = sum(1 for s in self.forced if s > step)
-        optional_ahead = self.steps - step - 1 - forced_ahead
-        spend = self.budget - self._computed_count - forced_ahead
-        if spend <= 0:
-            return self.steps - step  # nothing optional left to compute: only forced steps run
-        if spend >= optional_ahead:
-            return 1
-        base = optional_ahead / spend
-        longest = optional_ahead - spend + 1  # skipping more would leave fewer optional steps than budget
-        if distance is None:
-            return max(1, min(round(base), longest))
-        self._log_lengths.append(math.log(self.codebook.lookup(distance)))
-        relative = math.exp(self._log_lengths[-1] - sum(self._log_lengths) / len(self._log_lengths))
-        paced = min(max(base * relative, base / 2), base * 2)  # stay near the budget's pace
-        return max(1, min(round(paced), longest))

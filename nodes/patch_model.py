@@ -5,7 +5,7 @@ from comfy_api.latest import io
 
 from ..adacache_core import CUSTOM_PRESET, DEFAULT_PRESET, PRESETS, AdaCacheConfig, SettingsError
 from ..adacache_core.architectures import supported_names
-from ..adacache_core.config import (DEFAULT_PROBE_RESIDUAL, DEFAULT_REUSE, PROBE_RESIDUALS, REUSE_MODES,
+from ..adacache_core.config import (DEFAULT_PROBE_RESIDUAL, DEFAULT_REUSE, DEFAULT_SPEEDUP, PROBE_RESIDUALS, REUSE_MODES,
                                    SEQUENCE_PARALLEL_MODES, settings_from_inputs)
 from ..adacache_core.comfy_bridge import patch_model
 from .types import MoRegSettings
@@ -58,7 +58,7 @@ class AdaCachePatchModel(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, preset: str, custom_codebook: str, probe_blocks: str, start_percent: float,
-                end_percent: float, offload_cache: bool, moreg=None, target_speedup: float = 0.0,
+                end_percent: float, offload_cache: bool, moreg=None, target_speedup: float = DEFAULT_SPEEDUP,
                 sequence_parallel: str = "auto", probe_residual: str = DEFAULT_PROBE_RESIDUAL,
                 reuse: str = DEFAULT_REUSE) -> io.NodeOutput:
         def config_for(num_blocks: int) -> AdaCacheConfig:
@@ -76,7 +76,7 @@ def check_settings(**inputs) -> bool | str:
     blocks are checked for their form here and against the model's real block count in execute.
     """
     values = {"preset": DEFAULT_PRESET, "custom_codebook": DEFAULT_CUSTOM_CODEBOOK, "probe_blocks": "middle",
-              "start_percent": 0.0, "end_percent": 1.0, "target_speedup": 0.0,
+              "start_percent": 0.0, "end_percent": 1.0, "target_speedup": DEFAULT_SPEEDUP,
               "sequence_parallel": "auto", "probe_residual": DEFAULT_PROBE_RESIDUAL,
               "reuse": DEFAULT_REUSE} | {k: v for k, v in inputs.items() if v is not None}
     try:
@@ -93,9 +93,8 @@ def settings_inputs() -> list:
     """AdaCache Patch Model's settings (every input but the model), shared with its Raylight variant."""
     return [
         io.Combo.Input("preset", options=[*PRESETS, CUSTOM_PRESET], default=DEFAULT_PRESET,
-                       tooltip="Codebook from the paper: 'fast' reuses longest (more speed, less fidelity), 'slow' reuses least. "
-                               "Presets are rescaled to your step count (reuse lengths grow with steps, thresholds shrink). "
-                               "'custom' uses custom_codebook as written."),
+                       tooltip="Only when target_speedup is 0: the paper's adaptive codebook decides how long to reuse. "
+                               "'fast' reuses longest, 'slow' least; 'custom' uses custom_codebook."),
         io.String.Input("custom_codebook", default=DEFAULT_CUSTOM_CODEBOOK,
                         tooltip="Only for preset 'custom': 'threshold:reuse_steps' pairs, thresholds ascending. After a computed "
                                 "step whose change rate is below a threshold, the next reuse_steps-1 steps reuse the cache. "
@@ -109,10 +108,9 @@ def settings_inputs() -> list:
         io.Boolean.Input("offload_cache", default=False,
                          tooltip="Keep cached residuals in system RAM instead of VRAM: saves VRAM (about one hidden state per block list and "
                                  "branch), costs a copy per reused step."),
-        io.Float.Input("target_speedup", default=0.0, min=0.0, max=50.0, step=0.1, optional=True,
-                       tooltip="Speed budget: 0 = off (the codebook alone decides). Otherwise the run computes steps/target "
-                               "steps (e.g. 2.0 = half of them, within one step), and the measured change (and MoReg) "
-                               "decides WHICH steps: where the video changes most. The preset's codebook is not used then."),
+        io.Float.Input("target_speedup", default=DEFAULT_SPEEDUP, min=0.0, max=50.0, step=0.25, optional=True,
+                       tooltip="The speed knob: how many times fewer steps run the model (2 = half). Turn it up for "
+                               "speed, down for fidelity; a lower value never gives a worse video. 0 = off: the preset decides."),
         MoRegSettings.Input("moreg", optional=True,
                             tooltip="Optional MoReg Settings: motion-aware caching, which computes more steps when the video moves."),
         io.Combo.Input("sequence_parallel", options=list(SEQUENCE_PARALLEL_MODES), default="auto", optional=True,
@@ -124,10 +122,6 @@ def settings_inputs() -> list:
                                "hold every token); 'off' never. On one GPU all three are the same."),
         probe_residual_input(),
         io.Combo.Input("reuse", options=list(REUSE_MODES), default=DEFAULT_REUSE, optional=True,
-                       tooltip="What a reused step adds in place of the skipped blocks. 'hold' (the paper): the "
-                               "residual of the last computed step as it is. 'forecast': that residual extrapolated "
-                               "step by step from the last two computed steps (never further than their distance), "
-                               "so it keeps drifting as the real one would; with the presets it gained 1 to 7 dB "
-                               "on the project's test models, with a forced one-entry codebook it can lose. Costs "
-                               "one more hidden state per block list and branch."),
+                       tooltip="What a skipped step uses instead of the model. 'forecast' (default): the last change, "
+                               "continued; sharper at the same speed. 'hold': the last change as it was (the paper)."),
     ]

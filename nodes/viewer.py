@@ -52,7 +52,7 @@ def summary_text(label: str, trace: RunTrace) -> str:
         f"MoReg {_moreg_state(cfg.get('moreg'))}, reuse {_reuse_state(cfg)}",
     ]
     if trace.budget is not None:
-        lines.append(f"  speed budget {cfg.get('target_speedup')}x -> {trace.budget} computed steps aimed at, "
+        lines.append(f"  speed knob {cfg.get('target_speedup')}x -> {trace.budget} computed steps planned, "
                      f"{s['computed_steps']} computed")
     lines += [f"  note: {n}" for n in trace.notes]
     return "\n".join(lines)

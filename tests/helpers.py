@@ -47,12 +47,17 @@ def ksample(model, positive, negative, latent: torch.Tensor, steps: int = 8, cfg
 
 
 def adacache(runtime, model, **settings):
-    """Apply the pack's `AdaCache Patch Model` node (the class ComfyUI registered) to ``model``."""
+    """Apply the pack's `AdaCache Patch Model` node (the class ComfyUI registered) to ``model``.
+
+    Unless ``settings`` say otherwise, the paper's method: the preset's codebook decides (the speed
+    knob off) and reused steps hold. The node's own defaults are tested by name (test_speed_knob.py).
+    """
     import nodes
 
     node = nodes.NODE_CLASS_MAPPINGS["AdaCachePatchModel"]
     values = dict(preset="fast (paper, 30 steps)", custom_codebook="0.08:6, 1.0:1", probe_blocks="middle",
-                  start_percent=0.0, end_percent=1.0, offload_cache=False, moreg=None) | settings
+                  start_percent=0.0, end_percent=1.0, offload_cache=False, moreg=None, target_speedup=0.0,
+                  reuse="hold") | settings
     return node.execute(model=model, **values).args[0]
 
 

@@ -1,0 +1,92 @@
+"""The speed knob: which steps a run computes when the artist asks for a speed-up (framework-free).
+
+An artist tunes by moving one value and looking, so asking for less speed must never give a worse
+video. Schedules chosen step by step from measurements do not guarantee that: a run that computed
+one more step early measures something else later and can end up worse. Here every step of the
+run gets a rank before sampling starts, and a run asked for ``n`` computed steps computes the ``n``
+best-ranked ones. A slower setting computes every step a faster one does, plus some (the schedules
+nest).
+
+The rank comes from the error a reused step makes in the result, estimated from the sampler's own
+sigmas. A reused step ``j`` adds a stale (or forecast) residual to the model output; the sampler
+moves the latent by that output times its step size ``sigmas[j] - sigmas[j + 1]``, so the same
+staleness costs more where the sampler takes large steps. Staleness grows with the reach ``k``
+(steps since the last computed one): about ``k`` for ``hold``; for ``forecast``, a straight line
+through the last two computed steps (``gap`` apart) misses a bending residual by about
+``k * (k + gap) / 2``, up to the forecast's reach (span_memory.MAX_REACH gaps), after which it holds.
+Ranks are found greedily, as the reference search in benchmarks/bench_schedule_search.py does with
+real sampling: start with every step computed and drop, one at a time, the step whose reuse adds
+the least estimated error. Steps that must be computed (``forced``) are never dropped.
+"""
+from __future__ import annotations
+
+from .span_memory import MAX_REACH
+
+# Where the forecast has reached as far as it may and holds, each further step costs this many units
+# of bend: a held residual misses by its whole drift, which the forecast removes. Chosen on the
+# tuned-on tiny model (1 spent too much compute on late pairs; 4 and 16 gave the same schedules).
+HOLD_COST = 4.0
+
+
+def step_sizes(sigmas: list[float], steps: int) -> list[float]:
+    """How far the sampler moves at each step (in sigma): the weight of that step's output error."""
+    return [abs(sigmas[j] - sigmas[j + 1]) if j + 1 < len(sigmas) else 0.0 for j in range(steps)]
+
+
+def reuse_error(reach: int, gap: int | None, forecast: bool) -> float:
+    """Estimated staleness of a residual reused ``reach`` steps after the last computed step.
+
+    ``gap``: steps between the last two computed steps (None: only one computed so far, nothing to
+    forecast from, so the residual is held).
+    """
+    if not forecast or gap is None:
+        return float(reach)
+    limit = MAX_REACH * gap
+    if reach <= limit:
+        return reach * (reach + gap) / 2
+    return limit * (limit + gap) / 2 + HOLD_COST * (reach - limit)  # the forecast holds beyond its reach
+
+
+def _segment_error(previous: int | None, start: int, end: int, weights: list[float], forecast: bool) -> float:
+    """Error of the steps reused between computed ``start`` and ``end`` (``previous``: the one before start)."""
+    gap = None if previous is None else start - previous
+    return sum(weights[j] * reuse_error(j - start, gap, forecast) for j in range(start + 1, end))
+
+
+def drop_order(sigmas: list[float], steps: int, forced: set[int], forecast: bool) -> list[int]:
+    """The optional steps, in the order a faster setting gives them up (the first is dropped first).
+
+    Dropping a step changes only the reused stretches next to it and, with forecast, the one after
+    (its slope comes from the two computed steps before it), so each candidate is costed locally.
+    """
+    weights = step_sizes(sigmas, steps)
+    kept = list(range(steps))
+    order = []
+
+    def stretches(points: list[int]) -> float:  # reused stretches between consecutive points (the first gives the gap)
+        total = 0.0
+        for i in range(1, len(points)):
+            previous = points[i - 2] if i >= 2 else None
+            total += _segment_error(previous, points[i - 1], points[i], weights, forecast)
+        return total
+
+    while True:
+        costs = {}
+        for i, s in enumerate(kept):
+            if s in forced:
+                continue
+            window = kept[max(0, i - 2): i + 3] + ([steps] if i + 3 > len(kept) - 1 else [])
+            window = sorted(set(window))
+            without = [p for p in window if p != s]
+            costs[s] = stretches(without) - stretches(window)
+        if not costs:
+            return order
+        drop = min(costs, key=lambda s: (costs[s], s))
+        kept.remove(drop)
+        order.append(drop)
+
+
+def planned_steps(sigmas: list[float], steps: int, forced: set[int], computed: int, forecast: bool) -> set[int]:
+    """The steps a run computes when it may compute ``computed`` of its ``steps`` (forced ones included)."""
+    order = drop_order(sigmas, steps, forced, forecast)
+    return set(range(steps)) - set(order[: max(0, steps - max(computed, len(forced)))])

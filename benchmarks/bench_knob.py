@@ -1,0 +1,130 @@
+"""The speed knob along its range: quality and motion per class, both reuse modes, one model per run.
+
+    .venv/bin/python benchmarks/bench_knob.py --model heldout   [--seeds 3]
+    .venv/bin/python benchmarks/bench_knob.py --model motion    [--seeds 3]
+
+For every motion class and seed, in one process: the unpatched run, then AdaCache Patch Model with
+``target_speedup`` at each speed of SPEEDS (everything else at the node's defaults: block probe),
+with ``reuse`` hold and forecast (30 steps, euler/simple, CFG 5). Per row: computed steps, PSNR of
+the final latents against the unpatched run, motion energy ratio (frame-to-frame change of the
+output over the unpatched output's).
+
+Prints per mode the mean PSNR per class and overall at each speed, the largest drop in quality when
+asking for LESS speed (the knob's promise: never more than 0.3 dB), and, where
+benchmarks/bench_schedule_search.py has results for this model and mode, the gap to the greedy
+search's best-found PSNR on the same videos at 1.5x, 2x, 3x and 4x. Writes
+benchmarks/results/knob_<model>.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.append(str(REPO))
+sys.path.append(str(REPO / "tests"))
+from tools import comfy_runtime  # noqa: E402
+
+SPEEDS = (1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 3.5, 4.0)
+MODES = ("hold", "forecast")
+GAP_SPEEDS = (1.5, 2.0, 3.0, 4.0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", choices=("motion", "heldout"), default="heldout")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+
+    comfy_runtime.boot()
+    torch.set_num_threads(args.threads)
+    import helpers as h
+    from tools.quality import psnr
+    from tools.tiny_video_data import latent_motion
+
+    base, conds, empty = h.load_tiny(args.model)
+    latent = torch.zeros(1, 16, 9, 16, 16)
+    rows = []
+    for cls, pos in conds.items():
+        for seed in range(args.seeds):
+            ref = h.ksample(base, pos, empty, latent, steps=args.steps, seed=seed)
+            energy = latent_motion(ref)
+            for reuse in MODES:
+                for speed in SPEEDS:
+                    model = h.adacache(None, base, target_speedup=speed, reuse=reuse)
+                    out = h.ksample(model, pos, empty, latent, steps=args.steps, seed=seed)
+                    rows.append({"class": cls, "seed": seed, "reuse": reuse, "speed": speed,
+                                 "computed": len(h.session_of(model).last_run.computed_steps()),
+                                 "psnr": psnr(out, ref), "motion_energy": latent_motion(out) / energy})
+            print(f"{cls} seed {seed} done", flush=True)
+
+    meta = {"command": "benchmarks/bench_knob.py " + " ".join(sys.argv[1:]), "torch": torch.__version__,
+            "device": "cpu", "latent": list(latent.shape), "steps": args.steps, "cfg": 5.0, "sampler": "euler/simple"}
+    out = REPO / "benchmarks" / "results" / f"knob_{args.model}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    print(report(rows, list(conds), args.model, args.steps))
+
+
+def mean_of(rows: list[dict], key: str, **where) -> float:
+    return statistics.mean(r[key] for r in rows if all(r[k] == v for k, v in where.items()))
+
+
+def worst_drop(curve: list[float]) -> float:
+    """The largest loss of quality when moving to a LOWER speed (curve ordered by ascending speed)."""
+    return max([0.0] + [curve[i] - curve[i - 1] for i in range(1, len(curve))])
+
+
+def search_gap(rows: list[dict], model: str, reuse: str, steps: int) -> list[str]:
+    """Knob minus greedy search at GAP_SPEEDS, on the videos the search ran (interpolated in compute)."""
+    path = REPO / "benchmarks" / "results" / f"search_{model}_{reuse}.json"
+    if not path.exists():
+        return []
+    lines = []
+    for video, levels in json.loads(path.read_text())["videos"].items():
+        cls, seed = video.split(":")
+        points = sorted((lv["computed"], lv["psnr"]) for lv in levels if lv["psnr"] is not None)
+        cells = []
+        for speed in GAP_SPEEDS:
+            knob = [r for r in rows if r["class"] == cls and r["seed"] == int(seed) and r["reuse"] == reuse
+                    and r["speed"] == speed]
+            if not knob or not points[0][0] <= knob[0]["computed"] <= points[-1][0]:
+                cells.append("n/a")
+                continue
+            best = float(np.interp(knob[0]["computed"], *zip(*points)))
+            cells.append(f"{knob[0]['psnr'] - best:+.1f} dB ({knob[0]['computed']} steps)")
+        lines.append(f"| {reuse} | {video} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def report(rows: list[dict], classes: list[str], model: str, steps: int) -> str:
+    lines = ["cells: mean PSNR (dB) / motion energy ratio over seeds; last column: the largest loss of quality "
+             "when asking for less speed", "",
+             "| reuse | class | " + " | ".join(f"{s:g}x" for s in SPEEDS) + " | worst drop |",
+             "|---|---|" + "---|" * (len(SPEEDS) + 1)]
+    for reuse in MODES:
+        for cls in [*classes, None]:
+            where = {"reuse": reuse} | ({"class": cls} if cls else {})
+            curve = [mean_of(rows, "psnr", speed=s, **where) for s in SPEEDS]
+            motion = [mean_of(rows, "motion_energy", speed=s, **where) for s in SPEEDS]
+            cells = [f"{p:.1f} / {m:.2f}" for p, m in zip(curve, motion)]
+            lines.append(f"| {reuse} | {cls or '**mean**'} | " + " | ".join(cells) + f" | {worst_drop(curve):.2f} dB |")
+    gaps = search_gap(rows, model, "hold", steps) + search_gap(rows, model, "forecast", steps)
+    if gaps:
+        lines += ["", "knob minus greedy search (best found at the same compute):", "",
+                  "| reuse | video | " + " | ".join(f"{s:g}x" for s in GAP_SPEEDS) + " |",
+                  "|---|---|" + "---|" * len(GAP_SPEEDS)]
+        lines += gaps
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

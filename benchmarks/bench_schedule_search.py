@@ -1,0 +1,102 @@
+"""How good can a schedule be? A greedy search with real sampling runs, as a reference for the knob.
+
+    .venv/bin/python benchmarks/bench_schedule_search.py --model motion  --reuse forecast
+    .venv/bin/python benchmarks/bench_schedule_search.py --model heldout --reuse hold --videos static:0,fast:0
+
+Per video (motion class and seed), in one process, against the unpatched run (30 steps, euler/simple,
+CFG 5, the node's block probe): start with every step computed and drop, one at a time, the step
+whose reuse costs least (the highest PSNR of the final latents after the drop, found by sampling
+with each remaining optional step dropped in turn), down to ``--min-computed`` steps. The first and
+the last two steps are never dropped (the pack always computes them). Each level's best-found PSNR
+and schedule are kept, so one search gives the reference at every compute level.
+
+A greedy search is a reference, not a proof of optimality: dropping the cheapest step first can
+miss a schedule that only pays off after several drops. It costs about n^2/2 sampling runs per
+video (about 350 for 30 steps down to 7).
+
+Writes benchmarks/results/search_<model>_<reuse>.json (merged with earlier videos of that file).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.append(str(REPO))
+sys.path.append(str(REPO / "tests"))
+from tools import comfy_runtime  # noqa: E402
+
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", choices=("motion", "heldout"), default="motion")
+    ap.add_argument("--reuse", choices=("hold", "forecast"), default="forecast")
+    ap.add_argument("--videos", default="static:0,fast:0", help="class:seed pairs, comma-separated")
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--cfg", type=float, default=5.0)
+    ap.add_argument("--min-computed", type=int, default=7)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+
+    comfy_runtime.boot()
+    torch.set_num_threads(args.threads)
+    import helpers as h
+    from tools.quality import psnr
+
+    base, conds, empty = h.load_tiny(args.model)
+    latent = torch.zeros(1, 16, 9, 16, 16)
+    model = h.adacache(None, base, reuse=args.reuse)
+    forced = {0, args.steps - 2, args.steps - 1}  # always computed by the pack
+
+    def sample_with(computed: frozenset[int], pos, seed: int) -> torch.Tensor:
+        """Sample computing exactly ``computed``: the planner's own choice is replaced by membership."""
+        planner_class = sys.modules[type(h.session_of(model)).__module__].RunPlanner  # the class the node's pack uses
+        original = planner_class._decide
+
+        def decide(planner, step: int) -> None:
+            original(planner, step)
+            planner.forced, planner._next_computed = computed, args.steps  # nothing but ``computed`` runs
+
+        planner_class._decide = decide
+        try:
+            out = h.ksample(model, pos, empty, latent, steps=args.steps, cfg=args.cfg, seed=seed)
+        finally:
+            planner_class._decide = original
+        got = h.session_of(model).last_run.computed_steps()
+        assert set(got) == set(computed), (got, sorted(computed))
+        return out
+
+    out_path = REPO / "benchmarks" / "results" / f"search_{args.model}_{args.reuse}.json"
+    results = json.loads(out_path.read_text()) if out_path.exists() else {"videos": {}}
+    for video in args.videos.split(","):
+        cls, seed = video.split(":")
+        seed = int(seed)
+        pos = conds[cls]
+        ref = h.ksample(base, pos, empty, latent, steps=args.steps, cfg=args.cfg, seed=seed)
+        kept = frozenset(range(args.steps))
+        levels = [{"computed": len(kept), "psnr": None, "steps": sorted(kept)}]
+        started = time.time()
+        while len(kept) > args.min_computed:
+            trials = {s: psnr(sample_with(kept - {s}, pos, seed), ref) for s in sorted(kept - forced)}
+            drop = max(trials, key=trials.get)
+            kept = kept - {drop}
+            levels.append({"computed": len(kept), "psnr": trials[drop], "steps": sorted(kept), "dropped": drop})
+            print(f"{cls}:{seed} {len(kept)} computed: {trials[drop]:.2f} dB (dropped {drop}, "
+                  f"{time.time() - started:.0f} s)", flush=True)
+        results["videos"][video] = levels
+        results["meta"] = {"command": "benchmarks/bench_schedule_search.py " + " ".join(sys.argv[1:]),
+                           "torch": torch.__version__, "device": "cpu", "latent": list(latent.shape),
+                           "steps": args.steps, "cfg": args.cfg, "sampler": "euler/simple", "reuse": args.reuse,
+                           "probe": "block (the node's default)"}
+        out_path.parent.mkdir(exist_ok=True)
+        out_path.write_text(json.dumps(results, indent=1))  # after each video: a long search keeps what it found
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""The speed knob (target_speedup): its plan, the node's defaults, and its mechanics on real runs.
+
+Quality along the knob is measured in benchmarks/bench_knob.py, not here; these tests check what
+must hold whatever the model: the schedules nest, the knob lands on its compute, every step
+computed gives the unpatched output bitwise, and a newly placed node runs the knob with forecast.
+"""
+import pytest
+import torch
+
+import helpers as h
+from tools import comfy_runtime
+
+STEPS = 30
+SPEEDS = (1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 3.5, 4.0)
+
+
+@pytest.fixture(scope="module")
+def core(runtime):
+    return runtime.pack.adacache_core
+
+
+@pytest.fixture(scope="module")
+def tiny(runtime):
+    import comfy.sd
+
+    return comfy.sd.load_diffusion_model(str(comfy_runtime.TINY_MODEL_DIR / "tiny_wan21_motion.safetensors"))
+
+
+def wan_sigmas(steps: int, shift: float = 8.0) -> list[float]:
+    """Flow-matching sigmas with a shift, as ComfyUI's 'simple' scheduler gives Wan (shift 8)."""
+    ts = [1 - i / steps for i in range(steps + 1)]
+    return [shift * t / (1 + (shift - 1) * t) for t in ts]
+
+
+def test_reuse_error_by_hand(core):
+    plan = core.speed_plan
+    assert plan.reuse_error(3, None, forecast=True) == 3.0  # nothing to forecast from: held
+    assert plan.reuse_error(3, 2, forecast=False) == 3.0
+    # a line through the last two computed steps (2 apart) misses a bending curve by k (k + 2) / 2
+    assert plan.reuse_error(1, 2, forecast=True) == pytest.approx(1.5)
+    assert plan.reuse_error(2, 2, forecast=True) == pytest.approx(4.0)
+    # beyond one gap the forecast holds: the bend up to the reach, then HOLD_COST per further step
+    assert plan.reuse_error(4, 2, forecast=True) == pytest.approx(4.0 + 2 * plan.HOLD_COST)
+
+
+@pytest.mark.parametrize("forecast", [False, True])
+@pytest.mark.parametrize("steps", [12, 30, 50])
+def test_local_costing_equals_the_whole_schedule_error(core, steps, forecast):
+    """drop_order costs each candidate on its neighbourhood; a full recount must pick the same steps."""
+    plan = core.speed_plan
+    sigmas, forced = wan_sigmas(steps), {0, steps - 2, steps - 1}
+    weights = plan.step_sizes(sigmas, steps)
+
+    def total(computed: set[int]) -> float:
+        error, previous, last = 0.0, None, None
+        for j in range(steps):
+            if j in computed:
+                previous, last = last, j
+            else:
+                error += weights[j] * plan.reuse_error(j - last, None if previous is None else last - previous, forecast)
+        return error
+
+    kept, expected = set(range(steps)), []
+    while kept - forced:
+        costs = {s: total(kept - {s}) for s in sorted(kept - forced)}
+        drop = min(costs, key=lambda s: (costs[s], s))
+        kept.discard(drop)
+        expected.append(drop)
+    assert plan.drop_order(sigmas, steps, forced, forecast) == expected
+
+
+@pytest.mark.parametrize("forecast", [False, True])
+def test_schedules_nest_and_land_on_their_compute(core, forecast):
+    plan = core.speed_plan
+    sigmas, forced = wan_sigmas(STEPS), {0, STEPS - 2, STEPS - 1}
+    previous = set(range(STEPS))
+    for speed in SPEEDS:
+        computed = plan.planned_steps(sigmas, STEPS, forced, round(STEPS / speed), forecast)
+        assert len(computed) == round(STEPS / speed)
+        assert forced <= computed <= previous  # a faster setting computes a subset of a slower one's steps
+        previous = computed
+
+
+def test_large_steps_of_the_sampler_are_kept_longest(core):
+    """The reuse error is weighted by the sampler's step: with Wan's shift the steps grow toward the end."""
+    sigmas = wan_sigmas(STEPS)
+    computed = core.speed_plan.planned_steps(sigmas, STEPS, {0, 28, 29}, 10, forecast=False)
+    early, late = [s for s in computed if s < 15], [s for s in computed if s >= 15]
+    assert len(late) > len(early)
+    # with equal steps (no shift) the same budget spreads evenly
+    even = core.speed_plan.planned_steps(wan_sigmas(STEPS, shift=1.0), STEPS, {0, 28, 29}, 10, forecast=False)
+    assert abs(len([s for s in even if s < 15]) - len([s for s in even if s >= 15])) <= 2
+
+
+def test_a_newly_placed_node_runs_the_knob_with_forecast(runtime):
+    import nodes
+
+    schema = nodes.NODE_CLASS_MAPPINGS["AdaCachePatchModel"].define_schema()
+    defaults = {i.id: i.default for i in schema.inputs if getattr(i, "default", None) is not None}
+    assert defaults["target_speedup"] == 2.0
+    assert defaults["reuse"] == "forecast"
+
+
+@pytest.mark.parametrize("speed", [1.5, 3.0])
+def test_the_knob_plans_the_same_steps_for_any_video(runtime, tiny, speed):
+    """On real runs: the computed steps are the plan, whatever the prompt, and land on steps / speed."""
+    demo = runtime.pack.nodes.demo
+    runs = {}
+    for motion in ("static", "fast"):
+        patched = h.adacache(runtime, tiny, target_speedup=speed, reuse="forecast")
+        h.ksample(patched, [[demo.load_prompt(motion), {}]], [[demo.load_prompt("empty"), {}]],
+                  torch.zeros(1, 16, 3, 8, 8), steps=STEPS, seed=0)
+        runs[motion] = h.session_of(patched).last_run
+    assert runs["static"].computed_steps() == runs["fast"].computed_steps()
+    assert len(runs["fast"].computed_steps()) == round(STEPS / speed)
+    assert any("speed knob" in note for note in runs["fast"].notes)
+
+
+@pytest.mark.parametrize("reuse", ["hold", "forecast"])
+def test_speed_one_computes_every_step_bitwise(runtime, tiny, reuse):
+    demo = runtime.pack.nodes.demo
+    pos, neg = [[demo.load_prompt("fast"), {}]], [[demo.load_prompt("empty"), {}]]
+    latent = torch.zeros(1, 16, 3, 8, 8)
+    ref = h.ksample(tiny, pos, neg, latent, steps=10, seed=3)
+    patched = h.adacache(runtime, tiny, target_speedup=1.0, reuse=reuse)
+    out = h.ksample(patched, pos, neg, latent, steps=10, seed=3)
+    assert h.session_of(patched).last_run.computed_steps() == list(range(10))
+    assert torch.equal(out, ref)
