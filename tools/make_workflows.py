@@ -140,7 +140,7 @@ def wan21_t2v_1_3b() -> dict:
     save_video(wf, sampler, vae, 16, 1520, "video/wan21_t2v_adacache")
     viewer(wf, patched, sampler, 1520)
     return wf.to_ui("Wan 2.1 T2V 1.3B with AdaCache. Settings from ComfyUI's template (832x480, 33 frames, 30 steps, "
-                    "uni_pc, CFG 6, shift 8); AdaCache 'fast' is the paper's 30-step codebook; MoReg at the paper's defaults.")
+                    "uni_pc, CFG 6, shift 8); AdaCache's speed knob at 2x with forecast (MoReg and the preset act only with target_speedup 0).")
 
 
 def wan21_t2v_1_3b_calibrated() -> dict:
@@ -163,7 +163,8 @@ def wan21_t2v_1_3b_calibrated() -> dict:
         calibration = cal
     moreg = wf.add("AdaCacheMoRegSettings", pos=(1140, 700))
     wf.connect(calibration, 1, moreg, "calibration")
-    patch = wf.add("AdaCachePatchModel", {"preset": "fast (paper, 30 steps)"}, pos=(1140, 1000))
+    # MoReg only chooses steps when the speed knob is off (target_speedup 0): the preset's codebook decides
+    patch = wf.add("AdaCachePatchModel", {"preset": "fast (paper, 30 steps)", "target_speedup": 0.0}, pos=(1140, 1000))
     wf.connect(model, 0, patch, "model")
     wf.connect(moreg, 0, patch, "moreg")
     sampler = ksampler(wf, sampling | {"seed": 42}, patch, pos, neg, latent, x=1520)
@@ -173,7 +174,8 @@ def wan21_t2v_1_3b_calibrated() -> dict:
     return wf.to_ui("Wan 2.1 T2V 1.3B with AdaCache and MoReg calibrated on this model: the two AdaCache Calibrate nodes "
                     "sample two reference prompts (one still, one moving) with every step computed, once (ComfyUI keeps "
                     "their result while their inputs stay the same), and MoReg then judges your prompt's motion "
-                    "against theirs at every noise level instead of the paper's scale 0.385, which was set on Open-Sora.")
+                    "against theirs at every noise level instead of the paper's scale 0.385, which was set on Open-Sora. "
+                    "The speed knob is off here (target_speedup 0), so the paper's codebook and MoReg choose the steps.")
 
 
 def wan21_t2v_14b_raylight() -> dict:
@@ -224,7 +226,7 @@ def wan21_i2v_14b() -> dict:
     save_video(wf, sampler, vae, 16, 1520, "video/wan21_i2v_adacache")
     viewer(wf, patched, sampler, 1520)
     return wf.to_ui("Wan 2.1 I2V 14B 480p with AdaCache. Settings from ComfyUI's template (512x512, 33 frames, 20 steps, "
-                    "uni_pc, CFG 6); the 'fast' codebook is rescaled to 20 steps; MoReg at the paper's defaults.")
+                    "uni_pc, CFG 6); AdaCache's speed knob at 2x with forecast (MoReg and the preset act only with target_speedup 0).")
 
 
 def wan22_a14b_t2v(steps: int = 20, cfg: float = 3.5, shift: float = 8.0, loras: tuple[str, str] | None = None) -> dict:
@@ -339,7 +341,7 @@ def ltx_video_t2v() -> dict:
     save_video(wf, run, checkpoint, 25, 1520, "video/ltx_video_t2v_adacache", vae_slot=2)
     viewer(wf, patched, run, 1520)
     return wf.to_ui("LTX-Video 2B (0.9.5) T2V with AdaCache. Settings from ComfyUI's example (768x512, 97 frames, 30 steps, "
-                    "LTXVScheduler, euler, CFG 3, 25 fps); the paper's 30-step 'fast' codebook; MoReg at the paper's defaults.")
+                    "LTXVScheduler, euler, CFG 3, 25 fps); AdaCache's speed knob at 2x with forecast (MoReg and the preset act only with target_speedup 0).")
 
 
 def tiny_demo() -> dict:
@@ -366,9 +368,9 @@ def tiny_demo() -> dict:
     wf.connect(view, 0, chart, "images")
     return wf.to_ui("AdaCache demo on the bundled tiny Wan 2.1 model (trained by tools/train_tiny_wan.py on synthetic "
                     "moving blobs). Put demo_models/tiny_wan21_motion.safetensors in models/diffusion_models. "
-                    "Change 'motion' to static/slow/fast/orbit and watch the schedule change in the viewer. Tuned by hand for "
-                    "this model: MoReg's motion_scale is 0.15 (its block residual's motion scores are 0.04-0.36; the "
-                    "paper's 0.385 fits Open-Sora) and the probe measures the block residual.")
+                    "Turn target_speedup up for speed or down for fidelity and compare the viewer's picture. With "
+                    "target_speedup 0 the paper's codebook decides; MoReg's motion_scale is then tuned by hand for this "
+                    "model (0.15: its block residual's motion scores are 0.04-0.36; the paper's 0.385 fits Open-Sora).")
 
 
 WORKFLOWS = {
