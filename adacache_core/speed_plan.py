@@ -1,11 +1,11 @@
 """The speed knob: which steps a run computes when the artist asks for a speed-up (framework-free).
 
-An artist tunes by moving one value and looking, so asking for less speed must never give a worse
-video. Schedules chosen step by step from measurements do not guarantee that: a run that computed
-one more step early measures something else later and can end up worse. Here every step of the
-run gets a rank before sampling starts, and a run asked for ``n`` computed steps computes the ``n``
-best-ranked ones. A slower setting computes every step a faster one does, plus some (the schedules
-nest).
+An artist tunes by moving one value and looking, so asking for less speed should not give a worse
+video. Schedules chosen step by step from measurements drift apart: a run that computed one more
+step early measures something else later and can end up worse. Here every step of the run gets a
+rank before sampling starts, and a run asked for ``n`` computed steps computes the ``n``
+best-ranked ones: a slower setting computes every step a faster one does, plus some (the schedules
+nest). How steady quality is along the knob is measured, not promised, in benchmarks/RESULTS.md.
 
 The rank comes from the error a reused step makes in the result, estimated from the sampler's own
 sigmas. A reused step ``j`` adds a stale (or forecast) residual to the model output; the sampler

@@ -110,7 +110,7 @@ def settings_inputs() -> list:
                                  "branch), costs a copy per reused step."),
         io.Float.Input("target_speedup", default=DEFAULT_SPEEDUP, min=0.0, max=50.0, step=0.25, optional=True,
                        tooltip="The speed knob: how many times fewer steps run the model (2 = half). Turn it up for "
-                               "speed, down for fidelity; a lower value never gives a worse video. 0 = off: the preset decides."),
+                               "speed, down for fidelity; a lower value computes every step a higher one does. 0 = off: the preset decides."),
         MoRegSettings.Input("moreg", optional=True,
                             tooltip="Optional MoReg Settings: motion-aware caching, which computes more steps when the video moves."),
         io.Combo.Input("sequence_parallel", options=list(SEQUENCE_PARALLEL_MODES), default="auto", optional=True,
