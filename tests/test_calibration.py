@@ -112,12 +112,13 @@ def test_calibrated_moreg_makes_the_schedule_follow_the_video_on_both_models(tin
     assert computed["fast"] >= 1.3 * computed["static"], computed
     assert len(set(computed.values())) > 1, computed
 
-    # the speed budget still lands within one step, and the calibrated measurement still picks which steps
+    # the speed knob lands on its compute with its planned steps: MoReg does not choose them, and the run data say so
     budgeted = {}
     for cls in ("static", "fast"):
         model = h.adacache(None, base, target_speedup=2.5, moreg=h.moreg(calibration=text))
         h.ksample(model, conds[cls], empty, VIDEO, steps=STEPS, seed=0)
         trace = h.session_of(model).last_run
-        assert trace.budget == round(STEPS / 2.5) and abs(len(trace.computed_steps()) - trace.budget) <= 1
+        assert trace.budget == round(STEPS / 2.5) == len(trace.computed_steps())
+        assert any("MoReg do not choose steps" in note for note in trace.notes)
         budgeted[cls] = trace.computed_steps()
-    assert budgeted["static"] != budgeted["fast"]
+    assert budgeted["static"] == budgeted["fast"]
