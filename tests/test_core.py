@@ -171,16 +171,11 @@ def test_speed_budget_is_met_within_one_step(steps, target):
     assert {0, steps - 2, steps - 1} <= set(computed)
 
 
-def test_speed_budget_spends_compute_where_the_change_is_large():
+def test_speed_knob_plans_its_steps_whatever_is_measured():
+    """The knob's steps are planned before the run (speed_plan.py): the measured change does not move them."""
     steps = 40
     calm_then_busy = [0.01] * 20 + [0.3] * 20
     computed, budget = _plan_budget(2.5, steps, calm_then_busy)
-    assert abs(len(computed) - budget) <= 1
-    early = [s for s in computed if s < 20]
-    late = [s for s in computed if s >= 20]
-    assert len(late) > len(early)
-    # online, the controller cannot know the busy half is coming; it reacts once it sees it:
-    gaps_busy = [b - a for a, b in zip(late, late[1:])]
-    assert max(gaps_busy[:4]) < 3 and min(b - a for a, b in zip(early, early[1:])) >= 3
+    assert len(computed) == budget
     busy_then_calm, _ = _plan_budget(2.5, steps, calm_then_busy[::-1])
-    assert busy_then_calm != computed
+    assert busy_then_calm == computed
