@@ -9,7 +9,6 @@ step starts, so the order in which branches run does not matter.
 from __future__ import annotations
 
 import bisect
-import math
 from dataclasses import dataclass, field
 
 import torch
@@ -82,7 +81,6 @@ class RunPlanner:
         self._ascending = sorted(sigmas[: self.steps])
         self._next_computed = 0
         self._last_computed: int | None = None
-        self._computed_count = 0
         self.budget = None if config.target_speedup is None else max(len(self.forced), round(self.steps / config.target_speedup))
         trace.budget = self.budget
         # speed-knob mode: the steps to compute, planned before the run (speed_plan.py)
@@ -118,7 +116,6 @@ class RunPlanner:
                 self._computes = step in self.plan
             else:
                 self._computes = step in self.forced or step >= self._next_computed
-            self._computed_count += self._computes
             self._measure = _StepMeasurement()
         return self._computes
 

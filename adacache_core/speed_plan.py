@@ -75,8 +75,7 @@ def drop_order(sigmas: list[float], steps: int, forced: set[int], forecast: bool
         for i, s in enumerate(kept):
             if s in forced:
                 continue
-            window = kept[max(0, i - 2): i + 3] + ([steps] if i + 3 > len(kept) - 1 else [])
-            window = sorted(set(window))
+            window = kept[max(0, i - 2): i + 3] + ([steps] if i + 2 >= len(kept) - 1 else [])  # steps: the run's end
             without = [p for p in window if p != s]
             costs[s] = stretches(without) - stretches(window)
         if not costs:

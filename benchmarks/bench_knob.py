@@ -17,19 +17,13 @@ benchmarks/results/knob_<model>.json.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
-
-REPO = Path(__file__).resolve().parent.parent
-sys.path.append(str(REPO))
-sys.path.append(str(REPO / "tests"))
-from tools import comfy_runtime  # noqa: E402
+from tiny_runs import REPO, load, parser
 
 SPEEDS = (1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 3.5, 4.0)
 MODES = ("hold", "forecast")
@@ -37,21 +31,13 @@ GAP_SPEEDS = (1.5, 2.0, 3.0, 4.0)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", choices=("motion", "heldout"), default="heldout")
+    ap = parser(__doc__, "heldout")
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-
-    comfy_runtime.boot()
-    torch.set_num_threads(args.threads)
-    import helpers as h
+    h, base, conds, empty, latent = load(args)
     from tools.quality import psnr
     from tools.tiny_video_data import latent_motion
 
-    base, conds, empty = h.load_tiny(args.model)
-    latent = torch.zeros(1, 16, 9, 16, 16)
     rows = []
     for cls, pos in conds.items():
         for seed in range(args.seeds):
@@ -71,7 +57,7 @@ def main() -> None:
     out = REPO / "benchmarks" / "results" / f"knob_{args.model}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    print(report(rows, list(conds), args.model, args.steps))
+    print(report(rows, list(conds), args.model))
 
 
 def mean_of(rows: list[dict], key: str, **where) -> float:
@@ -83,7 +69,7 @@ def worst_drop(curve: list[float]) -> float:
     return max([0.0] + [curve[i] - curve[i - 1] for i in range(1, len(curve))])
 
 
-def search_gap(rows: list[dict], model: str, reuse: str, steps: int) -> list[str]:
+def search_gap(rows: list[dict], model: str, reuse: str) -> list[str]:
     """Knob minus greedy search at GAP_SPEEDS, on the videos the search ran (interpolated in compute)."""
     path = REPO / "benchmarks" / "results" / f"search_{model}_{reuse}.json"
     if not path.exists():
@@ -105,7 +91,7 @@ def search_gap(rows: list[dict], model: str, reuse: str, steps: int) -> list[str
     return lines
 
 
-def report(rows: list[dict], classes: list[str], model: str, steps: int) -> str:
+def report(rows: list[dict], classes: list[str], model: str) -> str:
     lines = ["cells: mean PSNR (dB) / motion energy ratio over seeds; last column: the largest loss of quality "
              "when asking for less speed", "",
              "| reuse | class | " + " | ".join(f"{s:g}x" for s in SPEEDS) + " | worst drop |",
@@ -117,7 +103,7 @@ def report(rows: list[dict], classes: list[str], model: str, steps: int) -> str:
             motion = [mean_of(rows, "motion_energy", speed=s, **where) for s in SPEEDS]
             cells = [f"{p:.1f} / {m:.2f}" for p, m in zip(curve, motion)]
             lines.append(f"| {reuse} | {cls or '**mean**'} | " + " | ".join(cells) + f" | {worst_drop(curve):.2f} dB |")
-    gaps = search_gap(rows, model, "hold", steps) + search_gap(rows, model, "forecast", steps)
+    gaps = search_gap(rows, model, "hold") + search_gap(rows, model, "forecast")
     if gaps:
         lines += ["", "knob minus greedy search (best found at the same compute):", "",
                   "| reuse | video | " + " | ".join(f"{s:g}x" for s in GAP_SPEEDS) + " |",

@@ -18,39 +18,25 @@ Writes benchmarks/results/search_<model>_<reuse>.json (merged with earlier video
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 import torch
-
-REPO = Path(__file__).resolve().parent.parent
-sys.path.append(str(REPO))
-sys.path.append(str(REPO / "tests"))
-from tools import comfy_runtime  # noqa: E402
+from tiny_runs import REPO, load, parser
 
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", choices=("motion", "heldout"), default="motion")
+    ap = parser(__doc__, "motion")
     ap.add_argument("--reuse", choices=("hold", "forecast"), default="forecast")
     ap.add_argument("--videos", default="static:0,fast:0", help="class:seed pairs, comma-separated")
-    ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--cfg", type=float, default=5.0)
     ap.add_argument("--min-computed", type=int, default=7)
-    ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-
-    comfy_runtime.boot()
-    torch.set_num_threads(args.threads)
-    import helpers as h
+    h, base, conds, empty, latent = load(args)
     from tools.quality import psnr
 
-    base, conds, empty = h.load_tiny(args.model)
-    latent = torch.zeros(1, 16, 9, 16, 16)
     model = h.adacache(None, base, reuse=args.reuse)
     forced = {0, args.steps - 2, args.steps - 1}  # always computed by the pack
 

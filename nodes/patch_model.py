@@ -123,5 +123,5 @@ def settings_inputs() -> list:
         probe_residual_input(),
         io.Combo.Input("reuse", options=list(REUSE_MODES), default=DEFAULT_REUSE, optional=True,
                        tooltip="What a skipped step uses instead of the model. 'forecast' (default): the last change, "
-                               "continued; sharper at the same speed. 'hold': the last change as it was (the paper)."),
+                               "continued; sharper at the same speed, one more hidden state of memory. 'hold': the last change as it was (the paper)."),
     ]

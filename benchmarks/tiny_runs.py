@@ -1,0 +1,34 @@
+"""What the tiny-model benchmarks of the speed knob share: their common options and the loaded model."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.append(str(REPO))
+sys.path.append(str(REPO / "tests"))
+from tools import comfy_runtime  # noqa: E402
+
+LATENT = (1, 16, 9, 16, 16)  # 9 latent frames of 16x16: the size every tiny-model benchmark samples
+
+
+def parser(doc: str, model: str) -> argparse.ArgumentParser:
+    """The options every tiny-model benchmark takes: which model, how many steps, CPU threads."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", choices=("motion", "heldout"), default=model)
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--threads", type=int, default=2)
+    return ap
+
+
+def load(args: argparse.Namespace):
+    """Boot ComfyUI and load the tiny model: (tests' helpers module, model, {class: cond}, empty cond, latent)."""
+    comfy_runtime.boot()
+    torch.set_num_threads(args.threads)
+    import helpers
+
+    base, conds, empty = helpers.load_tiny(args.model)
+    return helpers, base, conds, empty, torch.zeros(*LATENT)
