@@ -71,9 +71,12 @@ def make_base_directory(base: Path) -> Path:
         for name in names:
             (models / folder / name).touch()
     (base / "input").mkdir()
-    from PIL import Image  # the i2v workflow's LoadImage names example.png; the front end previews it
+    from PIL import Image  # the images the workflows' LoadImage nodes name; the front end previews them
 
-    Image.new("RGB", (64, 64), (200, 100, 50)).save(base / "input" / "example.png")
+    from tools.workflow import input_images
+
+    for name in input_images(WORKFLOWS):
+        Image.new("RGB", (64, 64), (200, 100, 50)).save(base / "input" / name)
     settings = base / "user" / "default" / "comfy.settings.json"
     settings.parent.mkdir(parents=True)
     settings.write_text(json.dumps({"Comfy.TutorialCompleted": True, "Comfy.Validation.Workflows": True}))

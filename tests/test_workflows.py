@@ -1,19 +1,24 @@
 """Workflow files: valid against the live node registry and ComfyUI's own prompt validation."""
 import json
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
-WORKFLOWS = sorted((Path(__file__).resolve().parent.parent / "workflows").glob("*.json"))
+from tools import make_workflows
+
+WORKFLOW_DIR = Path(__file__).resolve().parent.parent / "workflows"
+WORKFLOWS = sorted(WORKFLOW_DIR.glob("*.json"))
 
 
 @pytest.fixture(scope="module")
 def placeholder_models(runtime, tmp_path_factory):
-    """Empty files named as in ComfyUI's templates, so validation can check names without weights."""
+    """Empty files named as the loaders' downloads, each in the folder its ``models`` entry names, and
+    the LoadImage images: validation then checks names and folders without weights."""
     import folder_paths
     from PIL import Image
 
-    from tools.workflow import model_files
+    from tools.workflow import input_images, model_files
 
     root = tmp_path_factory.mktemp("models")
     for folder, names in model_files(WORKFLOWS).items():
@@ -22,9 +27,32 @@ def placeholder_models(runtime, tmp_path_factory):
             (root / folder / name).touch()
         folder_paths.add_model_folder_path(folder, str(root / folder))
     inputs = tmp_path_factory.mktemp("input")
-    Image.new("RGB", (64, 64), (200, 100, 50)).save(inputs / "example.png")
+    for name in input_images(WORKFLOWS):
+        Image.new("RGB", (64, 64), (200, 100, 50)).save(inputs / name)
     folder_paths.set_input_directory(str(inputs))
     return root
+
+
+@pytest.fixture(scope="module")
+def registry(runtime):
+    """ComfyUI's nodes, the pack's and, where it can be imported, Raylight's (as ComfyUI would load
+    them from custom_nodes); a test of a workflow with Raylight's nodes asks for it with needs_raylight."""
+    import nodes
+
+    from test_raylight import missing
+
+    if not missing() and "RayInitializer" not in nodes.NODE_CLASS_MAPPINGS:
+        from tools import comfy_runtime
+
+        comfy_runtime.load_raylight_nodes()
+    return nodes.NODE_CLASS_MAPPINGS
+
+
+def needs_raylight(workflow: dict) -> None:
+    from test_raylight import require_raylight
+
+    if any(n["type"] == "RayInitializer" for n in workflow["nodes"]):
+        require_raylight()
 
 
 def test_there_are_workflows_for_the_demo_and_every_video_family_asked_for():
@@ -36,22 +64,13 @@ def test_there_are_workflows_for_the_demo_and_every_video_family_asked_for():
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
-def test_workflow_is_valid_in_comfyui(runtime, placeholder_models, path):
+def test_workflow_is_valid_in_comfyui(registry, placeholder_models, path):
     from tools import comfy_exec
     from tools.workflow import check_links, ui_to_api
 
     workflow = json.loads(path.read_text())
+    needs_raylight(workflow)
     types = {n["type"] for n in workflow["nodes"]}
-    if "RayInitializer" in types:  # Raylight's nodes, registered as ComfyUI would load them from custom_nodes
-        import nodes
-
-        from test_raylight import require_raylight
-
-        require_raylight()
-        if "RayInitializer" not in nodes.NODE_CLASS_MAPPINGS:
-            from tools import comfy_runtime
-
-            comfy_runtime.load_raylight_nodes()
     assert check_links(workflow) == []
     assert {"AdaCacheMoRegSettings", "AdaCacheScheduleViewer"} <= types
     assert types & {"AdaCachePatchModel", "AdaCachePatchModelRaylight"}
@@ -63,20 +82,67 @@ def test_workflow_is_valid_in_comfyui(runtime, placeholder_models, path):
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
-def test_every_model_file_says_where_to_download_it(path):
-    """As in ComfyUI's templates: each loader node lists name, url and folder of the files it loads."""
-    from tools.workflow import LOADER_FOLDERS
+def test_every_model_file_says_where_to_download_it(runtime, path):
+    """As in ComfyUI's templates: each loader node lists name, url and model folder of the files it loads
+    (that the folder is the one the loader reads, validation above shows: the files are only there)."""
+    import folder_paths
 
     for node in json.loads(path.read_text())["nodes"]:
-        folder = LOADER_FOLDERS.get(node["type"])
         files = [v for v in node.get("widgets_values") or [] if isinstance(v, str) and v.endswith(".safetensors")]
         entries = {m["name"]: m for m in node["properties"].get("models", [])}
         for name in files:
             if name == "tiny_wan21_motion.safetensors":  # bundled in demo_models/, nothing to download
                 continue
             assert name in entries, (path.name, node["type"], name)
-            assert entries[name]["directory"] == folder
-            assert entries[name]["url"].startswith("https://huggingface.co/") and entries[name]["url"].endswith("/" + name)
+            assert entries[name]["directory"] in folder_paths.folder_names_and_paths
+            url = urlsplit(entries[name]["url"])
+            assert (url.scheme, url.netloc) == ("https", "huggingface.co") and url.path.endswith("/" + name)
+
+
+TEMPLATED = [name for name, (template, _) in make_workflows.WORKFLOWS.items() if template]
+
+
+@pytest.mark.parametrize("name", TEMPLATED)
+def test_workflow_keeps_its_templates_settings(registry, name):
+    """Every widget value, mode and link of the template's nodes is kept, but where the pack's nodes
+    are inserted; nodes removed, replaced, enabled or added are listed in docs/workflows.md."""
+    from tools import templates
+
+    workflow = json.loads((WORKFLOW_DIR / name).read_text())
+    needs_raylight(workflow)
+    found = templates.differences(workflow, templates.load(make_workflows.WORKFLOWS[name][0]))
+    assert [d.text for d in found if d.drift] == []
+    assert any(d.kind == "pack" for d in found)
+
+
+def test_a_changed_template_setting_is_caught(registry):
+    """The HunyuanVideo template decodes with tiles of 256: a workflow that decodes with 512 drifts."""
+    from tools import templates
+
+    workflow = json.loads((WORKFLOW_DIR / "hunyuan_video_t2v_720p_adacache.json").read_text())
+    decode = next(n for n in workflow["nodes"] if n["type"] == "VAEDecodeTiled")
+    assert decode["widgets_values"][0] == 256
+    decode["widgets_values"][0] = 512
+    drift = [d.text for d in templates.differences(workflow, templates.load("hunyuan_video_text_to_video")) if d.drift]
+    assert drift == ["VAEDecodeTiled: tile_size 256 -> 512"]
+
+
+def test_the_stated_differences_are_current(registry):
+    for path in WORKFLOWS:
+        needs_raylight(json.loads(path.read_text()))
+    assert make_workflows.DOC.read_text() == make_workflows.differences_doc(), \
+        "run `.venv/bin/python tools/make_workflows.py` and commit docs/workflows.md"
+
+
+def test_nodes_of_other_packs_name_their_pack(runtime):
+    """The front end names the pack to install from a node's cnr_id (registry) and aux_id (repository)."""
+    from tools.workflow import FRONTEND_ONLY
+
+    for path in WORKFLOWS:
+        for node in json.loads(path.read_text())["nodes"]:
+            if node["type"] not in runtime.builtin_nodes and node["type"] not in FRONTEND_ONLY \
+                    and not node["type"].startswith("AdaCache"):
+                assert node["properties"].get("cnr_id") and node["properties"].get("aux_id"), (path.name, node["type"])
 
 
 def test_validation_catches_a_bad_widget_value(runtime, placeholder_models):

@@ -122,6 +122,20 @@ def fit_font(text: str, width: float, largest: int, smallest: int) -> ImageFont.
     return font(smallest)
 
 
+def node_box(node: dict) -> tuple[float, float, float, float]:
+    """(left, top, right, bottom) of a node on the canvas, its title bar included (only that when collapsed)."""
+    x, y = node["pos"]
+    w, h = node["size"]
+    return x, y - TITLE_H, x + w, y + (0 if (node.get("flags") or {}).get("collapsed") else h)
+
+
+def overlapping(workflow: dict) -> list[tuple[int, int]]:
+    """Ids of node pairs whose boxes overlap or touch (the picture would draw one over the other)."""
+    boxes = [(n["id"], node_box(n)) for n in workflow["nodes"]]
+    return [(i, j) for k, (i, a) in enumerate(boxes) for j, b in boxes[k + 1:]
+            if a[0] <= b[2] and b[0] <= a[2] and a[1] <= b[3] and b[1] <= a[3]]
+
+
 def link_tuples(workflow: dict) -> list[tuple[int, int, int, int, str]]:
     """(from_node, from_slot, to_node, to_slot, type) for list-style and object-style links."""
     out = []
@@ -158,8 +172,7 @@ def render(workflow_path: Path) -> Image.Image:
     draw.line((pad, top - 6 * SS, W - pad, top - 6 * SS), fill="#2c2c2c", width=SS)
 
     # Fit the graph (node boxes with their title bars, and groups) into the rest.
-    boxes = [(n["pos"][0], n["pos"][1] - TITLE_H, n["pos"][0] + n["size"][0], n["pos"][1] + n["size"][1])
-             for n in nodes.values()]
+    boxes = [node_box(n) for n in nodes.values()]
     boxes += [tuple(g["bounding"][:2]) + (g["bounding"][0] + g["bounding"][2], g["bounding"][1] + g["bounding"][3])
               for g in workflow.get("groups") or []]
     x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
@@ -209,11 +222,10 @@ def render(workflow_path: Path) -> Image.Image:
     # Nodes: title bar and body; notes show the start of their text.
     radius = max(2, round(8 * scale))
     for node in nodes.values():
-        px, py = node["pos"]
-        nw, nh = node["size"]
         collapsed = (node.get("flags") or {}).get("collapsed")
-        left, head = at(px, py - TITLE_H)
-        right, bottom = at(px + nw, py if collapsed else py + nh)
+        box = node_box(node)
+        left, head = at(*box[:2])
+        right, bottom = at(*box[2:])
         pack, note = is_pack_node(node), node["type"] in NOTE_TYPES
         title_color = PACK_TITLE if pack else node.get("color") or (NOTE_COLOR if note else NODE_COLOR)
         body_color = PACK_BODY if pack else node.get("bgcolor") or (NOTE_BGCOLOR if note else NODE_BGCOLOR)
