@@ -31,6 +31,18 @@ def test_each_workflow_has_its_thumbnail_beside_it(path):
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_no_two_node_boxes_overlap(path):
+    """Boxes as drawn (title bar included) neither overlap nor touch, so the picture shows every node."""
+    assert make_thumbnails.overlapping(json.loads(path.read_text())) == []
+
+
+def test_overlapping_boxes_are_found():
+    nodes = [{"id": 1, "pos": [0, 0], "size": [100, 50]}, {"id": 2, "pos": [0, 50 + make_thumbnails.TITLE_H], "size": [100, 50]},
+             {"id": 3, "pos": [101, 0], "size": [100, 50]}]
+    assert make_thumbnails.overlapping({"nodes": nodes}) == [(1, 2)]  # 2's title bar touches 1's bottom
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
 def test_thumbnail_matches_a_fresh_render(path):
     problem = make_thumbnails.problem(path)
     assert problem is None, f"{problem}: {REGENERATE}"
