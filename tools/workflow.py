@@ -16,7 +16,8 @@ from pathlib import Path
 from tools.make_thumbnails import TITLE_H, node_box
 
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
-GAP = 30  # canvas units kept free between the boxes of nodes the builder places
+GAP = 30  # canvas units kept free above and below the boxes of nodes the builder places
+SIDE_GAP = 10  # and beside them (ComfyUI's templates put columns about this close)
 
 
 def model_files(paths: list[Path]) -> dict[str, set[str]]:
@@ -186,13 +187,13 @@ class WorkflowBuilder:
         self.links.append([link_id, src.id, out_slot, dst.id, dst_node["inputs"].index(socket), link_type])
 
     def place(self, ref: NodeRef, x: float, y: float) -> None:
-        """Put the node at (x, y), or below it where its box (title bar included) keeps GAP from every other."""
+        """Put the node at (x, y), or below it where its box (title bar included) keeps clear of every other."""
         node = self.node(ref)
         node["pos"] = [x, y]
         while True:
             box = node_box(node)
             hit = [b for b in (node_box(n) for n in self.nodes if n is not node)
-                   if b[0] < box[2] + GAP and box[0] < b[2] + GAP and b[1] < box[3] + GAP and box[1] < b[3] + GAP]
+                   if b[0] < box[2] + SIDE_GAP and box[0] < b[2] + SIDE_GAP and b[1] < box[3] + GAP and box[1] < b[3] + GAP]
             if not hit:
                 return
             node["pos"][1] = max(b[3] for b in hit) + GAP + TITLE_H
@@ -208,6 +209,8 @@ class WorkflowBuilder:
         self.remove(old)
         new = self.add(class_type, carried, pos=node["pos"], node_id=old.id)
         new_node = self.node(new)
+        new_node["size"][0] = node["size"][0]  # as wide as the template drew it: it may then keep its place
+        self.place(new, *node["pos"])
         for (_, src, slot, dst, _, kind), name in links:
             if dst == old.id and any(s["name"] == name for s in new_node["inputs"]):
                 self.connect(NodeRef(src, self.node(src)["type"]), slot, new, name)
