@@ -49,7 +49,8 @@ def find_chromium() -> str | None:
 
 
 def stand_in_files(workflows=WORKFLOWS) -> dict[str, set[str]]:
-    """Model folder -> file names that the workflows' loader nodes name (the tiny model excluded).
+    """Model folder -> file names that the workflows' loader nodes download (the bundled tiny model
+    has no download entry: it is linked in as it is).
 
     The real weights (tens of GB) cannot be in a test; empty files with the same names make the
     server list exactly what a user who followed the README has, so the front end sees the same
@@ -57,7 +58,7 @@ def stand_in_files(workflows=WORKFLOWS) -> dict[str, set[str]]:
     """
     from tools.workflow import model_files
 
-    return {folder: names - {TINY_MODEL.name} for folder, names in model_files(workflows).items()}
+    return model_files(workflows)
 
 
 def make_base_directory(base: Path) -> Path:

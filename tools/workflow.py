@@ -117,6 +117,12 @@ class WorkflowBuilder:
         rest.pop("id", None)  # the template's own workflow id: several workflows here come from one template
         return cls(rest.pop("nodes"), rest.pop("links"), rest.pop("groups", []), rest)
 
+    def _last_node_id(self) -> int:  # a template's count may be past its nodes' ids: new ids never reuse one
+        return max([n["id"] for n in self.nodes] + [self.rest.get("last_node_id", 0)])
+
+    def _last_link_id(self) -> int:
+        return max([l[0] for l in self.links] + [self.rest.get("last_link_id", 0)])
+
     def node(self, ref: NodeRef | int) -> dict:
         node_id = ref.id if isinstance(ref, NodeRef) else ref
         return next(n for n in self.nodes if n["id"] == node_id)
@@ -139,7 +145,7 @@ class WorkflowBuilder:
                 sockets.append({"name": name, "type": input_type(spec), "link": None})
         if widgets:
             raise KeyError(f"{class_type} has no widget inputs {sorted(widgets)}")
-        node_id = node_id or max([n["id"] for n in self.nodes] + [self.rest.get("last_node_id", 0)]) + 1
+        node_id = node_id or self._last_node_id() + 1
         node = {
             "id": node_id, "type": class_type, "pos": list(pos), "size": [320, 60 + 26 * (len(values) + len(sockets))],
             "flags": {}, "order": len(self.nodes), "mode": 0, "inputs": sockets,
@@ -181,7 +187,7 @@ class WorkflowBuilder:
         if socket.get("link") is not None:
             self._unlink(next(l for l in self.links if l[0] == socket["link"]))
         link_type = src_node["outputs"][out_slot]["type"]
-        link_id = max([l[0] for l in self.links] + [self.rest.get("last_link_id", 0)]) + 1
+        link_id = self._last_link_id() + 1
         socket["link"] = link_id
         src_node["outputs"][out_slot]["links"] = (src_node["outputs"][out_slot].get("links") or []) + [link_id]
         self.links.append([link_id, src.id, out_slot, dst.id, dst_node["inputs"].index(socket), link_type])
@@ -264,12 +270,10 @@ class WorkflowBuilder:
         if note:
             boxes = [node_box(n) for n in self.nodes]
             top = min([b[1] for b in boxes] + [g["bounding"][1] for g in self.groups])
-            node_id = max([n["id"] for n in self.nodes] + [self.rest.get("last_node_id", 0)]) + 1
-            self.nodes.append({"id": node_id, "type": "Note", "pos": [min(b[0] for b in boxes), top - GAP - 180],
+            self.nodes.append({"id": self._last_node_id() + 1, "type": "Note", "pos": [min(b[0] for b in boxes), top - GAP - 180],
                                "size": [520, 180], "flags": {}, "order": len(self.nodes), "mode": 0, "inputs": [],
                                "outputs": [], "properties": {}, "widgets_values": [note]})
-        return self.rest | {"last_node_id": max(n["id"] for n in self.nodes),
-                            "last_link_id": max([l[0] for l in self.links], default=0), "nodes": self.nodes,
+        return self.rest | {"last_node_id": self._last_node_id(), "last_link_id": self._last_link_id(), "nodes": self.nodes,
                             "links": self.links, "groups": self.groups, "config": self.rest.get("config", {}),
                             "extra": self.rest.get("extra", {"ds": {"scale": 0.8, "offset": [0, 0]}}),
                             "version": self.rest.get("version", 0.4)}
