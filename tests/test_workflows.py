@@ -99,7 +99,7 @@ def test_every_model_file_says_where_to_download_it(runtime, path):
             assert (url.scheme, url.netloc) == ("https", "huggingface.co") and url.path.endswith("/" + name)
 
 
-TEMPLATED = [name for name, (template, _) in make_workflows.WORKFLOWS.items() if template]
+TEMPLATED = [name for name, spec in make_workflows.WORKFLOWS.items() if spec.template]
 
 
 @pytest.mark.parametrize("name", TEMPLATED)
@@ -110,7 +110,7 @@ def test_workflow_keeps_its_templates_settings(registry, name):
 
     workflow = json.loads((WORKFLOW_DIR / name).read_text())
     needs_raylight(workflow)
-    found = templates.differences(workflow, templates.load(make_workflows.WORKFLOWS[name][0]))
+    found = templates.differences(workflow, templates.load(make_workflows.WORKFLOWS[name].template))
     assert [d.text for d in found if d.drift] == []
     assert any(d.kind == "pack" for d in found)
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import sys
 import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.append(str(Path(__file__).resolve().parent.parent))
@@ -26,6 +28,17 @@ SAMPLERS = {"KSampler", "KSamplerAdvanced", "SamplerCustom", "BasicGuider", "XFu
 PATCH_SOCKET = {"AdaCachePatchModel": "model", "AdaCachePatchModelRaylight": "ray_actors"}
 COLUMN = 360  # the width of the column made for the pack's nodes
 KNOB = "AdaCache's speed knob at 2x with forecast (MoReg and the preset act only with target_speedup 0)."
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One workflow: its template (None: built here), the note put on its canvas, how it is built
+    (default: the template with the pack's nodes) and which of the template's paths it keeps."""
+
+    template: str | None
+    note: str
+    build: Callable[["Spec"], dict] = field(default=lambda spec: patched(spec))
+    paths: dict = field(default_factory=dict)
 
 
 def from_template(name: str, keep_group: str | None = None, drop_group: str | None = None,
@@ -78,15 +91,15 @@ def viewer(wf: WorkflowBuilder, models: list[NodeRef]) -> NodeRef:
     return view
 
 
-def patched(name: str, note: str, **group) -> dict:
-    wf = from_template(name, **group)
+def patched(spec: Spec) -> dict:
+    wf = from_template(spec.template, **spec.paths)
     viewer(wf, [p for p, _ in adacache(wf)])
-    return wf.to_ui(note)
+    return wf.to_ui(spec.note)
 
 
-def wan21_t2v_calibrated() -> dict:
+def calibrated(spec: Spec) -> dict:
     """MoReg calibrated on two reference prompts (one still, one moving) sampled as the template samples."""
-    wf = from_template("text_to_video_wan")
+    wf = from_template(spec.template)
     sampler = wf.find("KSampler")[0]
     model, negative, latent = (wf.source(sampler, name)[0] for name in ("model", "negative", "latent_image"))
     clip = wf.source(negative, "clip")[0]
@@ -106,11 +119,7 @@ def wan21_t2v_calibrated() -> dict:
         calibration = cal
     wf.connect(calibration, 1, moreg, "calibration")
     viewer(wf, [patch])
-    return wf.to_ui("Wan 2.1 T2V 1.3B with AdaCache and MoReg calibrated on this model: the two AdaCache Calibrate "
-                    "nodes sample two reference prompts (one still, one moving) with every step computed, once (ComfyUI "
-                    "keeps their result while their inputs stay the same), and MoReg then judges your prompt's motion "
-                    "against theirs at every noise level instead of the paper's scale 0.385, which was set on Open-Sora. "
-                    "The speed knob is off here (target_speedup 0), so the paper's codebook and MoReg choose the steps.")
+    return wf.to_ui(spec.note)
 
 
 def raylight_pack() -> dict:
@@ -120,9 +129,9 @@ def raylight_pack() -> dict:
     return {"cnr_id": project["project"]["name"], "aux_id": repository, "ver": project["project"]["version"]}
 
 
-def wan21_t2v_14b_raylight() -> dict:
+def raylight(spec: Spec) -> dict:
     """The Wan 2.1 T2V template on 2 GPUs with Raylight (Ulysses sequence parallel), the 14B model."""
-    wf = from_template("text_to_video_wan")
+    wf = from_template(spec.template)
     loader, sampler = wf.find("UNETLoader")[0], wf.find("KSampler")[0]
     unet = "wan2.1_t2v_14B_fp16.safetensors"
     models = [m | {"name": unet, "url": m["url"].replace(m["name"], unet)} for m in wf.node(loader)["properties"]["models"]]
@@ -139,12 +148,10 @@ def wan21_t2v_14b_raylight() -> dict:
     wf.connect(sampler, 1, view, "ray_actors")
     for node in (loader, sampler, ray):
         wf.node(node)["properties"] |= raylight_pack()
-    return wf.to_ui("Wan 2.1 T2V 14B on 2 GPUs with Raylight (Ulysses sequence parallel) and AdaCache on every worker. "
-                    "Needs the Raylight custom nodes. Every GPU takes the same cache decisions, measured over both: "
-                    "one all_reduce of a few numbers per computed step. " + KNOB)
+    return wf.to_ui(spec.note)
 
 
-def tiny_demo() -> dict:
+def tiny_demo(spec: Spec) -> dict:
     """The demo on the bundled tiny model (no template has it): runs anywhere, headless, in seconds."""
     wf = WorkflowBuilder()
     loader = wf.add("UNETLoader", {"unet_name": "tiny_wan21_motion.safetensors"}, pos=(0, 0))
@@ -172,42 +179,45 @@ def tiny_demo() -> dict:
     wf.connect(sampler, 0, view, "samples")
     chart = wf.add("SaveImage", {"filename_prefix": "adacache_demo/schedule"}, pos=(1520, 0))
     wf.connect(view, 0, chart, "images")
-    return wf.to_ui("AdaCache demo on the bundled tiny Wan 2.1 model (trained by tools/train_tiny_wan.py on synthetic "
-                    "moving blobs). Put demo_models/tiny_wan21_motion.safetensors in models/diffusion_models. "
-                    "Turn target_speedup up for speed or down for fidelity and compare the viewer's picture. With "
-                    "target_speedup 0 the paper's codebook decides; MoReg's motion_scale is then tuned by hand for this "
-                    "model (0.15: its block residual's motion scores are 0.04-0.36; the paper's 0.385 fits Open-Sora).")
+    return wf.to_ui(spec.note)
 
 
 WAN22_PATHS = ("Wan2.2 T2V fp8_scaled", "Wan2.2 T2V fp8_scaled +  4 steps LoRA")  # the template's two paths (groups)
 WAN22_SWITCH_NOTE = 106  # the template's note on switching between its two paths, which each workflow here keeps one of
 
-# file -> (template or None, how it is built)
 WORKFLOWS = {
-    "adacache_demo_tiny_model.json": (None, tiny_demo),
-    "wan2.1_t2v_1.3B_adacache.json": ("text_to_video_wan", lambda: patched(
-        "text_to_video_wan", "Wan 2.1 T2V 1.3B with AdaCache, on ComfyUI's template. " + KNOB)),
-    "wan2.1_t2v_1.3B_adacache_calibrated.json": ("text_to_video_wan", wan21_t2v_calibrated),
-    "wan2.1_i2v_480p_14B_adacache.json": ("image_to_video_wan", lambda: patched(
-        "image_to_video_wan", "Wan 2.1 I2V 14B 480p with AdaCache, on ComfyUI's template. " + KNOB)),
-    "wan2.2_t2v_A14B_two_experts_adacache.json": ("video_wan2_2_14B_t2v", lambda: patched(
+    "adacache_demo_tiny_model.json": Spec(
+        None, "AdaCache demo on the bundled tiny Wan 2.1 model (trained by tools/train_tiny_wan.py on synthetic moving "
+        "blobs). Put demo_models/tiny_wan21_motion.safetensors in models/diffusion_models. Turn target_speedup up for "
+        "speed or down for fidelity and compare the viewer's picture. With target_speedup 0 the paper's codebook decides; "
+        "MoReg's motion_scale is then tuned by hand for this model (0.15: its block residual's motion scores are "
+        "0.04-0.36; the paper's 0.385 fits Open-Sora).", tiny_demo),
+    "wan2.1_t2v_1.3B_adacache.json": Spec("text_to_video_wan", "Wan 2.1 T2V 1.3B with AdaCache, on ComfyUI's template. " + KNOB),
+    "wan2.1_t2v_1.3B_adacache_calibrated.json": Spec(
+        "text_to_video_wan", "Wan 2.1 T2V 1.3B with AdaCache and MoReg calibrated on this model: the two AdaCache "
+        "Calibrate nodes sample two reference prompts (one still, one moving) with every step computed, once (ComfyUI "
+        "keeps their result while their inputs stay the same), and MoReg then judges your prompt's motion against "
+        "theirs at every noise level instead of the paper's scale 0.385, which was set on Open-Sora. The speed knob is "
+        "off here (target_speedup 0), so the paper's codebook and MoReg choose the steps.", calibrated),
+    "wan2.1_i2v_480p_14B_adacache.json": Spec("image_to_video_wan", "Wan 2.1 I2V 14B 480p with AdaCache, on ComfyUI's template. " + KNOB),
+    "wan2.2_t2v_A14B_two_experts_adacache.json": Spec(
         "video_wan2_2_14B_t2v", "Wan 2.2 A14B T2V with AdaCache on both experts, on the 20-step path of ComfyUI's "
         "template: each patched model has its own cache and step accounting; the viewer shows both side by side. " + KNOB,
-        keep_group=WAN22_PATHS[0], drop_group=WAN22_PATHS[1], remove=(WAN22_SWITCH_NOTE,))),
-    "wan2.2_t2v_A14B_lightx2v_4steps_adacache.json": ("video_wan2_2_14B_t2v", lambda: patched(
+        paths={"keep_group": WAN22_PATHS[0], "drop_group": WAN22_PATHS[1], "remove": (WAN22_SWITCH_NOTE,)}),
+    "wan2.2_t2v_A14B_lightx2v_4steps_adacache.json": Spec(
         "video_wan2_2_14B_t2v", "Wan 2.2 A14B T2V on the 4-step LightX2V path of ComfyUI's template. With 2 steps per "
         "expert there is nothing for a per-step cache to reuse (the first and last two steps are always computed): "
         "AdaCache computes every step and the viewer and the console say so in one line. Kept to show that; for speed "
-        "from AdaCache use the 20-step workflow.", drop_group=WAN22_PATHS[0], remove=(WAN22_SWITCH_NOTE,))),
-    "wan2.2_ti2v_5B_adacache.json": ("video_wan2_2_5B_ti2v", lambda: patched(
-        "video_wan2_2_5B_ti2v", "Wan 2.2 TI2V 5B (48-channel latents) with AdaCache, on ComfyUI's template; enable "
-        "the Load Image node for I2V. " + KNOB)),
-    "wan2.1_t2v_14B_raylight_adacache.json": ("text_to_video_wan", wan21_t2v_14b_raylight),
-    "hunyuan_video_t2v_720p_adacache.json": ("hunyuan_video_text_to_video", lambda: patched(
-        "hunyuan_video_text_to_video", "HunyuanVideo T2V with AdaCache, on ComfyUI's template; guidance-distilled, so "
-        "only the cond branch runs. " + KNOB)),
-    "ltx_video_2b_t2v_adacache.json": ("ltxv_text_to_video", lambda: patched(
-        "ltxv_text_to_video", "LTX-Video 2B T2V with AdaCache, on ComfyUI's template. " + KNOB)),
+        "from AdaCache use the 20-step workflow.", paths={"drop_group": WAN22_PATHS[0], "remove": (WAN22_SWITCH_NOTE,)}),
+    "wan2.2_ti2v_5B_adacache.json": Spec("video_wan2_2_5B_ti2v", "Wan 2.2 TI2V 5B (48-channel latents) with AdaCache, on "
+                                         "ComfyUI's template; enable the Load Image node for I2V. " + KNOB),
+    "wan2.1_t2v_14B_raylight_adacache.json": Spec(
+        "text_to_video_wan", "Wan 2.1 T2V 14B on 2 GPUs with Raylight (Ulysses sequence parallel) and AdaCache on every "
+        "worker. Needs the Raylight custom nodes. Every GPU takes the same cache decisions, measured over both: one "
+        "all_reduce of a few numbers per computed step. " + KNOB, raylight),
+    "hunyuan_video_t2v_720p_adacache.json": Spec("hunyuan_video_text_to_video", "HunyuanVideo T2V with AdaCache, on "
+                                                 "ComfyUI's template; guidance-distilled, so only the cond branch runs. " + KNOB),
+    "ltx_video_2b_t2v_adacache.json": Spec("ltxv_text_to_video", "LTX-Video 2B T2V with AdaCache, on ComfyUI's template. " + KNOB),
 }
 
 
@@ -218,13 +228,14 @@ def differences_doc(folder: Path = OUT) -> str:
              f"template it was built from (comfyui-workflow-templates-media-video {templates.version()}); "
              "`tests/test_workflows.py` fails when this list is out of date or a workflow changes a setting of its "
              "template. Every template setting not listed here is kept as the template has it.", ""]
-    for name, (template, _) in WORKFLOWS.items():
+    for name, spec in WORKFLOWS.items():
         lines += [f"## {name}", ""]
-        if template is None:
+        if spec.template is None:
             lines += ["Built here: no template has the bundled tiny model.", ""]
             continue
-        lines += [f"From the template `{template}`:", ""]
-        lines += [f"- {d.text}" for d in templates.differences(json.loads((folder / name).read_text()), templates.load(template))]
+        lines += [f"From the template `{spec.template}`:", ""]
+        workflow = json.loads((folder / name).read_text())
+        lines += [f"- {d.text}" for d in templates.differences(workflow, templates.load(spec.template))]
         lines.append("")
     return "\n".join(lines)
 
@@ -233,8 +244,8 @@ def main() -> None:
     comfy_runtime.boot()
     comfy_runtime.load_raylight_nodes()  # the Raylight workflow's nodes (../shared/third_party/raylight)
     OUT.mkdir(exist_ok=True)
-    for name, (_, build) in WORKFLOWS.items():
-        (OUT / name).write_text(json.dumps(build(), indent=1, ensure_ascii=False) + "\n")
+    for name, spec in WORKFLOWS.items():
+        (OUT / name).write_text(json.dumps(spec.build(spec), indent=1, ensure_ascii=False) + "\n")
         print("wrote", OUT.relative_to(comfy_runtime.REPO_ROOT) / name)
     DOC.write_text(differences_doc())
     print("wrote", DOC.relative_to(comfy_runtime.REPO_ROOT))
