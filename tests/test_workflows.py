@@ -115,16 +115,20 @@ def test_workflow_keeps_its_templates_settings(registry, name):
     assert any(d.kind == "pack" for d in found)
 
 
-def test_a_changed_template_setting_is_caught(registry):
-    """The HunyuanVideo template decodes with tiles of 256: a workflow that decodes with 512 drifts."""
+def test_a_changed_template_setting_or_link_is_caught(registry):
+    """The HunyuanVideo template decodes with tiles of 256 and schedules on the model as loaded: a workflow
+    that decodes with 512 or schedules on the patched, shifted model drifts."""
     from tools import templates
 
     workflow = json.loads((WORKFLOW_DIR / "hunyuan_video_t2v_720p_adacache.json").read_text())
-    decode = next(n for n in workflow["nodes"] if n["type"] == "VAEDecodeTiled")
-    assert decode["widgets_values"][0] == 256
-    decode["widgets_values"][0] = 512
+    nodes = {n["type"]: n for n in workflow["nodes"]}
+    assert nodes["VAEDecodeTiled"]["widgets_values"][0] == 256
+    nodes["VAEDecodeTiled"]["widgets_values"][0] = 512
+    link = next(l for l in workflow["links"] if l[3] == nodes["BasicScheduler"]["id"])
+    link[1] = nodes["AdaCachePatchModel"]["id"]
     drift = [d.text for d in templates.differences(workflow, templates.load("hunyuan_video_text_to_video")) if d.drift]
-    assert drift == ["VAEDecodeTiled: tile_size 256 -> 512"]
+    assert drift == ["VAEDecodeTiled: tile_size 256 -> 512",
+                     "BasicScheduler.model from ModelSamplingSD3 (the template: UNETLoader)"]
 
 
 def test_the_stated_differences_are_current(registry):

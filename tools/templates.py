@@ -45,8 +45,8 @@ def _is_pack(node: dict) -> bool:
     return node["type"].startswith(PACK_PREFIX)
 
 
-def _inputs(workflow: dict) -> dict[tuple[int, str], tuple[int, str]]:
-    """(node id, input name) -> (source node id, link type), following links back through the pack's
+def _inputs(workflow: dict) -> dict[tuple[int, str], int]:
+    """(node id, input name) -> source node id, following links back through the pack's
     nodes (an AdaCache node passes on what its input of the same type brings)."""
     nodes = {n["id"]: n for n in workflow["nodes"]}
     links = {l[0]: l for l in workflow["links"]}
@@ -58,7 +58,7 @@ def _inputs(workflow: dict) -> dict[tuple[int, str], tuple[int, str]]:
                 link = next((links.get(s.get("link")) for s in nodes[link[1]].get("inputs", [])
                              if s["type"] == link[5] and s.get("link")), None)
             if link:
-                out[node["id"], socket["name"]] = (link[1], link[5])
+                out[node["id"], socket["name"]] = link[1]
     return out
 
 
@@ -97,9 +97,9 @@ def differences(workflow: dict, template: dict) -> list[Difference]:
         elif new.get("mode", 0) != old.get("mode", 0):
             found.append(Difference("setting", f"{label(old)}: mode {old.get('mode', 0)} -> {new.get('mode', 0)}"))
     was, now = _inputs(template), _inputs(workflow)
-    for (node_id, name), (src, _) in was.items():
-        if node_id in mine and src in mine and now.get((node_id, name), (None,))[0] != src:
-            moved = mine.get(now.get((node_id, name), (None,))[0])
+    for (node_id, name), src in was.items():
+        if node_id in mine and src in mine and now.get((node_id, name)) != src:
+            moved = mine.get(now.get((node_id, name)))
             found.append(Difference("link", f"{label(mine[node_id])}.{name} from {label(moved) if moved else 'nothing'}"
                                             f" (the template: {label(mine[src])})"))
     groups = Counter(g["title"] for g in template.get("groups", [])) - Counter(g["title"] for g in workflow.get("groups", []))
