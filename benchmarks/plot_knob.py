@@ -1,0 +1,89 @@
+"""The speed knob's curve next to the peers': PSNR and motion energy against compute, both tiny models.
+
+    .venv/bin/python benchmarks/plot_knob.py
+
+Reads what the benchmarks wrote (results/knob_<model>.json from bench_knob.py, results/peers_<model>.json
+from bench_peers.py) and draws benchmarks/results/knob_chart.png: one row per tiny model; left PSNR
+against the unpatched run, right motion energy kept, both against the compute fraction (1 / speed for
+the knob, block executions / unpatched for the peers). The knob with `forecast` per motion class
+(thin) and on average (thick), with `hold` on average, and each peer's mean curve. No sampling here.
+"""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+
+from tiny_runs import REPO
+
+RESULTS = REPO / "benchmarks" / "results"
+MODELS = {"motion": "tuned on", "heldout": "held out (nobody tuned on it)"}
+PEERS = ("EasyCache", "First-Block Cache", "TeaCache (fitted to the model)", "MagCache (fitted to the model)",
+         "uniform every k")
+
+
+def knob_curves(rows: list[dict]) -> dict[tuple[str, str], list[tuple[float, float, float]]]:
+    """(reuse, class or 'mean') -> [(compute, PSNR, motion energy)] by ascending compute."""
+    out: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
+    for reuse in dict.fromkeys(r["reuse"] for r in rows):
+        for cls in [*dict.fromkeys(r["class"] for r in rows), "mean"]:
+            points = []
+            for speed in sorted({r["speed"] for r in rows}):
+                rs = [r for r in rows if r["reuse"] == reuse and r["speed"] == speed and cls in ("mean", r["class"])]
+                points.append((statistics.mean(r["computed"] for r in rs) / 30,
+                               statistics.mean(r["psnr"] for r in rs), statistics.mean(r["motion_energy"] for r in rs)))
+            out[(reuse, cls)] = sorted(points)
+    return out
+
+
+def peer_curves(rows: list[dict]) -> dict[str, list[tuple[float, float, float]]]:
+    """Peer -> [(mean compute, mean PSNR, mean motion energy)] per setting, finite PSNR only."""
+    out = {}
+    for peer in PEERS:
+        settings = dict.fromkeys(json.dumps(r["setting"]) for r in rows if r["method"] == peer)
+        points = []
+        for s in settings:
+            rs = [r for r in rows if r["method"] == peer and json.dumps(r["setting"]) == s]
+            if all(math.isfinite(r["psnr"]) for r in rs):
+                points.append((statistics.mean(r["compute"] for r in rs), statistics.mean(r["psnr"] for r in rs),
+                               statistics.mean(r["motion_energy"] for r in rs)))
+        if points:
+            out[peer] = sorted(points)
+    return out
+
+
+def main() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(MODELS), 2, figsize=(12, 4.2 * len(MODELS)), squeeze=False)
+    for row, (model, role) in zip(axes, MODELS.items()):
+        knob = knob_curves(json.loads((RESULTS / f"knob_{model}.json").read_text())["rows"])
+        peers = peer_curves(json.loads((RESULTS / f"peers_{model}.json").read_text())["rows"])
+        for col, ax in enumerate(row):
+            for peer, points in peers.items():
+                ax.plot([p[0] for p in points], [p[1 + col] for p in points], ":", marker=".", alpha=0.8, label=peer)
+            for (reuse, cls), points in knob.items():
+                if reuse == "forecast" and cls != "mean":
+                    ax.plot([p[0] for p in points], [p[1 + col] for p in points], "-", color="tab:red", alpha=0.25, lw=1)
+            for reuse, color in (("forecast", "tab:red"), ("hold", "black")):
+                if (reuse, "mean") in knob:
+                    points = knob[(reuse, "mean")]
+                    ax.plot([p[0] for p in points], [p[1 + col] for p in points], "-", color=color, marker="o", lw=2.2,
+                            label=f"AdaCache speed knob, {reuse}" + (" (default)" if reuse == "forecast" else ""))
+            ax.set_xlabel("compute (fraction of the unpatched run; 0.5 = 2x)")
+            ax.grid(alpha=0.3)
+        row[0].set(ylabel="PSNR vs unpatched (dB)", title=f"tiny model '{model}', {role}: quality")
+        row[1].set(ylabel="motion energy / unpatched", title=f"'{model}': motion kept (1 = all)")
+        row[0].legend(fontsize=7, loc="lower right")
+    fig.suptitle("Speed knob 1.25x-4x (thin red: each motion class, forecast) against the peers' sweeps")
+    fig.tight_layout()
+    path = RESULTS / "knob_chart.png"
+    fig.savefig(path, dpi=100)
+    print(f"wrote {path.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main()
