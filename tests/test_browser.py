@@ -21,6 +21,7 @@ import time
 
 import pytest
 
+from adacache_core.config import RENAMED_PRESETS
 from browser_harness import ARTIFACTS, WORKFLOWS, ComfyServer, find_chromium
 
 DEMO = next(p for p in WORKFLOWS if p.name == "adacache_demo_tiny_model.json")
@@ -278,8 +279,9 @@ def test_every_input_has_a_tooltip_and_hovering_shows_it(page, pack_nodes):
 
 
 def _check_loaded_graph(page, workflow):
-    """What the front end made of the workflow: node types known, widget values kept and valid."""
-    return page.evaluate("""(wf) => {
+    """What the front end made of the workflow: node types known, widget values kept (a renamed
+    preset under its new name) and valid."""
+    return page.evaluate("""([wf, renamed]) => {
         const out = [];
         const byId = new Map(app.graph.nodes.map(n => [String(n.id), n]));
         for (const saved of wf.nodes) {
@@ -290,8 +292,9 @@ def _check_loaded_graph(page, workflow):
             // What saving the workflow again would write. It may add values of widgets that only the
             // front end has (LoadImage's upload button); the saved ones must come back unchanged.
             const values = (n.serialize().widgets_values || []).slice(0, (saved.widgets_values || []).length);
-            if (saved.widgets_values && JSON.stringify(values) !== JSON.stringify(saved.widgets_values))
-                out.push(`node ${saved.id} (${saved.type}): widget values ${JSON.stringify(values)} != saved ${JSON.stringify(saved.widgets_values)}`);
+            const expected = (saved.widgets_values || []).map(v => saved.type.startsWith('AdaCachePatchModel') && Object.hasOwn(renamed, v) ? renamed[v] : v);
+            if (saved.widgets_values && JSON.stringify(values) !== JSON.stringify(expected))
+                out.push(`node ${saved.id} (${saved.type}): widget values ${JSON.stringify(values)} != saved ${JSON.stringify(expected)}`);
             for (const w of n.widgets || []) {
                 if (w.type === 'combo') {
                     let choices = w.options?.values;
@@ -306,7 +309,7 @@ def _check_loaded_graph(page, workflow):
             }
         }
         return out;
-    }""", workflow)
+    }""", [workflow, RENAMED_PRESETS])
 
 
 def test_missing_node_detection_works(page):
@@ -351,6 +354,19 @@ def test_workflow_drops_onto_the_canvas_without_warnings(page, path):
         assert [p for p in problems if not any(name in p for name in missing)] == []
         assert page.problems_since(start) == []
         page.screenshot_to(f"workflow-{path.stem}.png")
+
+
+def test_a_workflow_saved_with_the_old_preset_names_shows_the_new_ones(page):
+    """A workflow saved before the presets were renamed loads with the preset under its new name."""
+    saved = Path(__file__).resolve().parent / "data" / "adacache_demo_tiny_model_saved_before_preset_rename.json"
+    workflow = json.loads(saved.read_text())
+    with snapshot_on_failure(page, "renamed-presets"):
+        page.close_overlays()
+        page.drop_file(saved.name, saved.read_text())
+        page.wait_for_function("(n) => app.graph.nodes.length === n", arg=len(workflow["nodes"]), timeout=15_000)
+        assert _check_loaded_graph(page, workflow) == []
+        assert page.evaluate("""() => app.graph.nodes.find(n => n.type === 'AdaCachePatchModel')
+            .widgets.find(w => w.name === 'preset').value""") == "paper: fastest (fast, 30 steps)"
 
 
 def test_demo_runs_and_viewer_shows_chart_and_summary(page, server):
