@@ -58,7 +58,7 @@ class Codebook:
         return self.entries[-1][1]
 
     def rescaled(self, steps: int) -> "Codebook":
-        """The codebook for a run of ``steps`` steps (see README, "Any step count").
+        """The codebook for a run of ``steps`` steps (see docs/how_it_works.md, "Any step count").
 
         Reuse lengths scale with the step count (a length of 6 in 30 steps skips a fifth of the
         schedule; in 60 steps the same fifth is 12 steps). The distance is a per-step rate, so

@@ -58,7 +58,7 @@ def pack_schedule(steps: int, codebook: Codebook, measure, moreg: MoRegConfig | 
 def assert_same_decisions(trace: RunTrace, official) -> None:
     """Every decision agrees, except where the pack divides by the steps that really passed and the
     official code by the reuse length it chose: only at the forced last two steps, whose decisions
-    change nothing (the last step is always computed; README, "Faithful to the official code")."""
+    change nothing (the last step is always computed; docs/how_it_works.md, "Faithful to the official code")."""
     pack = [d for d in trace.decisions if d.distance is not None]
     assert [d.step for d in pack] == [d.step for d in official.decisions]
     for ours, theirs in zip(pack, official.decisions):
