@@ -1,6 +1,7 @@
 // Workflows saved before the presets were renamed show the new name of their preset on the canvas
 // (the server reads the old names too: adacache_core/config.py, RENAMED_PRESETS, which this table
-// repeats; tests/test_texts.py checks that the two agree).
+// repeats; tests/test_texts.py checks that the two agree). The saved values are renamed before the
+// graph is built from them, so no widget changes while the front end loads the workflow.
 import { app } from "../../scripts/app.js";
 
 const PATCH_NODES = new Set(["AdaCachePatchModel", "AdaCachePatchModelRaylight"]);
@@ -8,9 +9,12 @@ const RENAMED_PRESETS = {"fast (paper, 30 steps)": "paper: fastest (fast, 30 ste
 
 app.registerExtension({
     name: "AdaCache.RenamedPresets",
-    loadedGraphNode(node) {
-        if (!PATCH_NODES.has(node.type)) return;
-        const widget = node.widgets?.find((w) => w.name === "preset");
-        if (widget && Object.hasOwn(RENAMED_PRESETS, widget.value)) widget.value = RENAMED_PRESETS[widget.value];
+    beforeConfigureGraph(graphData) {
+        const subgraphs = graphData?.definitions?.subgraphs ?? [];
+        for (const node of [graphData?.nodes ?? [], ...subgraphs.map((s) => s.nodes ?? [])].flat()) {
+            const values = node?.widgets_values;
+            if (PATCH_NODES.has(node?.type) && Array.isArray(values) && Object.hasOwn(RENAMED_PRESETS, values[0]))
+                values[0] = RENAMED_PRESETS[values[0]];
+        }
     },
 });
