@@ -58,7 +58,7 @@ class Codebook:
         return self.entries[-1][1]
 
     def rescaled(self, steps: int) -> "Codebook":
-        """The codebook for a run of ``steps`` steps (see README, "Any step count").
+        """The codebook for a run of ``steps`` steps (see docs/how_it_works.md, "Any step count").
 
         Reuse lengths scale with the step count (a length of 6 in 30 steps skips a fifth of the
         schedule; in 60 steps the same fifth is 12 steps). The distance is a per-step rate, so
@@ -77,13 +77,22 @@ class Codebook:
         return ", ".join(f"{t:g}:{n}" for t, n in self.entries)
 
 
+# The paper's three codebooks, as a ladder from the fastest to the most faithful (at 30 steps the
+# 100-step codebook rescaled lies between the two 30-step ones; benchmarks/RESULTS.md: compute 0.30,
+# 0.40, 0.60 of the steps on the tiny models).
 PRESETS: dict[str, Codebook] = {
-    "fast (paper, 30 steps)": Codebook(((0.08, 6), (0.16, 5), (0.24, 4), (0.32, 3), (0.40, 2), (1.00, 1)), 30),
-    "slow (paper, 30 steps)": Codebook(((0.08, 3), (0.16, 2), (0.24, 1), (0.32, 1), (0.40, 1), (1.00, 1)), 30),
-    "paper (100 steps)": Codebook(((0.03, 12), (0.05, 10), (0.07, 8), (0.09, 6), (0.11, 4), (1.00, 3)), 100),
+    "paper: fastest (fast, 30 steps)": Codebook(((0.08, 6), (0.16, 5), (0.24, 4), (0.32, 3), (0.40, 2), (1.00, 1)), 30),
+    "paper: middle (100 steps)": Codebook(((0.03, 12), (0.05, 10), (0.07, 8), (0.09, 6), (0.11, 4), (1.00, 3)), 100),
+    "paper: slowest (slow, 30 steps)": Codebook(((0.08, 3), (0.16, 2), (0.24, 1), (0.32, 1), (0.40, 1), (1.00, 1)), 30),
+}
+# The names before the ladder (workflows saved with them load with the same codebook).
+RENAMED_PRESETS = {
+    "fast (paper, 30 steps)": "paper: fastest (fast, 30 steps)",
+    "paper (100 steps)": "paper: middle (100 steps)",
+    "slow (paper, 30 steps)": "paper: slowest (slow, 30 steps)",
 }
 CUSTOM_PRESET = "custom"
-DEFAULT_PRESET = "fast (paper, 30 steps)"
+DEFAULT_PRESET = "paper: fastest (fast, 30 steps)"
 
 MAX_TEXT = 1000  # characters of a list input (codebook, probe blocks, frame strides)
 MAX_CODEBOOK_PAIRS = 32
@@ -131,9 +140,15 @@ def parse_codebook(text: str) -> Codebook:
         raise SettingsError(f"custom_{e}") from None
 
 
+def preset_name(preset: str) -> str:
+    """The preset's current name: a name from before the renaming gives its new one."""
+    return RENAMED_PRESETS.get(preset, preset) if isinstance(preset, str) else preset
+
+
 def resolve_codebook(preset: str, custom: str = "") -> Codebook:
     if preset == CUSTOM_PRESET:
         return parse_codebook(custom)
+    preset = preset_name(preset)
     if not isinstance(preset, str) or preset not in PRESETS:
         raise SettingsError(f"preset: {shown(preset)} is not one of {[*PRESETS, CUSTOM_PRESET]}")
     return PRESETS[preset]
@@ -356,7 +371,7 @@ def settings_from_inputs(preset: str, custom_codebook: str, probe_blocks: str, s
     return AdaCacheConfig(
         target_speedup=target_speedup or None,
         codebook=resolve_codebook(preset, custom_codebook),
-        preset=preset,
+        preset=preset_name(preset),
         probe_blocks=parse_probe_blocks(probe_blocks, num_blocks),
         start_percent=start_percent,
         end_percent=end_percent,

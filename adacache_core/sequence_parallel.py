@@ -20,7 +20,7 @@ slice sits in the whole stream (to leave text and the engine's padding out of th
 comes from one all_gather of the slices' lengths per block list and run (:meth:`Group.layout`).
 With CFG parallel (each rank runs one branch) the sums also run over the other branch's ranks.
 
-Configuration (see README, "Sequence parallel"):
+Configuration (see docs/multi_gpu.md, "Sequence parallel"):
   * ``"auto"`` (default): a group registered with :func:`use_group` if any; otherwise xFuser's
     sequence- and CFG-parallel groups when xFuser is initialised (Raylight); otherwise the default
     process group, when ``torch.distributed`` is initialised with more than one rank and the probe

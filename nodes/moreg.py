@@ -27,10 +27,8 @@ def _config(motion_scale, motion_power, motion_divisor, gradient_weight, frame_s
 def frame_strides_input() -> io.String.Input:
     """The frame strides input, shared with AdaCache Calibrate (a calibration is only valid for its strides)."""
     return io.String.Input("frame_strides", default=",".join(map(str, _DEFAULT.strides)),
-                           tooltip="Latent-frame distances compared for the motion score, e.g. '1' (neighbours) or '1, 2'. "
-                                   "Larger strides notice slower motion. "
-                                   f"Up to {MAX_FRAME_STRIDES} different strides from 1 to {MAX_STRIDE}; strides at or "
-                                   "beyond the clip's latent frame count are skipped (the run data say when none is left).")
+                           tooltip="Which frames are compared to measure motion: '1' (neighbours) or e.g. '1, 2'. Larger "
+                                   f"numbers notice slower motion. Up to {MAX_FRAME_STRIDES} numbers from 1 to {MAX_STRIDE}.")
 
 
 class MoRegSettingsNode(io.ComfyNode):
@@ -41,32 +39,36 @@ class MoRegSettingsNode(io.ComfyNode):
             display_name="MoReg Settings",
             category="AdaCache",
             description=("Motion regularisation (AdaCache paper, section 3.2): measures how much the video moves between "
-                         "frames and makes moving videos compute more steps, so motion is not smeared. Defaults are the paper's."),
+                         "frames and makes moving videos compute more steps, so motion is not smeared. Defaults are the paper's. "
+                         "It acts when AdaCache Patch Model's target_speedup is 0 (the preset's adaptive schedule).\n\n"
+                         "motion_scale is the motion score that counts as normal; the paper's 0.385 was set on Open-Sora. "
+                         "The viewer's run data show each computed step's motion score: set the scale near your model's "
+                         "typical score, or connect AdaCache Calibrate's calibration (then the scale is not used). The window "
+                         "is counted from step 1: at 30 and 100 steps the default is the paper's own, steps 4-26 and 10-90. "
+                         "Frame strides at or beyond the clip's latent frame count are skipped (the run data say when none "
+                         "is left). Details: docs/how_it_works.md."),
             inputs=[
                 io.Float.Input("motion_scale", default=_DEFAULT.scale, **_bounds("motion_scale"), step=0.001,
-                               tooltip="Motion score that counts as 'normal' (factor 1). Lower it to treat more videos as high-motion "
-                                       "(more compute); raise it to cache more. The paper's 0.385 was set on Open-Sora; on other "
-                                       "models connect a calibration instead (then this value is not used)."),
+                               tooltip="How much motion counts as normal. Lower = more videos count as moving (more steps "
+                                       "computed); higher = more reuse. Not used when a calibration is connected."),
                 io.Float.Input("motion_power", default=_DEFAULT.power, **_bounds("motion_power"), step=0.1,
-                               tooltip="How sharply motion above/below the scale changes the factor. Higher = stronger contrast between "
-                                       "still and moving videos."),
+                               tooltip="How strongly motion above or below normal changes the schedule. Higher = a bigger "
+                                       "difference between still and moving videos."),
                 io.Float.Input("motion_divisor", default=_DEFAULT.divisor, **_bounds("motion_divisor"), step=0.01,
-                               tooltip="Divides the motion factor: raise it to cache more overall, lower it to compute more."),
+                               tooltip="Raise it to reuse more overall (faster), lower it to compute more."),
                 io.Float.Input("gradient_weight", default=_DEFAULT.grad_mul, **_bounds("gradient_weight"), step=0.1,
-                               tooltip="Weight of the motion gradient (how fast the motion factor changes per step). Higher = "
-                                       "recompute sooner when motion is changing. 0 ignores it."),
+                               tooltip="How quickly a change in motion brings a computed step. Higher = react sooner; 0 = "
+                                       "ignore changes in motion."),
                 frame_strides_input(),
                 io.Float.Input("window_start", default=_DEFAULT.window[0], min=0.0, max=1.0, step=0.01,
-                               tooltip="MoReg acts from this fraction of the steps on, counted from step 1 (paper: 0.1; at 30 and 100 steps "
-                                       "the default window is the paper's own, steps 4-26 and 10-90). Outside it the motion factor is 1."),
+                               tooltip="MoReg acts from this fraction of the steps on (paper: 0.1). Before it, motion is "
+                                       "not taken into account."),
                 io.Float.Input("window_end", default=_DEFAULT.window[1], min=0.0, max=1.0, step=0.01,
-                               tooltip="MoReg acts until this fraction of the steps, counted from step 1 (paper: 0.9). 0 with window_start 0 "
-                                       "switches the motion factor off."),
+                               tooltip="MoReg acts until this fraction of the steps (paper: 0.9). Both window values 0: "
+                                       "MoReg off."),
                 io.String.Input("calibration", optional=True, force_input=True,
-                                tooltip="Optional: the 'calibration' output of AdaCache Calibrate, measured on this model. It "
-                                        "replaces motion_scale by the motion this model showed at each noise level, so videos "
-                                        "that move more than the calibration prompt(s) compute more steps and stiller ones "
-                                        "reuse more, without hand-tuning. frame_strides must be the ones calibrated."),
+                                tooltip="Optional: AdaCache Calibrate's output. Replaces motion_scale by what this model showed, "
+                                        "so no hand-tuning; frame_strides must be the calibrated ones."),
             ],
             outputs=[MoRegSettings.Output(tooltip="Connect to the 'moreg' input of AdaCache Patch Model.")],
         )

@@ -16,20 +16,15 @@ DEFAULT_CUSTOM_CODEBOOK = PRESETS[DEFAULT_PRESET].describe()
 def probe_blocks_input() -> io.String.Input:
     """The probe block input, shared with AdaCache Calibrate (a calibration is only valid for its probe)."""
     return io.String.Input("probe_blocks", default="middle",
-                           tooltip="Block(s) whose output change decides the schedule: 'middle' (as the paper) or 0-based numbers like "
-                                   "'13' or '6, 20' (checked against the model's block count). Several probes average their changes; with MoReg "
-                                   "the last probe's motion decides, as in the paper's code.")
+                           tooltip="Which block's change decides when to compute: 'middle' (as the paper) or block numbers "
+                                   "from 0, like '13' or '6, 20'. Leave it unless you experiment.")
 
 
 def probe_residual_input() -> io.Combo.Input:
     """The probe residual input, shared with AdaCache Calibrate."""
     return io.Combo.Input("probe_residual", options=list(PROBE_RESIDUALS), default=DEFAULT_PROBE_RESIDUAL, optional=True,
-                           tooltip="What the probe block's change is measured on. 'block' (default): the block's output minus "
-                                   "its input; it gave more quality per computed step on both of the project's test models. "
-                                   "'attention': the paper's own probe, the block's gated self-attention residual, on which "
-                                   "the paper's codebooks were set (it changes more per step, so the same preset computes more); "
-                                   "where the pack does not know the model's attention gate (only Wan, LTX-Video and PixArt "
-                                   "are known) the block's residual is measured and the run data say so.")
+                           tooltip="What the probe watches: 'block' (default), the whole block; 'attention', the paper's own "
+                                   "probe (Wan, LTX-Video, PixArt), which computes more steps with the same preset.")
 
 
 class AdaCachePatchModel(io.ComfyNode):
@@ -40,12 +35,17 @@ class AdaCachePatchModel(io.ComfyNode):
             display_name="AdaCache Patch Model",
             category="AdaCache",
             description=(
-                "Adaptive caching (AdaCache, arXiv 2411.02397) for video diffusion transformers: after each computed "
-                "step it measures how much the video still changes and reuses the block outputs for more steps when "
-                "it changes little. Put it between the model loader and the sampler."),
+                "Speeds up video diffusion transformers by reusing the model's work on some sampling steps "
+                "(AdaCache, arXiv 2411.02397). Put it between the model loader (and LoRAs) and the sampler.\n\n"
+                "target_speedup is the speed knob: 2 computes about half of the steps, planned from the sampler's "
+                "step sizes; 0 turns the knob off and the preset's codebook decides after each computed step how "
+                "long to reuse (the paper's adaptive schedule, where MoReg Settings act). 'reuse: forecast' "
+                "continues the last change on a skipped step; 'hold' keeps it as it was.\n\n"
+                f"Supported models: {', '.join(supported_names())}. Other models pass through unpatched with a "
+                "warning that says why. Details: docs/how_it_works.md."),
             inputs=[
-                io.Model.Input("model", tooltip=f"The diffusion model to accelerate. Supported: {', '.join(supported_names())}. "
-                                                "Other models pass through unpatched with a warning."),
+                io.Model.Input("model", tooltip="The model to speed up, from the loader (after LoRAs). An unsupported model "
+                                                "passes through unchanged, with a warning saying why."),
                 *settings_inputs(),
             ],
             outputs=[io.Model.Output(tooltip="The model with AdaCache; connect it to KSampler / SamplerCustomAdvanced.")],
@@ -93,35 +93,32 @@ def settings_inputs() -> list:
     """AdaCache Patch Model's settings (every input but the model), shared with its Raylight variant."""
     return [
         io.Combo.Input("preset", options=[*PRESETS, CUSTOM_PRESET], default=DEFAULT_PRESET,
-                       tooltip="Only when target_speedup is 0: the paper's adaptive codebook decides how long to reuse. "
-                               "'fast' reuses longest, 'slow' least; 'custom' uses custom_codebook."),
+                       tooltip="Only when target_speedup is 0: how long the paper's schedule reuses, from fastest to "
+                               "slowest (most faithful); 'custom' uses custom_codebook."),
         io.String.Input("custom_codebook", default=DEFAULT_CUSTOM_CODEBOOK,
-                        tooltip="Only for preset 'custom': 'threshold:reuse_steps' pairs, thresholds ascending. After a computed "
-                                "step whose change rate is below a threshold, the next reuse_steps-1 steps reuse the cache. "
-                                "Bigger reuse numbers or thresholds = faster, lower fidelity. At most 32 pairs (1000 characters)."),
+                        tooltip="Only for preset 'custom': 'threshold:steps' pairs, thresholds ascending. Bigger numbers "
+                                "reuse longer: faster, less faithful."),
         probe_blocks_input(),
         io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.01,
-                       tooltip="Caching may start at this point of the schedule (0 = first step). Earlier steps are always computed."),
+                       tooltip="Reuse may start at this point of the sampling (0 = first step). Raise it to compute all "
+                               "early steps, which set the layout."),
         io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.01,
-                       tooltip="Caching stops at this point of the schedule (1 = last step). Later steps are always computed. "
-                               "start = end turns caching off."),
+                       tooltip="Reuse stops at this point (1 = last step). Lower it to compute the final detail steps. "
+                               "Equal to start_percent: AdaCache off."),
         io.Boolean.Input("offload_cache", default=False,
-                         tooltip="Keep cached residuals in system RAM instead of VRAM: saves VRAM (about one hidden state per block list and "
-                                 "branch), costs a copy per reused step."),
+                         tooltip="On: keep the cache in system RAM instead of VRAM. Saves a little VRAM, costs a copy on "
+                                 "each reused step."),
         io.Float.Input("target_speedup", default=DEFAULT_SPEEDUP, min=0.0, max=50.0, step=0.25, optional=True,
-                       tooltip="The speed knob: how many times fewer steps run the model (2 = half). Turn it up for "
-                               "speed, down for fidelity; a lower value computes every step a higher one does. 0 = off: the preset decides."),
+                       tooltip="The speed knob: up = faster, down = closer to the uncached video. 0 = knob off (the "
+                               "preset chooses); up to 1 = every step computed; above 1 = the speed-up asked for."),
         MoRegSettings.Input("moreg", optional=True,
-                            tooltip="Optional MoReg Settings: motion-aware caching, which computes more steps when the video moves."),
+                            tooltip="Optional MoReg Settings: computes more steps when the video moves. Acts only with "
+                                    "target_speedup 0."),
         io.Combo.Input("sequence_parallel", options=list(SEQUENCE_PARALLEL_MODES), default="auto", optional=True,
-                       tooltip="Only for multi-GPU sequence parallel (tokens split across GPUs, e.g. Raylight / xDiT): "
-                               "every GPU must take the same cache decisions, so the measurements are summed over "
-                               "the GPUs (one tiny exchange per computed step). 'auto' does so under Raylight / xFuser, "
-                               "and when torch.distributed is running and this GPU holds only part of the video's tokens; 'always' whenever "
-                               "torch.distributed runs with several processes (image models, or when one GPU may "
-                               "hold every token); 'off' never. On one GPU all three are the same."),
+                       tooltip="Only for one video split over several GPUs (Raylight, xDiT): keeps all GPUs' decisions "
+                               "the same. Leave it on 'auto'; 'always' for image models. On one GPU it does nothing."),
         probe_residual_input(),
         io.Combo.Input("reuse", options=list(REUSE_MODES), default=DEFAULT_REUSE, optional=True,
-                       tooltip="What a skipped step uses instead of the model. 'forecast' (default): the last change, "
-                               "continued; sharper at the same speed, one more hidden state of memory. 'hold': the last change as it was (the paper)."),
+                       tooltip="What a skipped step uses: 'forecast' (default) continues the last change, sharper at the "
+                               "same speed; 'hold' keeps it as it was (the paper), a little less memory."),
     ]

@@ -12,7 +12,7 @@ from comfy_api.latest import io, ui
 import folder_paths
 
 from ..adacache_core import workers
-from ..adacache_core.chart import message_chart, schedule_chart
+from ..adacache_core.chart import DETAILS, message_chart, schedule_chart
 from ..adacache_core.comfy_bridge import session_of
 from ..adacache_core.trace import RunTrace, latent_fingerprint
 from .raylight import RayActors
@@ -136,9 +136,12 @@ class CacheScheduleViewer(io.ComfyNode):
             node_id="AdaCacheScheduleViewer",
             display_name="Cache Schedule Viewer",
             category="AdaCache",
-            description="Chart and summary of the sampling run of an AdaCache-patched model that produced 'samples': which "
-                        "steps were computed, which reused, the measured distances and the MoReg factor. Also saves the run "
-                        "data as JSON.",
+            description="Shows the sampling run of an AdaCache-patched model that produced 'samples': a headline (steps "
+                        "computed of total, speed-up, reuse mode, MoReg on or off) over one strip per model, a cell per "
+                        "step, blue where the model ran and grey where it was reused; cond and uncond get a row each only "
+                        "where they differ. 'detail: engineering' adds the distance measured after each computed step "
+                        "over the codebook's bands, and MoReg's multiplier. The summary text has the numbers; the run data "
+                        "are saved as JSON for bug reports and comparisons.",
             inputs=[
                 io.Model.Input("model", optional=True,
                                tooltip="The model from AdaCache Patch Model that the sampler used (Raylight: connect ray_actors instead)."),
@@ -147,17 +150,21 @@ class CacheScheduleViewer(io.ComfyNode):
                 io.Model.Input("model_2", optional=True, tooltip="Optional second patched model (e.g. Wan 2.2's low-noise expert)."),
                 io.String.Input("filename_prefix", default="adacache/schedule",
                                 tooltip="Where the run data JSON goes, inside ComfyUI's output folder."),
+                io.Combo.Input("detail", options=list(DETAILS), default=DETAILS[0], optional=True,
+                               tooltip="'overview': which steps were computed and which reused, under a headline. "
+                                       "'engineering': also the change measured after each step and MoReg's factor."),
                 RayActors.Input("ray_actors", optional=True,
                                 tooltip="Raylight: the workers from AdaCache Patch Model (Raylight). The viewer fetches every "
                                         "worker's run data, shows worker 0's schedule and checks that all decided the same."),
             ],
-            outputs=[io.Image.Output(display_name="chart", tooltip="The schedule chart."),
+            outputs=[io.Image.Output(display_name="chart", tooltip="The picture shown on the node."),
                      io.String.Output(display_name="summary", tooltip="Computed/total steps, speedups, settings.")],
             is_output_node=True,
         )
 
     @classmethod
-    def execute(cls, samples, filename_prefix: str, model=None, model_2=None, ray_actors=None) -> io.NodeOutput:
+    def execute(cls, samples, filename_prefix: str, model=None, model_2=None, ray_actors=None,
+                detail: str = DETAILS[0]) -> io.NodeOutput:
         ranks = worker_runs(ray_actors) if ray_actors is not None else []
         models = [m for m in (model, model_2, ranks[0] if ranks else None) if m is not None]
         runs, messages = collect_runs(models, samples)
@@ -166,7 +173,7 @@ class CacheScheduleViewer(io.ComfyNode):
         elif ranks and runs and runs[-1][1] in ranks[0].runs:
             messages.append(agreement(ranks, runs[-1][1]))
         text = "\n".join([summary_text(name, trace) for name, trace in runs] + messages)
-        chart = schedule_chart(runs) if runs else message_chart("\n".join(messages))
+        chart = schedule_chart(runs, detail) if runs else message_chart("\n".join(messages))
         if runs:
             folder, filename, counter, _, _ = folder_paths.get_save_image_path(filename_prefix, folder_paths.get_output_directory())
             path = os.path.join(folder, f"{filename}_{counter:05}_.json")

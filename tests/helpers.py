@@ -55,7 +55,7 @@ def adacache(runtime, model, **settings):
     import nodes
 
     node = nodes.NODE_CLASS_MAPPINGS["AdaCachePatchModel"]
-    values = dict(preset="fast (paper, 30 steps)", custom_codebook="0.08:6, 1.0:1", probe_blocks="middle",
+    values = dict(preset="paper: fastest (fast, 30 steps)", custom_codebook="0.08:6, 1.0:1", probe_blocks="middle",
                   start_percent=0.0, end_percent=1.0, offload_cache=False, moreg=None, target_speedup=0.0,
                   reuse="hold") | settings
     return node.execute(model=model, **values).args[0]

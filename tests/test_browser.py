@@ -4,8 +4,9 @@ by Playwright (see tests/browser_harness.py for how the server is set up).
 
 Checks what an artist does: find the nodes by name in the node search and the node library, read
 input tooltips, drop each workflow file on the canvas (no missing-node dialog, no warning, every
-widget value valid), and run the tiny-model demo until the Cache Schedule Viewer shows its chart
-and summary on the node. Screenshots go to output/browser/ (a CI artifact; output/ is ignored).
+widget value valid; a workflow saved with the presets' old names shows the new ones), and run the
+tiny-model demo until the Cache Schedule Viewer shows its picture (the overview: headline, blue
+computed and grey reused steps; then the engineering picture) and summary on the node. Screenshots go to output/browser/ (a CI artifact; output/ is ignored).
 
 Without Chromium or Playwright the module skips with the reason, except under CI (CI=true), where
 it fails: CI must run it. `bash tools/setup_env.sh` installs both.
@@ -21,6 +22,7 @@ import time
 
 import pytest
 
+from adacache_core.config import RENAMED_PRESETS
 from browser_harness import ARTIFACTS, WORKFLOWS, ComfyServer, find_chromium
 
 DEMO = next(p for p in WORKFLOWS if p.name == "adacache_demo_tiny_model.json")
@@ -278,8 +280,9 @@ def test_every_input_has_a_tooltip_and_hovering_shows_it(page, pack_nodes):
 
 
 def _check_loaded_graph(page, workflow):
-    """What the front end made of the workflow: node types known, widget values kept and valid."""
-    return page.evaluate("""(wf) => {
+    """What the front end made of the workflow: node types known, widget values kept (a renamed
+    preset under its new name) and valid."""
+    return page.evaluate("""([wf, renamed]) => {
         const out = [];
         const byId = new Map(app.graph.nodes.map(n => [String(n.id), n]));
         for (const saved of wf.nodes) {
@@ -290,8 +293,9 @@ def _check_loaded_graph(page, workflow):
             // What saving the workflow again would write. It may add values of widgets that only the
             // front end has (LoadImage's upload button); the saved ones must come back unchanged.
             const values = (n.serialize().widgets_values || []).slice(0, (saved.widgets_values || []).length);
-            if (saved.widgets_values && JSON.stringify(values) !== JSON.stringify(saved.widgets_values))
-                out.push(`node ${saved.id} (${saved.type}): widget values ${JSON.stringify(values)} != saved ${JSON.stringify(saved.widgets_values)}`);
+            const expected = (saved.widgets_values || []).map(v => saved.type.startsWith('AdaCachePatchModel') && Object.hasOwn(renamed, v) ? renamed[v] : v);
+            if (saved.widgets_values && JSON.stringify(values) !== JSON.stringify(expected))
+                out.push(`node ${saved.id} (${saved.type}): widget values ${JSON.stringify(values)} != saved ${JSON.stringify(expected)}`);
             for (const w of n.widgets || []) {
                 if (w.type === 'combo') {
                     let choices = w.options?.values;
@@ -306,7 +310,7 @@ def _check_loaded_graph(page, workflow):
             }
         }
         return out;
-    }""", workflow)
+    }""", [workflow, RENAMED_PRESETS])
 
 
 def test_missing_node_detection_works(page):
@@ -353,6 +357,22 @@ def test_workflow_drops_onto_the_canvas_without_warnings(page, path):
         page.screenshot_to(f"workflow-{path.stem}.png")
 
 
+def test_a_workflow_saved_with_the_old_preset_names_shows_the_new_ones(page):
+    """A workflow saved before the presets were renamed loads with the preset under its new name."""
+    saved = Path(__file__).resolve().parent / "data" / "adacache_demo_tiny_model_saved_before_preset_rename.json"
+    workflow = json.loads(saved.read_text())
+    with snapshot_on_failure(page, "renamed-presets"):
+        page.close_overlays()
+        start = len(page.console)
+        page.drop_file(saved.name, saved.read_text())
+        page.wait_for_function("(n) => app.graph.nodes.length === n", arg=len(workflow["nodes"]), timeout=15_000)
+        page.wait_for_timeout(1500)  # dialogs and toasts come up asynchronously
+        assert page.open_overlays() == [] and page.problems_since(start) == []
+        assert _check_loaded_graph(page, workflow) == []
+        assert page.evaluate("""() => app.graph.nodes.find(n => n.type === 'AdaCachePatchModel')
+            .widgets.find(w => w.name === 'preset').value""") == "paper: fastest (fast, 30 steps)"
+
+
 def test_demo_runs_and_viewer_shows_chart_and_summary(page, server):
     with snapshot_on_failure(page, "demo-run"):
         page.close_overlays()
@@ -383,19 +403,66 @@ def test_demo_runs_and_viewer_shows_chart_and_summary(page, server):
         assert viewer["summary"] == viewer["shown"]  # the textarea on the node holds the summary
         assert viewer["visible"]
         assert "computed" in viewer["summary"] and "steps" in viewer["summary"] and "speedup" in viewer["summary"]
-        assert "/view?" in viewer["src"] and viewer["image"][0] >= 400 and viewer["image"][1] >= 200
+        assert "/view?" in viewer["src"]
+        # The overview: a headline over one row of steps (cond and uncond computed the same steps),
+        # computed steps in blue, reused in grey, nothing in the red that read as an error.
+        assert viewer["image"] == [1200, 210]
+        colours = _viewer_picture_colours(page)
+        assert colours["computed"] > 0.03 and colours["reused"] > 0.01 and colours["red"] == 0, colours
         assert [p for p in page.problems_since(start) if "AdaCache" in p or "schedule_viewer" in p] == []
 
         page.screenshot_to("demo_workflow.png")
-        # Center the viewer node at 100 % zoom and keep a picture of just it (README, CI artifact).
-        box = page.evaluate("""() => { const n = app.graph.nodes.find(n => n.type === 'AdaCacheScheduleViewer');
-            const c = app.canvas.canvas.getBoundingClientRect(), t = LiteGraph.NODE_TITLE_HEIGHT;
-            app.canvas.ds.scale = 1;
-            app.canvas.ds.offset = [c.width / 2 - n.pos[0] - n.size[0] / 2, c.height / 2 - n.pos[1] - n.size[1] / 2 + t / 2];
-            app.canvas.deselectAll?.(); app.canvas.setDirty(true, true);
-            return [c.left + c.width / 2 - n.size[0] / 2, c.top + c.height / 2 - n.size[1] / 2 - t / 2, n.size[0], n.size[1] + t]; }""")
-        page.mouse.move(5, 5)
-        page.wait_for_timeout(500)
-        m = 8
-        path = page.screenshot_to("viewer.png", clip={"x": box[0] - m, "y": box[1] - m, "width": box[2] + 2 * m, "height": box[3] + 2 * m})
-        print("viewer screenshot:", path)
+        print("viewer screenshot:", _screenshot_viewer(page, "viewer.png"))
+
+        # The engineering picture on the same run: only the viewer runs again.
+        page.evaluate("""() => { const n = app.graph.nodes.find(n => n.type === 'AdaCacheScheduleViewer');
+            n.widgets.find(w => w.name === 'detail').value = 'engineering'; }""")
+        page.get_by_role("button", name="Run", exact=True).first.click()
+        page.wait_for_function("""() => { const n = app.graph.nodes.find(n => n.type === 'AdaCacheScheduleViewer');
+                return n?.imgs?.length > 0 && n.imgs[0].complete && n.imgs[0].naturalHeight === 720; }""",
+                               timeout=RUN_TIMEOUT_MS, polling=500)
+        colours = _viewer_picture_colours(page)
+        assert colours["computed"] > 0.01 and colours["moreg"] > 0 and colours["red"] == 0, colours
+        print("engineering screenshot:", _screenshot_viewer(page, "viewer_engineering.png"))
+
+
+# The viewer's colours (adacache_core/chart.py): computed, reused, MoReg's line (engineering only), and
+# the red the chart used for computed steps before.
+PICTURE_COLOURS = {"computed": "#2f6db5", "reused": "#c5cad3", "moreg": "#e76f51", "red": "#d1495b"}
+
+
+def _viewer_picture_colours(page) -> dict[str, float]:
+    """The share of the viewer's shown picture in each of PICTURE_COLOURS (read back from its pixels)."""
+    return page.evaluate("""(colours) => { const n = app.graph.nodes.find(n => n.type === 'AdaCacheScheduleViewer');
+        const img = n.imgs[0], c = document.createElement('canvas');
+        c.width = img.naturalWidth; c.height = img.naturalHeight;
+        const ctx = c.getContext('2d'); ctx.drawImage(img, 0, 0);
+        const px = ctx.getImageData(0, 0, c.width, c.height).data, out = {};
+        for (const [name, hex] of Object.entries(colours)) {
+            const [r, g, b] = [1, 3, 5].map(i => parseInt(hex.slice(i, i + 2), 16));
+            let hits = 0;
+            for (let i = 0; i < px.length; i += 4)
+                if (Math.abs(px[i] - r) < 4 && Math.abs(px[i + 1] - g) < 4 && Math.abs(px[i + 2] - b) < 4) hits++;
+            out[name] = hits / (px.length / 4);
+        }
+        return out; }""", PICTURE_COLOURS)
+
+
+def _screenshot_viewer(page, name: str) -> str:
+    """The viewer node alone, moved clear of the others and widened so its picture reads, centred at
+    100 % zoom (docs/, CI artifact)."""
+    box = page.evaluate("""() => { const n = app.graph.nodes.find(n => n.type === 'AdaCacheScheduleViewer');
+        const others = app.graph.nodes.filter(o => o !== n);
+        n.pos = [Math.max(...others.map(o => o.pos[0] + o.size[0])) + 200, n.pos[1]];
+        const img = n.imgs[0];
+        n.setSize([720, n.size[1]]);  // the summary's height follows the width
+        n.setSize([720, n.computeSize()[1] + 720 * img.naturalHeight / img.naturalWidth + 40]);
+        const c = app.canvas.canvas.getBoundingClientRect(), t = LiteGraph.NODE_TITLE_HEIGHT;
+        app.canvas.ds.scale = 1;
+        app.canvas.ds.offset = [c.width / 2 - n.pos[0] - n.size[0] / 2, c.height / 2 - n.pos[1] - n.size[1] / 2 + t / 2];
+        app.canvas.deselectAll?.(); app.canvas.setDirty(true, true);
+        return [c.left + c.width / 2 - n.size[0] / 2, c.top + c.height / 2 - n.size[1] / 2 - t / 2, n.size[0], n.size[1] + t]; }""")
+    page.mouse.move(5, 5)
+    page.wait_for_timeout(500)
+    m = 8
+    return page.screenshot_to(name, clip={"x": box[0] - m, "y": box[1] - m, "width": box[2] + 2 * m, "height": box[3] + 2 * m})

@@ -9,7 +9,7 @@ from adacache_core.trace import RunTrace
 
 
 def test_lookup_is_strict_and_falls_back_to_last_length():
-    cb = PRESETS["fast (paper, 30 steps)"]
+    cb = PRESETS["paper: fastest (fast, 30 steps)"]
     assert cb.lookup(0.0) == 6
     assert cb.lookup(0.08) == 5  # strict '<': a distance equal to a threshold goes to the next bucket
     assert cb.lookup(0.39) == 2
@@ -17,7 +17,7 @@ def test_lookup_is_strict_and_falls_back_to_last_length():
 
 
 def test_rescaling_follows_the_step_count():
-    cb = PRESETS["fast (paper, 30 steps)"]
+    cb = PRESETS["paper: fastest (fast, 30 steps)"]
     assert cb.rescaled(30) is cb
     cb60 = cb.rescaled(60)
     assert cb60.lengths == (12, 10, 8, 6, 4, 2)

@@ -16,7 +16,7 @@ from official_adacache import OfficialMoReg, official_schedule
 from tools import comfy_runtime
 
 STEP_COUNTS = (10, 30, 57, 100, 200)
-PAPER_100 = dict(PRESETS["paper (100 steps)"].entries)
+PAPER_100 = dict(PRESETS["paper: middle (100 steps)"].entries)
 
 
 def f32(x: float) -> float:
@@ -58,7 +58,7 @@ def pack_schedule(steps: int, codebook: Codebook, measure, moreg: MoRegConfig | 
 def assert_same_decisions(trace: RunTrace, official) -> None:
     """Every decision agrees, except where the pack divides by the steps that really passed and the
     official code by the reuse length it chose: only at the forced last two steps, whose decisions
-    change nothing (the last step is always computed; README, "Faithful to the official code")."""
+    change nothing (the last step is always computed; docs/how_it_works.md, "Faithful to the official code")."""
     pack = [d for d in trace.decisions if d.distance is not None]
     assert [d.step for d in pack] == [d.step for d in official.decisions]
     for ours, theirs in zip(pack, official.decisions):
@@ -75,7 +75,7 @@ def assert_same_decisions(trace: RunTrace, official) -> None:
 def codebook_for(steps: int) -> tuple[Codebook, dict]:
     """The paper's codebook at its own step count (30: fast; 100: 100-step), else the 100-step one as written."""
     if steps == 30:
-        cb = PRESETS["fast (paper, 30 steps)"]
+        cb = PRESETS["paper: fastest (fast, 30 steps)"]
         return cb, dict(cb.entries)
     return Codebook(tuple(PAPER_100.items())), PAPER_100
 
@@ -125,11 +125,11 @@ def tiny(runtime):
 
 
 @pytest.mark.parametrize("preset, steps, scale, motion, seed", [
-    ("fast (paper, 30 steps)", 30, None, "fast", 0),
-    ("fast (paper, 30 steps)", 30, 0.385, "fast", 7),
-    ("fast (paper, 30 steps)", 30, 0.15, "slow", 1),
-    ("slow (paper, 30 steps)", 30, 0.15, "fast", 2),
-    ("paper (100 steps)", 100, 0.15, "orbit", 0),
+    ("paper: fastest (fast, 30 steps)", 30, None, "fast", 0),
+    ("paper: fastest (fast, 30 steps)", 30, 0.385, "fast", 7),
+    ("paper: fastest (fast, 30 steps)", 30, 0.15, "slow", 1),
+    ("paper: slowest (slow, 30 steps)", 30, 0.15, "fast", 2),
+    ("paper: middle (100 steps)", 100, 0.15, "orbit", 0),
 ])
 def test_recorded_measurements_replay_to_the_same_schedule(runtime, tiny, preset, steps, scale, motion, seed):
     demo = runtime.pack.nodes.demo

@@ -43,7 +43,7 @@ def test_taking_adacache_off_gives_the_unpatched_model_back_and_repatching_does_
     plain = bridge.without_adacache(patched)
     assert bridge.session_of(plain) is None and bridge.session_of(patched) is not None  # the patched one is untouched
     assert torch.equal(h.ksample(plain, *conds, torch.zeros(LATENT), steps=10), baseline)
-    again = h.adacache(runtime, bridge.without_adacache(h.adacache(runtime, wan, preset="slow (paper, 30 steps)")),
+    again = h.adacache(runtime, bridge.without_adacache(h.adacache(runtime, wan, preset="paper: slowest (slow, 30 steps)")),
                        preset="custom", custom_codebook="10:3")
     hook = again.model_options["transformer_options"]["patches_replace"]["dit"][("double_block", 0)]
     assert hook.previous is None  # one AdaCache hook, not two chained

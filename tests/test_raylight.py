@@ -141,7 +141,7 @@ def test_the_raylight_node_installs_adacache_in_a_real_ray_actor(runtime, ray_wo
     worker = ray_worker["workers"][0]
     node = nodes.NODE_CLASS_MAPPINGS["AdaCachePatchModelRaylight"]
     settings = {k: v for k, v in rh.SETTINGS.items()}
-    node.execute(ray_worker, **(settings | {"preset": "slow (paper, 30 steps)"}))  # then re-patched, not stacked:
+    node.execute(ray_worker, **(settings | {"preset": "paper: slowest (slow, 30 steps)"}))  # then re-patched, not stacked:
     node.execute(ray_worker, **settings)
     assert ray.get(worker.adacache_hooks_on_block_0.remote()) == 1
     latent = ray.get(worker.sample.remote(3))

@@ -107,7 +107,7 @@ def test_moreg_that_cannot_measure_says_why(runtime):
 
 FUZZ_VALUES = {
     "AdaCachePatchModel": {
-        "preset": ["fast (paper, 30 steps)", "custom", "nope", 3, None],
+        "preset": ["paper: fastest (fast, 30 steps)", "custom", "nope", 3, None],
         "custom_codebook": ["0.1:2, 1:1", "", "1:0", "0.2:1, 0.1:2", "nan:1", "1e400:2", "x" * 5000, "0.1:9999999", 7],
         "probe_blocks": ["middle", "0, 7", "8", "-1", "1,,2", "", "99999999", 1.5],
         "start_percent": [0.0, 0.5, -0.1, math.nan, 2.0, "a"],

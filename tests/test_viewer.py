@@ -12,16 +12,24 @@ def wan(runtime):
     return h.load_model_patcher(h.random_wan_state_dict(seed=0))
 
 
-def view(model, latent, model_2=None):
+def view(model, latent, model_2=None, detail="overview"):
     import nodes
 
     viewer = nodes.NODE_CLASS_MAPPINGS["AdaCacheScheduleViewer"]
-    return viewer.execute(model=model, samples={"samples": latent}, filename_prefix="adacache/test", model_2=model_2)
+    return viewer.execute(model=model, samples={"samples": latent}, filename_prefix="adacache/test", model_2=model_2,
+                          detail=detail)
 
 
-def assert_chart(image, size=(720, 1200)):
-    assert image.shape == (1, *size, 3)
+def assert_chart(image, rows=1):
+    """The overview: a headline over one strip row per model (and per branch where branches differ)."""
+    assert image.shape == (1, 170 + 40 * rows, 1200, 3)
     assert image.std() > 0.05  # not blank
+
+
+def share_of_colour(image, hex_colour: str) -> float:
+    """The share of the picture's pixels within a few levels of ``hex_colour``."""
+    rgb = torch.tensor([int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)], dtype=torch.float32) / 255
+    return ((image[0] - rgb).abs().max(dim=-1).values < 3 / 255).float().mean().item()
 
 
 def test_summary_and_json_come_from_the_recorded_run(runtime, wan):
@@ -75,7 +83,7 @@ def test_two_experts_are_found_through_the_latent_they_hand_on(runtime):
     out = sampler.sample(low, "disable", 0, 12, 5.0, "euler", "simple", *conds, mid, 6, 12, "disable")[0]["samples"]
     h.ksample(high, *conds, torch.zeros(1, 16, 3, 8, 8), steps=8)
     image, text = view(high, out, model_2=low).args
-    assert_chart(image)
+    assert_chart(image, rows=2)  # one row per expert: cond and uncond computed the same steps
     assert "model 1: Wan 2.1 / 2.2, 6 steps" in text and "model 2: Wan 2.1 / 2.2, 6 steps" in text
 
 
@@ -141,4 +149,51 @@ def test_without_matplotlib_the_viewer_shows_a_message_card(runtime, wan, monkey
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
     image, text = view(patched, latent).args
     assert "computed 6/10 steps" in text
-    assert image.shape == (1, 720, 1200, 3) and image.std() > 0.01  # a card with the message, not blank
+    assert image.shape == (1, 210, 1200, 3) and image.std() > 0.01  # a card with the message, not blank
+
+
+def test_the_overview_has_a_headline_and_blue_computed_grey_reused_steps(runtime, wan):
+    chart = runtime.pack.adacache_core.chart
+    patched = h.adacache(runtime, wan, preset="custom", custom_codebook="10:3", moreg=h.moreg(motion_scale=0.2))
+    latent = h.ksample(patched, h.conditioning(seed=1), h.conditioning(seed=2), torch.zeros(1, 16, 3, 8, 8), steps=10)
+    trace = h.session_of(patched).last_run
+    title, subtitle = chart.headline([("model", trace)])
+    assert title == "6 of 10 steps computed: up to 1.67x faster"
+    assert subtitle.startswith("reuse: hold   \u00b7   MoReg on   \u00b7   steps chosen by the preset custom   \u00b7   estimated")
+    # cond and uncond computed the same steps: one row in the overview, one each in the engineering picture
+    assert [label for label, _, _ in chart.strip_rows([("model", trace)], merge_equal=True)] == ["model"]
+    assert [label for label, _, _ in chart.strip_rows([("model", trace)], merge_equal=False)] == ["uncond", "cond"]
+    image = view(patched, latent).args[0]
+    assert_chart(image)
+    blue, grey = share_of_colour(image, chart.COMPUTED), share_of_colour(image, chart.REUSED)
+    assert blue > 0.01 and grey > 0.005 and 1.2 < blue / grey < 2.5  # 6 computed cells to 4 reused
+    assert share_of_colour(image, "#d1495b") == 0  # the red of the old chart, which read as an error
+
+
+def test_branches_that_differ_get_a_row_each(runtime, wan):
+    import dataclasses
+
+    chart = runtime.pack.adacache_core.chart
+    patched = h.adacache(runtime, wan, preset="custom", custom_codebook="10:3")
+    h.ksample(patched, h.conditioning(seed=1), h.conditioning(seed=2), torch.zeros(1, 16, 3, 8, 8), steps=10)
+    trace = h.session_of(patched).last_run
+    reused = next(c for c in trace.calls if not c.computed)
+    split = [dataclasses.replace(reused, branches=["cond"], computed=True), dataclasses.replace(reused, branches=["uncond"])]
+    calls = [x for c in trace.calls for x in (split if c is reused else [c])]
+    differing = dataclasses.replace(trace, calls=calls)  # as if cond had computed a step that uncond reused
+    rows = chart.strip_rows([("model", differing)], merge_equal=True)
+    assert [label for label, _, _ in rows] == ["uncond", "cond"]
+    assert rows[1][2][reused.step] and not rows[0][2][reused.step]
+
+
+def test_the_engineering_picture_adds_the_measurements(runtime, wan):
+    chart = runtime.pack.adacache_core.chart
+    patched = h.adacache(runtime, wan, preset="custom", custom_codebook="10:3", moreg=h.moreg(motion_scale=0.2))
+    latent = h.ksample(patched, h.conditioning(seed=1), h.conditioning(seed=2), torch.zeros(1, 16, 3, 8, 8), steps=10)
+    overview, text = view(patched, latent).args
+    engineering, same_text = view(patched, latent, detail="engineering").args
+    assert engineering.shape == (1, 720, 1200, 3) and engineering.std() > 0.05
+    assert same_text.split("run data: ")[0] == text.split("run data: ")[0]
+    assert share_of_colour(engineering, "#e76f51") > 0  # MoReg's multiplier, drawn only there
+    assert share_of_colour(overview, "#e76f51") == 0
+    assert chart.DETAILS == ("overview", "engineering")

@@ -105,7 +105,7 @@ TEMPLATED = [name for name, spec in make_workflows.WORKFLOWS.items() if spec.tem
 @pytest.mark.parametrize("name", TEMPLATED)
 def test_workflow_keeps_its_templates_settings(registry, name):
     """Every widget value, mode and link of the template's nodes is kept, but where the pack's nodes
-    are inserted; nodes removed, replaced, enabled or added are listed in docs/workflows.md."""
+    are inserted; nodes removed, replaced, enabled or added are listed in docs/template_differences.md."""
     from tools import templates
 
     workflow = json.loads((WORKFLOW_DIR / name).read_text())
@@ -135,7 +135,7 @@ def test_the_stated_differences_are_current(registry):
     for path in WORKFLOWS:
         needs_raylight(json.loads(path.read_text()))
     assert make_workflows.DOC.read_text() == make_workflows.differences_doc(), \
-        "run `.venv/bin/python tools/make_workflows.py` and commit docs/workflows.md"
+        "run `.venv/bin/python tools/make_workflows.py` and commit docs/template_differences.md"
 
 
 def test_nodes_of_other_packs_name_their_pack(runtime):
@@ -160,3 +160,47 @@ def test_validation_catches_a_bad_widget_value(runtime, placeholder_models):
     valid, error, _, node_errors = comfy_exec.validate(ui_to_api(workflow))
     assert not valid
     assert "strictly ascending" in json.dumps(node_errors)
+
+
+SAVED_BEFORE_RENAME = Path(__file__).resolve().parent / "data" / "adacache_demo_tiny_model_saved_before_preset_rename.json"
+
+
+def _run_data(runtime, prompt: dict) -> dict:
+    """The viewer's run data of one execution of ``prompt``."""
+    from tools import comfy_exec
+
+    executor = comfy_exec.execute(prompt)
+    viewer = next(k for k, v in prompt.items() if v["class_type"] == "AdaCacheScheduleViewer")
+    text = "\n".join(executor.history_result["outputs"][viewer]["text"])
+    path = runtime.output_dir / text.rsplit("run data: ", 1)[1].strip()
+    return json.loads(path.read_text())["model"]
+
+
+def test_a_workflow_saved_with_the_old_preset_names_runs_as_before(runtime):
+    """The demo as saved before the presets were renamed (the file at commit 6048504: the speed knob off, so the
+    preset's codebook decides): it passes validation and computes the same steps as the new name."""
+    from tools.workflow import ui_to_api
+
+    config = runtime.pack.adacache_core.config
+    saved = json.loads(SAVED_BEFORE_RENAME.read_text())
+    prompt = ui_to_api(saved)
+    patch = next(v for v in prompt.values() if v["class_type"] == "AdaCachePatchModel")
+    assert patch["inputs"]["preset"] == "fast (paper, 30 steps)" and patch["inputs"]["target_speedup"] == 0
+    before = _run_data(runtime, prompt)
+    patch["inputs"]["preset"] = config.RENAMED_PRESETS["fast (paper, 30 steps)"]
+    after = _run_data(runtime, prompt)
+    assert before["settings"]["preset"] == after["settings"]["preset"] == "paper: fastest (fast, 30 steps)"
+    assert [(c["step"], c["computed"]) for c in before["calls"]] == [(c["step"], c["computed"]) for c in after["calls"]]
+    assert before["summary"]["computed_steps"] < 30
+
+
+def test_every_old_preset_name_gives_the_codebook_it_gave(runtime):
+    config = runtime.pack.adacache_core.config
+    old_codebooks = {"fast (paper, 30 steps)": ((0.08, 6), (0.16, 5), (0.24, 4), (0.32, 3), (0.40, 2), (1.00, 1)),
+                     "slow (paper, 30 steps)": ((0.08, 3), (0.16, 2), (0.24, 1), (0.32, 1), (0.40, 1), (1.00, 1)),
+                     "paper (100 steps)": ((0.03, 12), (0.05, 10), (0.07, 8), (0.09, 6), (0.11, 4), (1.00, 3))}
+    assert set(config.RENAMED_PRESETS) == set(old_codebooks)
+    for old, entries in old_codebooks.items():
+        assert config.resolve_codebook(old).entries == entries
+        assert config.RENAMED_PRESETS[old] in config.PRESETS
+    assert list(config.PRESETS) == ["paper: fastest (fast, 30 steps)", "paper: middle (100 steps)", "paper: slowest (slow, 30 steps)"]
