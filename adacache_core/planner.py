@@ -81,7 +81,8 @@ class RunPlanner:
         self._ascending = sorted(sigmas[: self.steps])
         self._next_computed = 0
         self._last_computed: int | None = None
-        self.budget = None if config.target_speedup is None else max(len(self.forced), round(self.steps / config.target_speedup))
+        self.budget = None if config.target_speedup is None else min(self.steps, max(
+            len(self.forced), round(self.steps / config.target_speedup)))  # a speed-up up to 1 computes every step
         trace.budget = self.budget
         # speed-knob mode: the steps to compute, planned before the run (speed_plan.py)
         self.plan = None if self.budget is None else speed_plan.planned_steps(

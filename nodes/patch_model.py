@@ -5,8 +5,8 @@ from comfy_api.latest import io
 
 from ..adacache_core import CUSTOM_PRESET, DEFAULT_PRESET, PRESETS, AdaCacheConfig, SettingsError
 from ..adacache_core.architectures import supported_names
-from ..adacache_core.config import (DEFAULT_PROBE_RESIDUAL, DEFAULT_REUSE, DEFAULT_SPEEDUP, PROBE_RESIDUALS, REUSE_MODES,
-                                   SEQUENCE_PARALLEL_MODES, settings_from_inputs)
+from ..adacache_core.config import (DEFAULT_PROBE_RESIDUAL, DEFAULT_REUSE, DEFAULT_SPEEDUP, MAX_SPEEDUP, PROBE_RESIDUALS,
+                                   REUSE_MODES, SEQUENCE_PARALLEL_MODES, settings_from_inputs)
 from ..adacache_core.comfy_bridge import patch_model
 from .types import MoRegSettings
 
@@ -108,9 +108,9 @@ def settings_inputs() -> list:
         io.Boolean.Input("offload_cache", default=False,
                          tooltip="Keep cached residuals in system RAM instead of VRAM: saves VRAM (about one hidden state per block list and "
                                  "branch), costs a copy per reused step."),
-        io.Float.Input("target_speedup", default=DEFAULT_SPEEDUP, min=0.0, max=50.0, step=0.25, optional=True,
-                       tooltip="The speed knob: how many times fewer steps run the model (2 = half). Turn it up for "
-                               "speed, down for fidelity; a lower value computes every step a higher one does. 0 = off: the preset decides."),
+        io.Float.Input("target_speedup", default=DEFAULT_SPEEDUP, min=0.0, max=MAX_SPEEDUP, step=0.25, optional=True,
+                       tooltip="The speed knob: 2 runs the model on half the steps. Up = faster, down = more faithful. "
+                               "1 or less: every step runs, as without AdaCache. 0: off, the preset decides."),
         MoRegSettings.Input("moreg", optional=True,
                             tooltip="Optional MoReg Settings: motion-aware caching, which computes more steps when the video moves."),
         io.Combo.Input("sequence_parallel", options=list(SEQUENCE_PARALLEL_MODES), default="auto", optional=True,

@@ -76,6 +76,19 @@ def test_out_of_range_and_wrong_typed_numbers_are_refused_at_queue_time(demo_pro
     assert "not supported between" not in message  # a sentence for the user, not a raw Python error
 
 
+@pytest.mark.parametrize("value", [0.0, 0.5, 1.0, 50.0, -0.25, 50.25])
+def test_the_speed_knob_accepts_its_whole_widget_range(runtime, demo_prompt, value):
+    """Saved workflows hold 0 (off); 0.5 asks for no speed-up; outside the widget's range a message names the range."""
+    import nodes
+
+    widget = next(i for i in nodes.NODE_CLASS_MAPPINGS["AdaCachePatchModel"].define_schema().inputs if i.id == "target_speedup")
+    message = refusal(with_inputs(demo_prompt, "AdaCachePatchModel", target_speedup=value))
+    if widget.min <= value <= widget.max:
+        assert message is None
+    else:
+        assert message is not None and "target_speedup" in message and "from 0 to 50" in message, message
+
+
 def test_probe_blocks_name_the_real_block_count(demo_prompt):
     from tools import comfy_exec
 
