@@ -38,11 +38,12 @@ def with_inputs(prompt: dict, class_type: str, **inputs) -> dict:
 
 
 def refusal(prompt: dict) -> str | None:
-    """ComfyUI's validation message for the prompt, or None if it was accepted."""
+    """ComfyUI's validation message for the prompt, or None if it was accepted whole (ComfyUI queues a prompt
+    of which some outputs fail validation, and drops those: that counts as refused here)."""
     from tools import comfy_exec
 
     valid, error, _, node_errors = comfy_exec.validate(prompt)
-    return None if valid else json.dumps([error, node_errors])
+    return None if valid and not node_errors else json.dumps([error, node_errors])
 
 
 @pytest.mark.parametrize("class_type, name, value", [
@@ -97,6 +98,63 @@ def test_probe_blocks_name_the_real_block_count(demo_prompt):
     with pytest.raises(RuntimeError) as error:  # the tiny model has 8 blocks: refused by the node, before sampling
         comfy_exec.execute(with_inputs(demo_prompt, "AdaCachePatchModel", probe_blocks="9"))
     assert "0 to 7 (this model has 8 blocks)" in str(error.value)
+
+
+def calibration_text(runs: int = 1, motion=0.3) -> str:
+    """A well-formed calibration of the demo's tiny model with ``runs`` runs; ``motion``: its first motion value."""
+    data = {"format": "adacache-motion-calibration/1", "architecture": "Wan 2.1 / 2.2", "blocks": 8, "probe_blocks": [3],
+            "probe_residual": "block", "frame_strides": [1], "runs": [{"sigmas": [1.0, 0.5], "motion": [motion, 0.2]}] * runs}
+    return json.dumps(data)
+
+
+def with_calibrate_node(prompt: dict, **inputs) -> dict:
+    """The demo's model, prompts and latent into AdaCache Calibrate, whose samples are saved (the only output)."""
+    sampler = next(n["inputs"] for n in prompt.values() if n["class_type"] == "KSampler")
+    kept = {sampler[k][0] for k in ("positive", "negative", "latent_image")}
+    loader = next(i for i, n in prompt.items() if n["class_type"] == "UNETLoader")
+    calibrate = {"model": [loader, 0], "probe_blocks": "middle", "probe_residual": "block", "frame_strides": "1",
+                 **{k: sampler[k] for k in ("seed", "steps", "cfg", "sampler_name", "scheduler", "positive", "negative",
+                                            "latent_image")}}
+    return json.loads(json.dumps({i: prompt[i] for i in kept | {loader}})) | {
+        "90": {"class_type": "AdaCacheCalibrate", "inputs": calibrate | inputs},
+        "91": {"class_type": "SaveLatent", "inputs": {"samples": ["90", 0], "filename_prefix": "adacache_test/calibrated"}}}
+
+
+@pytest.mark.parametrize("text, why", [
+    ("[" * 2000, "nested too deeply"),  # a raw RecursionError before
+    (calibration_text(motion=int("9" * 400)), "a number too large"),  # a raw OverflowError before
+    ("", "the text is empty"),  # silently ignored before
+    (" \n", "the text is empty"),
+])
+def test_bad_calibration_texts_are_refused_at_queue_time(demo_prompt, text, why):
+    message = refusal(with_inputs(demo_prompt, "AdaCacheMoRegSettings", calibration=text))
+    assert message is not None and "calibration: " in message and why in message, message
+    message = refusal(with_calibrate_node(demo_prompt, earlier_calibration=text))
+    assert message is not None and "earlier_calibration: " in message and why in message, message
+    assert refusal(with_calibrate_node(demo_prompt, earlier_calibration=calibration_text())) is None
+
+
+def test_calibrate_needs_two_steps(demo_prompt):
+    message = refusal(with_calibrate_node(demo_prompt, steps=1))
+    assert message is not None and "steps: a calibration measures the motion at each step and needs 2 to 10000" in message
+    assert "reuse" not in message  # not the patched runs' note about reuse, which does not apply to a calibration
+
+
+def test_the_seventeenth_chained_calibration_is_refused_before_it_samples(demo_prompt):
+    """Typed in: refused at queue time. Linked (from a string node): refused by the node before sampling,
+    shown by a step count that would take minutes to sample."""
+    from tools import comfy_exec
+
+    full = calibration_text(runs=16)
+    message = refusal(with_calibrate_node(demo_prompt, earlier_calibration=full))
+    assert message is not None and "earlier_calibration: it holds 16 runs, the most one calibration merges" in message
+    prompt = with_calibrate_node(demo_prompt, earlier_calibration=["92", 0], steps=10000)
+    prompt["92"] = {"class_type": "PrimitiveStringMultiline", "inputs": {"value": full}}
+    started = time.perf_counter()
+    with pytest.raises(RuntimeError) as error:
+        comfy_exec.execute(prompt)
+    assert "earlier_calibration: it holds 16 runs" in str(error.value)
+    assert time.perf_counter() - started < 60
 
 
 def test_duplicate_strides_are_dropped():
