@@ -11,7 +11,7 @@ from comfy_api.latest import io, ui
 
 import folder_paths
 
-from ..adacache_core import workers
+from ..adacache_core import SettingsError, workers
 from ..adacache_core.chart import message_chart, schedule_chart
 from ..adacache_core.comfy_bridge import session_of
 from ..adacache_core.trace import RunTrace, latent_fingerprint
@@ -155,6 +155,16 @@ class CacheScheduleViewer(io.ComfyNode):
                      io.String.Output(display_name="summary", tooltip="Computed/total steps, speedups, settings.")],
             is_output_node=True,
         )
+
+    @classmethod
+    def validate_inputs(cls, ray_actors=None) -> bool | str:
+        """``ray_actors`` arrives here only when typed in (through the API): never workers, refused before any Ray call."""
+        try:
+            if ray_actors is not None:
+                workers.checked_workers(ray_actors)
+        except SettingsError as e:
+            return str(e)
+        return True
 
     @classmethod
     def execute(cls, samples, filename_prefix: str, model=None, model_2=None, ray_actors=None) -> io.NodeOutput:

@@ -6,6 +6,7 @@ shortened to 4 steps on a small latent so each executed case takes about a secon
 import json
 import math
 import random
+import sys
 import time
 
 import pytest
@@ -155,6 +156,36 @@ def test_the_seventeenth_chained_calibration_is_refused_before_it_samples(demo_p
         comfy_exec.execute(prompt)
     assert "earlier_calibration: it holds 16 runs" in str(error.value)
     assert time.perf_counter() - started < 60
+
+
+def ray_started() -> bool:
+    """Whether Ray runs in this process or any process it started (a refused prompt must start none)."""
+    import psutil
+
+    ray = sys.modules.get("ray")  # never imported: never started
+    started = ray is not None and ray.is_initialized()
+    return started or any(p.name() in ("raylet", "gcs_server") for p in psutil.Process().children(recursive=True))
+
+
+@pytest.mark.parametrize("value", ["foo", {"workers": []}, {"workers": ["foo"]}, {"nodes": 2}, 7])
+def test_ray_actors_are_checked_before_any_ray_call(runtime, demo_prompt, value):
+    """Typed in through the API: refused at queue time, on the Raylight patch node and on the viewer; and the
+    nodes themselves refuse such a value (as another node might hand on) before they call Ray."""
+    import nodes
+
+    assert not ray_started()
+    settings = {k: v for k, v in demo_prompt["2"]["inputs"].items() if k not in ("model", "moreg")}
+    raylight = {"class_type": "AdaCachePatchModelRaylight", "inputs": settings | {"ray_actors": value}}
+    for ray_actors in (value, ["80", 0]):  # on the viewer itself, or from the Raylight node wired to it
+        prompt = with_inputs(demo_prompt, "AdaCacheScheduleViewer", ray_actors=ray_actors) | {"80": raylight}
+        message = refusal(prompt)
+        assert message is not None and "ray_actors: needs Raylight's workers" in message, message
+    with pytest.raises(runtime.pack.adacache_core.SettingsError, match="ray_actors: needs Raylight's workers"):
+        nodes.NODE_CLASS_MAPPINGS["AdaCachePatchModelRaylight"].execute(ray_actors=value, **settings)
+    with pytest.raises(runtime.pack.adacache_core.SettingsError, match="ray_actors: needs Raylight's workers"):
+        nodes.NODE_CLASS_MAPPINGS["AdaCacheScheduleViewer"].execute(samples={"samples": torch.zeros(1)},
+                                                                    filename_prefix="adacache/test", ray_actors=value)
+    assert not ray_started()
 
 
 def test_duplicate_strides_are_dropped():
