@@ -45,7 +45,7 @@ from .architectures import (Architecture, AttentionResidual, BlockList, SideBloc
 from .config import AdaCacheConfig
 from .planner import RunPlanner
 from .span_memory import SpanMemory
-from .trace import CallRecord, RunTrace, latent_fingerprint
+from .trace import CallRecord, RunTrace, all_finite, latent_fingerprint
 
 LOG = logging.getLogger("adacache")
 OPTIONS_KEY = "adacache"
@@ -219,6 +219,9 @@ class AdaCacheSession:
                          steps=max(len(sigmas) - 1, 0), sigmas=sigmas, codebook=[], input_latent=latent_fingerprint(args[1]))
         planner = RunPlanner(self.config, sigmas, cacheable, trace)
         trace.codebook = list(planner.codebook.entries)
+        if not all_finite(args[1]):
+            trace.notes.append("NaN or infinite values in the sampler's input latent: the samples hold them too; "
+                               "check the node that made the latent")
         if trace.steps < 4:
             note = f"{trace.steps} step(s): the first and last two steps are always computed, nothing to reuse"
             trace.notes.append(note)
@@ -240,6 +243,9 @@ class AdaCacheSession:
         try:
             output = executor(*args, **kwargs)
             trace.output_latent = latent_fingerprint(output)
+            if not all_finite(output):
+                trace.notes.append("NaN or infinite values in the samples (the sampler's output)")
+                LOG.warning("AdaCache [%s]: the samples hold NaN or infinite values; see the run's notes", self.label)
             return output
         finally:
             for override in reversed(overrides):

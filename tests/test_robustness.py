@@ -188,6 +188,45 @@ def test_ray_actors_are_checked_before_any_ray_call(runtime, demo_prompt, value)
     assert not ray_started()
 
 
+def run_data(saved: str) -> dict:
+    """A viewer's saved run data, read as strict JSON (NaN or Infinity in it fails the test)."""
+    from tools import comfy_runtime
+
+    text = (comfy_runtime.boot().output_dir / saved).read_text()
+    return json.loads(text, parse_constant=lambda c: pytest.fail(f"run data JSON holds {c}"))
+
+
+def test_a_nan_latent_is_reported_by_the_run_data_and_the_viewer(demo_prompt):
+    """LatentMultiply by NaN passes ComfyUI's own min/max check (NaN compares false): the sampler gets a NaN latent."""
+    from tools import comfy_exec
+
+    prompt = json.loads(json.dumps(demo_prompt))
+    sampler = next(n["inputs"] for n in prompt.values() if n["class_type"] == "KSampler")
+    prompt["95"] = {"class_type": "LatentMultiply", "inputs": {"samples": sampler["latent_image"], "multiplier": math.nan}}
+    sampler["latent_image"] = ["95", 0]
+    viewer = next(i for i, n in prompt.items() if n["class_type"] == "AdaCacheScheduleViewer")
+    (text,) = comfy_exec.execute(prompt).history_result["outputs"][viewer]["text"]
+    assert "note: NaN or infinite values in the sampler's input latent" in text, text
+    assert "note: NaN or infinite values in the samples" in text, text
+    (trace,) = run_data(text.rsplit("run data: ", 1)[1].strip()).values()
+    assert all(d["change"] is None and d["motion"] is None for d in trace["decisions"])  # were 0.0, as if nothing moved
+    assert any(n.startswith("NaN or infinite values in the probe block's output, first at step 0") for n in trace["notes"])
+
+
+def test_infinite_hidden_states_leave_the_measurements_empty(runtime):
+    import comfy.sd
+
+    tiny = comfy.sd.load_diffusion_model(str(comfy_runtime.TINY_MODEL_DIR / "tiny_wan21_motion.safetensors"))
+    patched = h.adacache(runtime, tiny, moreg=h.moreg())
+    latent = torch.zeros(1, 16, 3, 8, 8)
+    latent[0, 0, 1, 2, 2] = math.inf
+    h.ksample(patched, h.conditioning(seed=1), h.conditioning(seed=2), latent, steps=6)
+    trace = h.session_of(patched).last_run
+    assert [d.change for d in trace.decisions] == [None] * len(trace.decisions)
+    assert len([n for n in trace.notes if n.startswith("NaN or infinite values in the probe block's output")]) == 1
+    json.loads(trace.to_json())
+
+
 def test_duplicate_strides_are_dropped():
     from adacache_core import parse_strides
 
