@@ -5,9 +5,11 @@ shortened to 4 steps on a small latent so each executed case takes about a secon
 """
 import json
 import math
+import os
 import random
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -29,6 +31,31 @@ def demo_prompt(runtime):
         if node["class_type"] == "EmptyHunyuanLatentVideo":
             node["inputs"].update(width=32, height=32, length=9)
     return prompt
+
+
+def written_files(runtime) -> dict[str, tuple[int, int]]:
+    """(size, mtime) of every file a prompt could write outside ComfyUI's output and temp folders: under
+    ComfyUI, this repository, the folder around the output folder and the working directory."""
+    output = runtime.output_dir.resolve()
+    files = {}
+    for root in {runtime.comfy_root, comfy_runtime.REPO_ROOT, output.parent, Path.cwd()}:
+        for folder, dirs, names in os.walk(root):
+            dirs[:] = [d for d in dirs if d not in ("__pycache__", ".pytest_cache") and Path(folder, d).resolve() != output]
+            for name in names:
+                stat = os.stat(os.path.join(folder, name), follow_symlinks=False)
+                files[os.path.join(folder, name)] = (stat.st_size, stat.st_mtime_ns)
+    return files
+
+
+@pytest.fixture(scope="module", autouse=True)
+def server_level_checks(runtime):
+    """Over every case here: nothing written outside output/ and temp/, and all run data strict JSON."""
+    before = written_files(runtime)
+    yield
+    after = written_files(runtime)
+    assert {p for p in after.keys() | before.keys() if after.get(p) != before.get(p)} == set()
+    for saved in runtime.output_dir.rglob("*.json"):
+        json.loads(saved.read_text(), parse_constant=lambda c: pytest.fail(f"{saved.name} holds {c}"))
 
 
 def with_inputs(prompt: dict, class_type: str, **inputs) -> dict:
@@ -227,6 +254,71 @@ def test_infinite_hidden_states_leave_the_measurements_empty(runtime):
     json.loads(trace.to_json())
 
 
+def viewer_text(executor, prompt: dict) -> str:
+    viewer = next(i for i, n in prompt.items() if n["class_type"] == "AdaCacheScheduleViewer")
+    (text,) = executor.history_result["outputs"][viewer]["text"]
+    return text
+
+
+@pytest.mark.parametrize("prefix, why", [
+    ("x" * 300, "300 characters is too long; at most 200"),  # a raw OSError (Errno 36) before
+    ("adacache/\x00schedule", "holds a NUL character"),  # 'embedded null byte' before
+    ("", "needs a file name at its end"),  # wrote the hidden file output/._00001_.json before
+    ("./.", "needs a file name at its end"),
+    ("../schedule", "leads outside ComfyUI's output folder"),
+])
+def test_bad_viewer_file_names_are_refused_at_queue_time(demo_prompt, prefix, why):
+    message = refusal(with_inputs(demo_prompt, "AdaCacheScheduleViewer", filename_prefix=prefix))
+    assert message is not None and "filename_prefix: " in message and why in message, message
+
+
+def test_a_linked_empty_file_name_is_refused_by_the_viewer(demo_prompt):
+    from tools import comfy_exec
+
+    prompt = with_inputs(demo_prompt, "AdaCacheScheduleViewer", filename_prefix=["98", 0])
+    prompt["98"] = {"class_type": "PrimitiveString", "inputs": {"value": ""}}
+    with pytest.raises(RuntimeError, match="filename_prefix: needs a file name at its end"):
+        comfy_exec.execute(prompt)
+
+
+@pytest.mark.parametrize("length, target_speedup, state", [
+    (1, 0.0, "MoReg off in this run (set, but no motion was measured)"),  # said "MoReg on, scale 0.15" before
+    (9, 2.0, "MoReg measuring only, scale 0.15 (the speed knob chose the steps)"),
+    (9, 0.0, "MoReg on, scale 0.15"),
+])
+def test_the_summary_says_what_moreg_did(demo_prompt, length, target_speedup, state):
+    from tools import comfy_exec
+
+    prompt = with_inputs(with_inputs(demo_prompt, "EmptyHunyuanLatentVideo", length=length), "AdaCachePatchModel",
+                         target_speedup=target_speedup)
+    text = viewer_text(comfy_exec.execute(prompt), prompt)
+    assert state in text, text
+    assert ("MoReg on" in text) == state.startswith("MoReg on")
+
+
+def test_a_sampler_output_from_comfyuis_cache_is_named_as_such(runtime, demo_prompt):
+    """As a server between prompts: a second sampler on the same patched model runs each time (its seed
+    changes), the first one's output comes from ComfyUI's cache and its run leaves the model's kept runs."""
+    from tools import comfy_exec
+
+    kept = runtime.pack.adacache_core.comfy_bridge.RUNS_KEPT
+    prompt = json.loads(json.dumps(demo_prompt))
+    sampler = next(i for i, n in prompt.items() if n["class_type"] == "KSampler")
+    prompt["96"] = json.loads(json.dumps(prompt[sampler]))
+    prompt["97"] = {"class_type": "SaveLatent", "inputs": {"samples": ["96", 0], "filename_prefix": "adacache_test/other"}}
+    executor, texts = None, []
+    for k in range(kept + 2):  # the first prompt runs both samplers; one more than kept pushes the first run out
+        prompt["96"]["inputs"]["seed"] = 1000 + k
+        prompt = with_inputs(prompt, "AdaCacheScheduleViewer", filename_prefix=f"adacache_test/cached_{k}")
+        executor = comfy_exec.execute(prompt, executor)
+        texts.append(viewer_text(executor, prompt))
+    assert texts[0].startswith("model: Wan 2.1 / 2.2, 4 steps"), texts[0]
+    cached = next(data["nodes"] for event, data in executor.status_messages if event == "execution_cached")
+    assert sampler in cached  # this prompt's samples came from ComfyUI's cache
+    assert "these samples are ComfyUI's cached output of an earlier run of this model" in texts[-1], texts[-1]
+    assert "connect the output of the sampler" not in texts[-1]
+
+
 def test_duplicate_strides_are_dropped():
     from adacache_core import parse_strides
 
@@ -265,22 +357,27 @@ FUZZ_VALUES = {
         "frame_strides": ["1", "1, 2", "999", "1000", "0", "1,1,1", "a", "1," * 9],
         "window_start": [0.0, 0.1, 1.0, 1.5],
         "window_end": [0.9, 0.0, 1.0, -0.5],
+        "calibration": ["", "[" * 2000, calibration_text(), calibration_text(motion=int("9" * 400))],
     },
-    "AdaCacheScheduleViewer": {},
+    "AdaCacheScheduleViewer": {
+        "filename_prefix": ["adacache/schedule", "", "x" * 300, "a\x00b", "../up", "adacache/."],
+        "ray_actors": ["foo", {"workers": []}],
+    },
 }
 
 
 def test_fuzz_refused_at_queue_time_or_run_to_the_end(demo_prompt):
-    """Bounded: 60 random prompts, at most 8 executed; every one refused with a message or run fully."""
+    """Bounded: 150 random prompts, at most 8 executed; every one refused with a message or run fully."""
     from tools import comfy_exec
 
     rng = random.Random(2411)
     executed = 0
     started = time.perf_counter()
-    for _ in range(60):
+    for _ in range(150):
         prompt = demo_prompt
-        for class_type, inputs in FUZZ_VALUES.items():
-            picked = {name: rng.choice(values) for name, values in inputs.items() if rng.random() < 0.4}
+        for class_type, inputs in FUZZ_VALUES.items():  # each node fuzzed in half the prompts, so some pass whole
+            picked = {name: rng.choice(values) for name, values in inputs.items() if rng.random() < 0.4} \
+                if rng.random() < 0.5 else {}
             prompt = with_inputs(prompt, class_type, **picked)
         message = refusal(prompt)
         if message is not None:
@@ -291,7 +388,9 @@ def test_fuzz_refused_at_queue_time_or_run_to_the_end(demo_prompt):
             executed += 1
             try:
                 comfy_exec.execute(prompt)
-            except RuntimeError as error:  # only the node's own check of the probe against the model may refuse
-                assert "this model has 8 blocks" in str(error), str(error)[:500]
+            except RuntimeError as error:
+                # only the nodes' own checks, before sampling: of the probe against the model, and of null values,
+                # which ComfyUI's validation passes as None just as it does linked inputs
+                assert "SettingsError'" in str(error), str(error)[:500]
     assert executed >= 3
     assert time.perf_counter() - started < 120
