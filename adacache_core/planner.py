@@ -161,8 +161,8 @@ class RunPlanner:
     def _decide(self, step: int) -> None:
         change, motion, finite = self._measure.resolve(self._group)
         if not finite and not any(note.startswith(NON_FINITE_PROBE) for note in self.trace.notes):
-            self.trace.notes.append(f"{NON_FINITE_PROBE}, first at step {step}: change and motion are not measured where "
-                                    "they are (left empty in the run data)")
+            self.trace.notes.append(f"{NON_FINITE_PROBE}, first at step {step}: change and motion cannot be measured "
+                                    "at such steps (left empty in the run data)")
         gap = None if self._last_computed is None else step - self._last_computed
         record = DecisionRecord(step=step, sigma=float(self.sigmas[step]), change=change, gap=gap,
                                 distance=None, reuse_length=1, next_step=step + 1, motion=motion)

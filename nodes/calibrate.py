@@ -52,9 +52,9 @@ class AdaCacheCalibrate(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, steps: int | None = None, earlier_calibration: str | None = None) -> bool | str:
-        """At queue time, where these are typed in (linked ones arrive in execute, still before sampling)."""
+        """At queue time, where these are typed in (linked ones arrive as None here, and are checked in execute)."""
         try:
-            checked_inputs(steps, earlier_calibration)
+            checked_inputs(MIN_STEPS if steps is None else steps, earlier_calibration)
         except SettingsError as e:
             return str(e)
         return True
@@ -86,9 +86,9 @@ class AdaCacheCalibrate(io.ComfyNode):
         return io.NodeOutput(samples, (earlier.merged(result) if earlier else result).to_text())
 
 
-def checked_inputs(steps: int | None, earlier_calibration: str | None) -> MotionCalibration | None:
+def checked_inputs(steps: int, earlier_calibration: str | None) -> MotionCalibration | None:
     """The earlier calibration, parsed; refuses what could only fail after sampling (the step count, a full chain)."""
-    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or not MIN_STEPS <= steps <= MAX_STEPS):
+    if isinstance(steps, bool) or not isinstance(steps, int) or not MIN_STEPS <= steps <= MAX_STEPS:
         raise SettingsError(f"steps: a calibration measures the motion at each step and needs {MIN_STEPS} to {MAX_STEPS} "
                             f"steps, got {shown(steps)}")
     if earlier_calibration is None:
