@@ -105,6 +105,9 @@ class MotionCalibration:
             raise SettingsError(f"calibration: must be the text AdaCache Calibrate outputs, got {type(text).__name__} {shown(text)}")
         if len(text) > MAX_CALIBRATION_TEXT:
             raise SettingsError(f"calibration: at most {MAX_CALIBRATION_TEXT} characters, got {len(text)}")
+        if not text.strip():  # a text node left blank, or a file that did not load: not a request to run uncalibrated
+            raise SettingsError("calibration: the text is empty; connect the 'calibration' output of AdaCache Calibrate, "
+                                "or leave the input unconnected")
         try:
             data = json.loads(text, parse_constant=_refuse_constant)
             if data.get("format") != FORMAT:
@@ -123,8 +126,9 @@ class MotionCalibration:
                        tuple((tuple(map(_number, run["sigmas"])), tuple(map(_number, run["motion"]))) for run in data["runs"]))
         except SettingsError:
             raise
-        except (ValueError, KeyError, TypeError, AttributeError) as e:
-            raise SettingsError(f"calibration: not a calibration from AdaCache Calibrate ({shown(str(e), 80)}); "
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError, OverflowError) as e:
+            why = {RecursionError: "nested too deeply", OverflowError: "a number too large"}.get(type(e), shown(str(e), 80))
+            raise SettingsError(f"calibration: not a calibration from AdaCache Calibrate ({why}); "
                                 f"connect that node's 'calibration' output, or leave the input unconnected") from None
 
 

@@ -45,12 +45,17 @@ from .architectures import (Architecture, AttentionResidual, BlockList, SideBloc
 from .config import AdaCacheConfig
 from .planner import RunPlanner
 from .span_memory import SpanMemory
-from .trace import CallRecord, RunTrace, latent_fingerprint
+from .trace import CallRecord, RunTrace, all_finite, latent_fingerprint
 
 LOG = logging.getLogger("adacache")
 OPTIONS_KEY = "adacache"
+RUNS_KEPT = 8  # run data a patched model keeps (the viewer finds the run that produced its samples among them)
 BRANCH_NAMES = {0: "cond", 1: "uncond"}
 _warned: set[str] = set()
+# Output fingerprint -> label of the patched model whose run produced it, for more runs than a model keeps:
+# ComfyUI may serve a sampler's output from its cache long after its run data are gone.
+_produced: collections.OrderedDict[str, str] = collections.OrderedDict()
+_PRODUCED_KEPT = 1024
 _NO_ATTENTION_PROBE = contextlib.nullcontext(None)
 
 
@@ -177,7 +182,7 @@ class AdaCacheSession:
         self.arch = arch
         self.num_blocks = num_blocks
         self.label = label
-        self.runs: collections.deque[RunTrace] = collections.deque(maxlen=8)
+        self.runs: collections.deque[RunTrace] = collections.deque(maxlen=RUNS_KEPT)
         self.call: _Call | None = None
         self._run: _Run | None = None
         self._probes = frozenset(config.probe_blocks)
@@ -219,6 +224,9 @@ class AdaCacheSession:
                          steps=max(len(sigmas) - 1, 0), sigmas=sigmas, codebook=[], input_latent=latent_fingerprint(args[1]))
         planner = RunPlanner(self.config, sigmas, cacheable, trace)
         trace.codebook = list(planner.codebook.entries)
+        if not all_finite(args[1]):
+            trace.notes.append("NaN or infinite values in the sampler's input latent: the samples hold them too; "
+                               "check the node that made the latent")
         if trace.steps < 4:
             note = f"{trace.steps} step(s): the first and last two steps are always computed, nothing to reuse"
             trace.notes.append(note)
@@ -240,6 +248,10 @@ class AdaCacheSession:
         try:
             output = executor(*args, **kwargs)
             trace.output_latent = latent_fingerprint(output)
+            _remember_producer(trace.output_latent, self.label)
+            if not all_finite(output):
+                trace.notes.append("NaN or infinite values in the samples (the sampler's output)")
+                LOG.warning("AdaCache [%s]: the samples hold NaN or infinite values; see the run's notes", self.label)
             return output
         finally:
             for override in reversed(overrides):
@@ -550,6 +562,19 @@ def patch_model(model, config_for, label: str = "model"):
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, OPTIONS_KEY, session.outer_sample_wrapper)
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, OPTIONS_KEY, session.apply_model_wrapper)
     return patched, session
+
+
+def _remember_producer(fingerprint: str | None, label: str) -> None:
+    if fingerprint is not None:
+        _produced[fingerprint] = label
+        _produced.move_to_end(fingerprint)
+        while len(_produced) > _PRODUCED_KEPT:
+            _produced.popitem(last=False)
+
+
+def producer_of(fingerprint: str | None) -> str | None:
+    """The label of the patched model (its node) whose run in this process produced a latent with this fingerprint."""
+    return _produced.get(fingerprint)
 
 
 def session_of(model) -> AdaCacheSession | None:

@@ -301,8 +301,10 @@ DEFAULT_PROBE_RESIDUAL = "block"
 REUSE_MODES = ("hold", "forecast")
 DEFAULT_REUSE = "forecast"  # measured best on the held-out tiny model (benchmarks/RESULTS.md, "The speed knob")
 # The speed knob (speed_plan.py): a newly placed node asks for this speed-up; 0 turns the knob off
-# and lets the preset's codebook decide (the paper's adaptive schedule).
+# and lets the preset's codebook decide (the paper's adaptive schedule); up to 1 asks for no
+# speed-up (every step computed), so the whole widget range means something.
 DEFAULT_SPEEDUP = 2.0
+MAX_SPEEDUP = 50.0
 FORECAST_VARIABLES = ("sigma", "step")
 
 
@@ -317,7 +319,7 @@ class AdaCacheConfig:
     end_percent: float = 1.0
     offload_cache: bool = False
     moreg: MoRegConfig | None = None
-    target_speedup: float | None = None  # the speed knob: compute steps / target steps as planned; None: the codebook decides
+    target_speedup: float | None = None  # the speed knob: compute steps / target steps as planned (at most all); None: the codebook decides
     sequence_parallel: str = "auto"  # one of SEQUENCE_PARALLEL_MODES: when to measure over a process group
     probe_residual: str = DEFAULT_PROBE_RESIDUAL  # one of PROBE_RESIDUALS
     reuse: str = DEFAULT_REUSE  # one of REUSE_MODES
@@ -327,8 +329,9 @@ class AdaCacheConfig:
     def __post_init__(self) -> None:
         if self.target_speedup is not None and (isinstance(self.target_speedup, bool)
                                                 or not isinstance(self.target_speedup, (int, float))
-                                                or not 1.0 <= self.target_speedup <= 50.0):
-            raise SettingsError(f"target_speedup: {shown(self.target_speedup)} must be 0 (off) or a number from 1.0 to 50.0")
+                                                or not 0.0 < self.target_speedup <= MAX_SPEEDUP):
+            raise SettingsError(f"target_speedup: {shown(self.target_speedup)} must be a number from 0 to {MAX_SPEEDUP:g} "
+                                "(0: off, the preset decides; up to 1: every step computed; above 1: the speed-up asked)")
         _check_fraction("start_percent", self.start_percent)
         _check_fraction("end_percent", self.end_percent)
         if self.start_percent > self.end_percent:

@@ -9,6 +9,7 @@ step starts, so the order in which branches run does not matter.
 from __future__ import annotations
 
 import bisect
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -16,6 +17,8 @@ import torch
 from . import schedule, sequence_parallel, speed_plan
 from .config import AdaCacheConfig
 from .trace import DecisionRecord, RunTrace
+
+NON_FINITE_PROBE = "NaN or infinite values in the probe block's output"
 
 
 @dataclass
@@ -40,8 +43,9 @@ class _StepMeasurement:
     def add_motion(self, probe: int, stride: int, num: torch.Tensor, den: torch.Tensor) -> None:
         self._add(self.motion, (probe, stride), num, den)
 
-    def resolve(self, group: "sequence_parallel.Group | None" = None) -> tuple[float | None, float | None]:
-        """(relative change averaged over the probes, motion score) as Python floats: one sync.
+    def resolve(self, group: "sequence_parallel.Group | None" = None) -> tuple[float | None, float | None, bool]:
+        """(relative change averaged over the probes, motion score, whether all terms were finite) as
+        Python floats: one sync. Where a term is NaN or infinite both are None: nothing was measurable.
 
         The motion score is the last probe block's, averaged over the strides: in the official
         code every probe averages the change in turn and the last one's MoReg factor decides.
@@ -52,11 +56,13 @@ class _StepMeasurement:
         """
         flat = [t for acc in (*self.change.values(), *self.motion.values()) for t in acc]
         if not flat:
-            return None, None
+            return None, None, True
         if group is not None:
             values = group.reduce_sum(flat)
         else:
             values = torch.stack([t.float().cpu() for t in flat]).tolist()
+        if not all(map(math.isfinite, values)):
+            return None, None, False
         it = iter(values)
         changes = [schedule.ratio(next(it), next(it)) for _ in self.change]
         motions: dict[int, list[float]] = {}
@@ -65,7 +71,7 @@ class _StepMeasurement:
         change = sum(changes) / len(changes) if changes else None
         last_probe = motions[max(motions)] if motions else None
         motion = sum(last_probe) / len(last_probe) if last_probe else None
-        return change, motion
+        return change, motion, True
 
 
 class RunPlanner:
@@ -81,7 +87,8 @@ class RunPlanner:
         self._ascending = sorted(sigmas[: self.steps])
         self._next_computed = 0
         self._last_computed: int | None = None
-        self.budget = None if config.target_speedup is None else max(len(self.forced), round(self.steps / config.target_speedup))
+        self.budget = None if config.target_speedup is None else min(self.steps, max(
+            len(self.forced), round(self.steps / config.target_speedup)))  # a speed-up up to 1 computes every step
         trace.budget = self.budget
         # speed-knob mode: the steps to compute, planned before the run (speed_plan.py)
         self.plan = None if self.budget is None else speed_plan.planned_steps(
@@ -152,7 +159,10 @@ class RunPlanner:
         return self.trace
 
     def _decide(self, step: int) -> None:
-        change, motion = self._measure.resolve(self._group)
+        change, motion, finite = self._measure.resolve(self._group)
+        if not finite and not any(note.startswith(NON_FINITE_PROBE) for note in self.trace.notes):
+            self.trace.notes.append(f"{NON_FINITE_PROBE}, first at step {step}: change and motion cannot be measured "
+                                    "at such steps (left empty in the run data)")
         gap = None if self._last_computed is None else step - self._last_computed
         record = DecisionRecord(step=step, sigma=float(self.sigmas[step]), change=change, gap=gap,
                                 distance=None, reuse_length=1, next_step=step + 1, motion=motion)

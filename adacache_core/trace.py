@@ -23,6 +23,13 @@ def latent_fingerprint(latent) -> str | None:
     return f"{tuple(latent.shape)}:{values.sum().item():.17g}:{values.abs().sum().item():.17g}"
 
 
+def all_finite(latent) -> bool:
+    """Whether a latent holds no NaN or infinite value (one that is not a plain tensor: nothing to say)."""
+    if not isinstance(latent, torch.Tensor) or latent.is_nested:
+        return True
+    return bool(torch.isfinite(latent).all())
+
+
 @dataclass
 class CallRecord:
     """One diffusion-model call: which step, which branches (cond/uncond chunks), computed or not."""

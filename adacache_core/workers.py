@@ -27,6 +27,8 @@ import types
 import zipfile
 from pathlib import Path
 
+from .config import SettingsError, shown
+
 CORE = Path(__file__).resolve().parent
 
 
@@ -79,12 +81,32 @@ def run_on_workers(ray_actors: dict, call: str, *args, replace_model: bool = Fal
 
     ``replace_model``: the result becomes the worker's model (``install``); otherwise it is returned.
     """
+    actors = checked_workers(ray_actors)
     import ray
 
     method = "model_function_runner" if replace_model else "model_function_runner_get_values"
     entry = by_value(on_worker)
     archive = ray.put(core_archive())
-    return ray.get([getattr(actor, method).remote(entry, archive, call, *args) for actor in ray_actors["workers"]])
+    return ray.get([getattr(actor, method).remote(entry, archive, call, *args) for actor in actors])
+
+
+def checked_workers(ray_actors) -> list:
+    """The Ray actors of a ``RAY_ACTORS`` value, checked before any Ray call: the first Ray call on
+    anything else would start a whole local Ray cluster in ComfyUI's process, then fail."""
+    actors = ray_actors.get("workers") if isinstance(ray_actors, dict) else None
+    if not (isinstance(actors, list) and actors and all(_is_actor(actor) for actor in actors)):
+        got = "no workers" if actors == [] else f"{type(ray_actors).__name__} {shown(ray_actors)}"
+        raise SettingsError(f"ray_actors: needs Raylight's workers, got {got}; connect the RAY_ACTORS output of "
+                            "Ray Load Diffusion Model (or of a Raylight LoRA or patch node)")
+    return actors
+
+
+def _is_actor(value) -> bool:
+    try:
+        from ray.actor import ActorHandle  # imports Ray's client code only: starts nothing
+    except ImportError:
+        return False
+    return isinstance(value, ActorHandle)
 
 
 # -- run inside a worker (through on_worker) --------------------------------------------------------

@@ -5,11 +5,13 @@ import comfy.samplers
 from comfy_api.latest import io
 
 from ..adacache_core import SettingsError, parse_probe_blocks, parse_strides
-from ..adacache_core.calibration import MotionCalibration, measured, measuring_config
+from ..adacache_core.calibration import MAX_RUNS, MotionCalibration, measured, measuring_config
 from ..adacache_core.comfy_bridge import patch_model
-from ..adacache_core.config import DEFAULT_PROBE_RESIDUAL
+from ..adacache_core.config import DEFAULT_PROBE_RESIDUAL, shown
 from .moreg import frame_strides_input
 from .patch_model import probe_blocks_input, probe_residual_input
+
+MIN_STEPS, MAX_STEPS = 2, 10000  # a calibration needs motion measured at two noise levels at least
 
 
 class AdaCacheCalibrate(io.ComfyNode):
@@ -31,7 +33,7 @@ class AdaCacheCalibrate(io.ComfyNode):
                 io.Latent.Input("latent_image", tooltip="A video latent (at least two latent frames) of the size you will generate."),
                 io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=True,
                              tooltip="Keep it fixed: ComfyUI then reuses the calibration until another input changes."),
-                io.Int.Input("steps", default=30, min=1, max=10000,
+                io.Int.Input("steps", default=30, min=MIN_STEPS, max=MAX_STEPS,
                              tooltip="As in your sampler. The calibration is stored by noise level, so runs with "
                                      "other step counts or schedulers still use it."),
                 io.Float.Input("cfg", default=5.0, min=0.0, max=100.0, step=0.1, round=0.01, tooltip="As in your sampler."),
@@ -49,11 +51,20 @@ class AdaCacheCalibrate(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, steps: int | None = None, earlier_calibration: str | None = None) -> bool | str:
+        """At queue time, where these are typed in (linked ones arrive as None here, and are checked in execute)."""
+        try:
+            checked_inputs(MIN_STEPS if steps is None else steps, earlier_calibration)
+        except SettingsError as e:
+            return str(e)
+        return True
+
+    @classmethod
     def execute(cls, model, positive, negative, latent_image, seed: int, steps: int, cfg: float, sampler_name: str,
                 scheduler: str, probe_blocks: str, frame_strides: str, probe_residual: str = DEFAULT_PROBE_RESIDUAL,
                 earlier_calibration: str | None = None) -> io.NodeOutput:
         strides = parse_strides(frame_strides)
-        earlier = MotionCalibration.from_text(earlier_calibration) if earlier_calibration else None
+        earlier = checked_inputs(steps, earlier_calibration)
         latent = latent_image["samples"]
         if latent.ndim != 5 or latent.shape[2] <= strides[0]:
             frames = latent.shape[2] if latent.ndim == 5 else 1
@@ -73,3 +84,20 @@ class AdaCacheCalibrate(io.ComfyNode):
                                               latent_image)[0]
         result = measured(session.last_run, session.arch.name, session.num_blocks)
         return io.NodeOutput(samples, (earlier.merged(result) if earlier else result).to_text())
+
+
+def checked_inputs(steps: int, earlier_calibration: str | None) -> MotionCalibration | None:
+    """The earlier calibration, parsed; refuses what could only fail after sampling (the step count, a full chain)."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or not MIN_STEPS <= steps <= MAX_STEPS:
+        raise SettingsError(f"steps: a calibration measures the motion at each step and needs {MIN_STEPS} to {MAX_STEPS} "
+                            f"steps, got {shown(steps)}")
+    if earlier_calibration is None:
+        return None
+    try:
+        earlier = MotionCalibration.from_text(earlier_calibration)
+    except SettingsError as e:  # its messages name 'calibration'; here the input is earlier_calibration
+        raise SettingsError(f"earlier_{e}") from None
+    if len(earlier.runs) >= MAX_RUNS:
+        raise SettingsError(f"earlier_calibration: it holds {len(earlier.runs)} runs, the most one calibration merges; "
+                            "connect it to MoReg Settings as it is, or start another chain")
+    return earlier

@@ -21,7 +21,7 @@ def _config(motion_scale, motion_power, motion_divisor, gradient_weight, frame_s
             calibration: str | None = None) -> MoRegConfig:
     return MoRegConfig(scale=motion_scale, power=motion_power, divisor=motion_divisor, grad_mul=gradient_weight,
                        strides=parse_strides(frame_strides), window=(window_start, window_end),
-                       calibration=MotionCalibration.from_text(calibration) if calibration else None)
+                       calibration=None if calibration is None else MotionCalibration.from_text(calibration))
 
 
 def frame_strides_input() -> io.String.Input:

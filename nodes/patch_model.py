@@ -5,8 +5,8 @@ from comfy_api.latest import io
 
 from ..adacache_core import CUSTOM_PRESET, DEFAULT_PRESET, PRESETS, AdaCacheConfig, SettingsError
 from ..adacache_core.architectures import supported_names
-from ..adacache_core.config import (DEFAULT_PROBE_RESIDUAL, DEFAULT_REUSE, DEFAULT_SPEEDUP, PROBE_RESIDUALS, REUSE_MODES,
-                                   SEQUENCE_PARALLEL_MODES, settings_from_inputs)
+from ..adacache_core.config import (DEFAULT_PROBE_RESIDUAL, DEFAULT_REUSE, DEFAULT_SPEEDUP, MAX_SPEEDUP, PROBE_RESIDUALS,
+                                   REUSE_MODES, SEQUENCE_PARALLEL_MODES, settings_from_inputs)
 from ..adacache_core.comfy_bridge import patch_model
 from .types import MoRegSettings
 
@@ -108,9 +108,9 @@ def settings_inputs() -> list:
         io.Boolean.Input("offload_cache", default=False,
                          tooltip="On: keep the cache in system RAM instead of VRAM. Saves a little VRAM, costs a copy on "
                                  "each reused step."),
-        io.Float.Input("target_speedup", default=DEFAULT_SPEEDUP, min=0.0, max=50.0, step=0.25, optional=True,
-                       tooltip="The speed knob: up = faster, down = closer to the uncached video. 0 = knob off (the "
-                               "preset chooses); up to 1 = every step computed; above 1 = the speed-up asked for."),
+        io.Float.Input("target_speedup", default=DEFAULT_SPEEDUP, min=0.0, max=MAX_SPEEDUP, step=0.25, optional=True,
+                       tooltip="The speed knob: 2 runs the model on half the steps. Up = faster, down = more faithful. "
+                               "1 or less: every step runs, as without AdaCache. 0: off, the preset decides."),
         MoRegSettings.Input("moreg", optional=True,
                             tooltip="Optional MoReg Settings: computes more steps when the video moves. Acts only with "
                                     "target_speedup 0."),

@@ -6,7 +6,7 @@ import logging
 from comfy_api.latest import io
 
 from ..adacache_core import workers
-from ..adacache_core.config import settings_from_inputs
+from ..adacache_core.config import SettingsError, settings_from_inputs
 from .patch_model import check_settings, settings_inputs
 
 LOG = logging.getLogger("adacache")
@@ -40,7 +40,13 @@ class AdaCachePatchModelRaylight(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, **inputs) -> bool | str:
+    def validate_inputs(cls, ray_actors=None, **inputs) -> bool | str:
+        """``ray_actors`` arrives here only when typed in (through the API): never workers, refused before any Ray call."""
+        if ray_actors is not None:
+            try:
+                workers.checked_workers(ray_actors)
+            except SettingsError as e:
+                return str(e)
         return check_settings(**inputs)
 
     @classmethod

@@ -11,9 +11,10 @@ from comfy_api.latest import io, ui
 
 import folder_paths
 
-from ..adacache_core import workers
+from ..adacache_core import SettingsError, workers
 from ..adacache_core.chart import DETAILS, message_chart, schedule_chart
-from ..adacache_core.comfy_bridge import session_of
+from ..adacache_core.comfy_bridge import RUNS_KEPT, producer_of, session_of
+from ..adacache_core.config import shown
 from ..adacache_core.trace import RunTrace, latent_fingerprint
 from .raylight import RayActors
 
@@ -22,13 +23,20 @@ def _fmt(x, unit="", digits=2):
     return "n/a" if x is None else f"{x:.{digits}f}{unit}"
 
 
-def _moreg_state(moreg: dict | None) -> str:
+def _moreg_state(trace: RunTrace) -> str:
+    """What MoReg did in this run, not only whether it was set: a clip too short for its strides measures
+    no motion, and under the speed knob it only measures."""
+    moreg = trace.settings.get("moreg")
     if not moreg:
         return "off"
+    if all(d.motion is None for d in trace.decisions):
+        return "off in this run (set, but no motion was measured)"
     calibration = moreg.get("calibration")
-    if calibration:
-        return f"on, scale calibrated on {calibration['runs']} run(s) of {calibration['model']}"
-    return f"on, scale {moreg.get('scale')}"
+    scale = (f"scale calibrated on {calibration['runs']} run(s) of {calibration['model']}" if calibration
+             else f"scale {moreg.get('scale')}")
+    if trace.budget is not None:
+        return f"measuring only, {scale} (the speed knob chose the steps)"
+    return f"on, {scale}"
 
 
 def _reuse_state(cfg: dict) -> str:
@@ -49,7 +57,7 @@ def summary_text(label: str, trace: RunTrace) -> str:
         f"cache {_fmt(s.get('cache_mb'), ' MB', 1)}",
         f"  preset {cfg.get('preset')}, codebook used [{', '.join(f'{t:.3g}:{n}' for t, n in trace.codebook)}], "
         f"probe blocks {cfg.get('probe_blocks')} ({trace.probe_residual or 'block'} residual), "
-        f"MoReg {_moreg_state(cfg.get('moreg'))}, reuse {_reuse_state(cfg)}",
+        f"MoReg {_moreg_state(trace)}, reuse {_reuse_state(cfg)}",
     ]
     if trace.budget is not None:
         lines.append(f"  speed knob {cfg.get('target_speedup')}x -> {trace.budget} computed steps planned, "
@@ -113,9 +121,14 @@ def collect_runs(models: list, samples) -> tuple[list[tuple[str, RunTrace]], lis
                     found[i] = trace
                     break
     messages = []
+    producer = producer_of(target)
     for i, session in sessions.items():
         if session is None:
             messages.append(f"{names[i]}: not patched by AdaCache Patch Model (or its model type is unsupported), nothing was cached")
+        elif i not in found and producer is not None and producer == getattr(session, "label", None):
+            messages.append(f"{names[i]}: these samples are ComfyUI's cached output of an earlier run of this model, whose run "
+                            f"data are no longer kept (a patched model keeps its last {RUNS_KEPT} runs); queue the sampler "
+                            "again with any input changed (e.g. its seed) to see its schedule")
         elif not session.runs:
             messages.append(f"{names[i]}: not sampled yet; connect the sampler's output to 'samples' so the viewer runs after it")
         elif i not in found:
@@ -123,6 +136,28 @@ def collect_runs(models: list, samples) -> tuple[list[tuple[str, RunTrace]], lis
             messages.append(f"{names[i]}: none of its last {len(session.runs)} runs produced these samples{interrupted}; "
                             "connect the output of the sampler that used this model to 'samples'")
     return [(names[i], found[i]) for i in sorted(found)], messages
+
+
+MAX_PREFIX_BYTES = 200  # with ComfyUI's counter and '.json' a name stays under the 255 bytes file systems allow
+
+
+def check_prefix(prefix) -> None:
+    """Refuse a ``filename_prefix`` the run data could not be saved under, as ComfyUI's
+    ``get_save_image_path`` reads it (a name that normalises to '.' would write a hidden '._00001_.json')."""
+    example = "like 'adacache/schedule' (saved as adacache/schedule_00001_.json in ComfyUI's output folder)"
+    if not isinstance(prefix, str):
+        raise SettingsError(f"filename_prefix: must be text {example}, got {type(prefix).__name__} {shown(prefix)}")
+    if "\x00" in prefix:
+        raise SettingsError(f"filename_prefix: holds a NUL character, which no file name may hold; write a name {example}")
+    if len(prefix.encode("utf-8", "surrogatepass")) > MAX_PREFIX_BYTES:
+        raise SettingsError(f"filename_prefix: {len(prefix)} characters is too long; at most {MAX_PREFIX_BYTES} "
+                            f"(bytes in UTF-8: fewer for non-Latin letters), {example}")
+    normalised = os.path.normpath(prefix)
+    if os.path.basename(normalised).strip() in ("", ".", ".."):
+        raise SettingsError(f"filename_prefix: needs a file name at its end, got {shown(prefix)}; write one {example}")
+    output = folder_paths.get_output_directory()
+    if os.path.commonpath((output, os.path.abspath(os.path.join(output, os.path.dirname(normalised))))) != output:
+        raise SettingsError(f"filename_prefix: {shown(prefix)} leads outside ComfyUI's output folder; write a name {example}")
 
 
 def to_image(rgb: np.ndarray) -> torch.Tensor:
@@ -163,8 +198,22 @@ class CacheScheduleViewer(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, filename_prefix: str | None = None, ray_actors=None) -> bool | str:
+        """At queue time: a file name the run data could not be saved under, and a typed-in ``ray_actors``
+        (only through the API; never workers), refused before any Ray call."""
+        try:
+            if filename_prefix is not None:
+                check_prefix(filename_prefix)
+            if ray_actors is not None:
+                workers.checked_workers(ray_actors)
+        except SettingsError as e:
+            return str(e)
+        return True
+
+    @classmethod
     def execute(cls, samples, filename_prefix: str, model=None, model_2=None, ray_actors=None,
                 detail: str = DETAILS[0]) -> io.NodeOutput:
+        check_prefix(filename_prefix)
         ranks = worker_runs(ray_actors) if ray_actors is not None else []
         models = [m for m in (model, model_2, ranks[0] if ranks else None) if m is not None]
         runs, messages = collect_runs(models, samples)

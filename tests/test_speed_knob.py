@@ -117,12 +117,15 @@ def test_the_knob_plans_the_same_steps_for_any_video(runtime, tiny, speed):
 
 
 @pytest.mark.parametrize("reuse", ["hold", "forecast"])
-def test_speed_one_computes_every_step_bitwise(runtime, tiny, reuse):
+@pytest.mark.parametrize("speed", [1.0, 0.5])
+def test_speed_one_or_less_computes_every_step_bitwise(runtime, tiny, reuse, speed):
+    """The widget goes below 1: no speed-up asked, so every step is computed, as without AdaCache."""
     demo = runtime.pack.nodes.demo
     pos, neg = [[demo.load_prompt("fast"), {}]], [[demo.load_prompt("empty"), {}]]
     latent = torch.zeros(1, 16, 3, 8, 8)
     ref = h.ksample(tiny, pos, neg, latent, steps=10, seed=3)
-    patched = h.adacache(runtime, tiny, target_speedup=1.0, reuse=reuse)
+    patched = h.adacache(runtime, tiny, target_speedup=speed, reuse=reuse)
     out = h.ksample(patched, pos, neg, latent, steps=10, seed=3)
-    assert h.session_of(patched).last_run.computed_steps() == list(range(10))
+    run = h.session_of(patched).last_run
+    assert run.computed_steps() == list(range(10)) and run.budget == 10
     assert torch.equal(out, ref)

@@ -42,8 +42,9 @@ def validate(prompt: dict) -> tuple[bool, dict, list[str], dict]:
     return valid, error, outputs, node_errors
 
 
-def execute(prompt: dict):
-    """Validate and execute ``prompt`` with a fresh executor (no cached node outputs).
+def execute(prompt: dict, executor=None):
+    """Validate and execute ``prompt`` with a fresh executor (no cached node outputs), or with ``executor``
+    from an earlier call, whose cached node outputs ComfyUI then reuses as a server does between prompts.
 
     Returns the executor; ``executor.server.node_seconds()`` gives per-node times.
     """
@@ -53,8 +54,8 @@ def execute(prompt: dict):
     if not valid:
         raise RuntimeError(f"ComfyUI refused the prompt: {error} {node_errors}")
     # As main.py does; cache_args must be given (0.3.75 reads cache_args["ram"] unconditionally).
-    executor = execution.PromptExecutor(_Recorder(), cache_type=execution.CacheType.CLASSIC,
-                                        cache_args={"lru": 0, "ram": 0, "ram_inactive": 0})
+    executor = executor or execution.PromptExecutor(_Recorder(), cache_type=execution.CacheType.CLASSIC,
+                                                    cache_args={"lru": 0, "ram": 0, "ram_inactive": 0})
     executor.execute(prompt, str(uuid.uuid4()), {}, outputs)
     if not executor.success:
         errors = [data for event, data in executor.status_messages if event == "execution_error"]
