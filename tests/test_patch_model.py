@@ -229,24 +229,85 @@ def test_cache_holds_one_hidden_state_per_branch_layout_and_probe_not_per_block(
     assert h.session_of(forecast).last_run.cache_bytes == 3 * hidden_state  # plus the span residual's slope
 
 
-def test_forecast_extrapolates_the_residual_within_one_gap(runtime, wan, conds):
+# Span memory positions: along the step index (the node's default) they rise by whole steps; along sigma
+# they fall. Residuals 1 then 3 at the last two computed positions: slope +2 per step, or -20 per unit of
+# sigma. Recalled value = 3 + slope * reach, the reach capped at one gap past the last computed position.
+FORECAST_BY_HAND = {
+    "step": ((4.0, 6.0), [(6.0, 3.0), (7.0, 4.0), (8.0, 5.0), (11.0, 5.0)]),  # gap 2: reach 1 -> 3 + 1, 2 -> 3 + 2, capped
+    "sigma": ((0.9, 0.8), [(0.8, 3.0), (0.75, 4.0), (0.7, 5.0), (0.5, 5.0)]),  # gap -0.1: reach -0.05 -> 3 + 1, ...
+}
+
+
+@pytest.mark.parametrize("variable", FORECAST_BY_HAND)
+def test_span_memory_forecasts_forward_along_either_position_within_one_gap(variable):
     """Reused steps add the last computed residual plus its slope (from the last two computed steps) times
-    the distance (in sigma, or in steps as the node does), never reaching further than the last gap; the
-    held residual without it."""
+    the distance past the last computed position, never reaching further than the last gap; held: the
+    last residual. Hand-computed values, on both position paths (a forecast run backward gives 2, 1, 1)."""
     from adacache_core.span_memory import SpanMemory
 
+    (p0, p1), expected = FORECAST_BY_HAND[variable]
     memory = SpanMemory(forecast=True, store=lambda t: t)
     r0, r1 = torch.full((1, 4, 8), 1.0), torch.full((1, 4, 8), 3.0)
-    memory.remember("k", 0.9, r0)
-    memory.remember("k", 0.8, r1)  # slope -20 per unit of sigma, gap -0.1
-    assert torch.allclose(memory.recall("k", 0.75, "cpu", torch.float32), torch.full((1, 4, 8), 4.0))
-    assert torch.allclose(memory.recall("k", 0.5, "cpu", torch.float32), torch.full((1, 4, 8), 5.0))  # one gap at most
+    memory.remember("k", p0, r0)
+    memory.remember("k", p1, r1)
+    for position, value in expected:
+        torch.testing.assert_close(memory.recall("k", position, "cpu", torch.float32), torch.full((1, 4, 8), value))
     held = SpanMemory(forecast=False, store=lambda t: t)
-    held.remember("k", 0.9, r0)
-    held.remember("k", 0.8, r1)
-    assert torch.equal(held.recall("k", 0.5, "cpu", torch.float32), r1)
+    held.remember("k", p0, r0)
+    held.remember("k", p1, r1)
+    assert torch.equal(held.recall("k", expected[-1][0], "cpu", torch.float32), r1)
     assert held.nbytes() == r1.nbytes and memory.nbytes() == 2 * r1.nbytes
 
+
+# Sigmas with uneven gaps, so that the step and sigma paths forecast different amounts: computed steps
+# 0 and 1 (sigma 0.9, 0.7), reused steps 2 and 3 (0.6, 0.3), then 4-6 computed (codebook 10:3, 7 steps).
+UNEVEN_SIGMAS = [0.9, 0.7, 0.6, 0.3, 0.2, 0.1, 0.05, 0.0]
+# What reused steps 2 and 3 add, as multiples of the slope (r1 - r0) on top of r1:
+# step:  gap 1, reach 1 and 2 -> 1, 1 (capped at one gap)
+# sigma: gap -0.2, reach -0.1 and -0.4 -> 0.5, 1 (capped)
+REUSED_SLOPES = {"hold": (0.0, 0.0), "step": (1.0, 1.0), "sigma": (0.5, 1.0)}
+
+
+@pytest.mark.parametrize("reuse", REUSED_SLOPES)
+def test_reused_steps_add_the_hand_computed_forecast_on_a_real_model(runtime, wan, conds, reuse):
+    """On the same latent at sigmas far apart (a sampler that never moves, so the blocks' input is the same
+    at every step and only the timestep changes their residual), the stream leaving the last block on a
+    reused step is the blocks' input plus r1 + k * (r1 - r0), r0 and r1 being the span residuals of the
+    computed steps 0 and 1 as plain hooks see them, k as in REUSED_SLOPES."""
+    import dataclasses
+
+    pack = runtime.pack.adacache_core
+    settings = dict(preset="custom", custom_codebook="10:3", reuse="hold" if reuse == "hold" else "forecast")
+
+    def config_for(num_blocks):
+        config = pack.config.settings_from_inputs(**settings, probe_blocks="middle", start_percent=0.0, end_percent=1.0,
+                                                  offload_cache=False, moreg=None, num_blocks=num_blocks)
+        return dataclasses.replace(config, forecast_variable=reuse) if reuse != "hold" else config
+
+    patched, session = pack.comfy_bridge.patch_model(wan, config_for)
+    diffusion_model = wan.model.diffusion_model
+    block_inputs, stream_out = [], []
+    handles = [diffusion_model.blocks[0].register_forward_pre_hook(lambda m, a: block_inputs.append(a[0].clone())),
+               diffusion_model.head.register_forward_pre_hook(lambda m, a: stream_out.append(a[0].clone()))]
+    try:
+        h.stay_put_outputs(patched, *conds, torch.zeros(LATENT), torch.tensor(UNEVEN_SIGMAS))
+    finally:
+        for handle in handles:
+            handle.remove()
+    trace = session.last_run
+    assert trace.computed_steps() == [0, 1, 4, 5, 6]
+    assert trace.settings["forecast_variable"] == (None if reuse == "hold" else reuse)
+    x = block_inputs[0]
+    assert all(torch.equal(b, x) for b in block_inputs)  # the sampler stayed put: the same input at every step
+    r0, r1 = stream_out[0] - x, stream_out[1] - x
+    slope = r1 - r0
+    tolerance = 1e-5 * stream_out[1].abs().max()
+    assert slope.abs().max() > 1000 * tolerance  # the residual really moved: the forecast matters
+    for step, k in zip((2, 3), REUSED_SLOPES[reuse]):
+        torch.testing.assert_close(stream_out[step], x + r1 + k * slope, rtol=0, atol=tolerance.item(), msg=f"step {step}")
+
+
+def test_forecast_runs_through_the_node_with_the_speed_knob_and_moreg(runtime, wan, conds):
     hold = h.ksample(h.adacache(runtime, wan, preset="custom", custom_codebook="10:3"), *conds, torch.zeros(LATENT), steps=10)
     patched = h.adacache(runtime, wan, preset="custom", custom_codebook="10:3", reuse="forecast")
     forecast = h.ksample(patched, *conds, torch.zeros(LATENT), steps=10)
