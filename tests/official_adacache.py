@@ -22,13 +22,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-# The codebooks (threshold: rate), keyed by the pack's preset names and the step count each was set for.
-# configs/sample_adacache.py line 14 ("30-step, fast codebook"), line 15 ("30-step, slow codebook"),
-# line 16 ("100-step"; also the default of STDiT3Block, stdit3.py line 54).
+# The codebooks (threshold: rate), named as the official config's comments name them, with the step count
+# each was set for: configs/sample_adacache.py line 14 ("30-step, fast codebook"), line 15 ("30-step,
+# slow codebook"), line 16 ("100-step"; also the default of STDiT3Block, stdit3.py line 54).
 OFFICIAL_CODEBOOKS = {
-    "fast (paper, 30 steps)": (30, {0.08: 6, 0.16: 5, 0.24: 4, 0.32: 3, 0.40: 2, 1.00: 1}),
-    "slow (paper, 30 steps)": (30, {0.08: 3, 0.16: 2, 0.24: 1, 0.32: 1, 0.40: 1, 1.00: 1}),
-    "paper (100 steps)": (100, {0.03: 12, 0.05: 10, 0.07: 8, 0.09: 6, 0.11: 4, 1.00: 3}),
+    "30-step, fast": (30, {0.08: 6, 0.16: 5, 0.24: 4, 0.32: 3, 0.40: 2, 1.00: 1}),
+    "30-step, slow": (30, {0.08: 3, 0.16: 2, 0.24: 1, 0.32: 1, 0.40: 1, 1.00: 1}),
+    "100-step": (100, {0.03: 12, 0.05: 10, 0.07: 8, 0.09: 6, 0.11: 4, 1.00: 3}),
 }
 # moreg_steps, configs/sample_adacache_moreg.py line 21 "(10, 90) # 100-step" and line 20 "# 30-step (4,26)"
 OFFICIAL_MOREG_STEPS = {100: (10, 90), 30: (4, 26)}

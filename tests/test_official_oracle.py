@@ -12,7 +12,7 @@ import torch
 
 import helpers as h
 from adacache_core import PRESETS, AdaCacheConfig, Codebook, MoRegConfig, schedule
-from adacache_core.config import PAPER_MOREG_WINDOWS, parse_probe_blocks
+from adacache_core.config import PAPER_MOREG_WINDOWS, parse_probe_blocks, resolve_codebook
 from adacache_core.planner import RunPlanner
 from adacache_core.trace import RunTrace
 from official_adacache import (OFFICIAL_CODEBOOKS, OFFICIAL_MOGRAD_MUL, OFFICIAL_MOREG_HYP, OFFICIAL_MOREG_STEPS,
@@ -21,7 +21,10 @@ from official_adacache import (OFFICIAL_CODEBOOKS, OFFICIAL_MOGRAD_MUL, OFFICIAL
 from tools import comfy_runtime
 
 STEP_COUNTS = (10, 30, 57, 100, 200)
-OFFICIAL_100 = OFFICIAL_CODEBOOKS["paper (100 steps)"][1]
+OFFICIAL_100 = OFFICIAL_CODEBOOKS["100-step"][1]
+# the pack's preset (by its first name; renamed presets still resolve) -> the official codebook it restates
+PACK_PRESETS = {"fast (paper, 30 steps)": "30-step, fast", "slow (paper, 30 steps)": "30-step, slow",
+                "paper (100 steps)": "100-step"}
 
 
 def f32(x: float) -> float:
@@ -81,18 +84,19 @@ def codebook_for(steps: int, preset: str) -> tuple[Codebook, dict]:
     """(the pack's codebook, the official one) for a run of ``steps``: at the step count a preset was set
     for, the pack's preset against the official codebook; elsewhere the official 100-step numbers as
     written (the pack rescales its presets there, the official code has no rule for it)."""
-    reference_steps, official = OFFICIAL_CODEBOOKS[preset]
+    reference_steps, official = OFFICIAL_CODEBOOKS[PACK_PRESETS[preset]]
     if steps == reference_steps:
-        return PRESETS[preset], official
+        return resolve_codebook(preset), official
     return Codebook(tuple(OFFICIAL_100.items())), OFFICIAL_100
 
 
 def test_presets_and_constants_are_the_official_ones():
     """The pack's presets, MoReg defaults, windows, probe and forced steps, against the official code's."""
-    assert set(PRESETS) == set(OFFICIAL_CODEBOOKS)
-    for name, (steps, official) in OFFICIAL_CODEBOOKS.items():
-        assert PRESETS[name].entries == tuple(official.items()), name
-        assert PRESETS[name].reference_steps == steps, name
+    for name, official_name in PACK_PRESETS.items():
+        steps, official = OFFICIAL_CODEBOOKS[official_name]
+        assert resolve_codebook(name).entries == tuple(official.items()), name
+        assert resolve_codebook(name).reference_steps == steps, name
+    assert sorted(cb.entries for cb in PRESETS.values()) == sorted(tuple(c.items()) for _, c in OFFICIAL_CODEBOOKS.values())
     cfg = MoRegConfig()
     assert (cfg.scale, cfg.power, cfg.divisor) == OFFICIAL_MOREG_HYP
     assert cfg.grad_mul == OFFICIAL_MOGRAD_MUL and cfg.strides == OFFICIAL_MOREG_STRIDES
@@ -130,7 +134,7 @@ def test_gradient_acts_outside_the_window_too():
     """The first decision after the window closes is multiplied by 1 + |10 * (1 - last factor) / gap|."""
     steps = 100
     measure = synthetic(steps, 3, 1)
-    trace = pack_schedule(steps, PRESETS["paper (100 steps)"], measure, MoRegConfig(), 1)
+    trace = pack_schedule(steps, resolve_codebook("paper (100 steps)"), measure, MoRegConfig(), 1)
     after = next(d for d in trace.decisions if d.distance is not None and d.step >= 90)
     before = [d for d in trace.decisions if d.distance is not None and d.step < after.step][-1]
     assert not after.moreg_active and after.moreg_factor == 1.0
@@ -167,7 +171,7 @@ def test_recorded_measurements_replay_to_the_same_schedule(runtime, tiny, preset
         assert d.gap == step - previous
         return [d.change], [d.motion]
 
-    official = official_schedule(steps, OFFICIAL_CODEBOOKS[preset][1], measure, None if scale is None else OfficialMoReg(scale=scale))
+    official = official_schedule(steps, OFFICIAL_CODEBOOKS[PACK_PRESETS[preset]][1], measure, None if scale is None else OfficialMoReg(scale=scale))
     assert trace.computed_steps() == official.computed
     assert_same_decisions(trace, official)
     assert len(official.computed) < steps  # something was reused: the replay compared real decisions
