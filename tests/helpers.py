@@ -46,6 +46,22 @@ def ksample(model, positive, negative, latent: torch.Tensor, steps: int = 8, cfg
                                    {"samples": latent}, denoise=1.0)[0]["samples"]
 
 
+def relative_error(out: torch.Tensor, reference: torch.Tensor) -> float:
+    """||out - reference|| / ||reference|| (L2 over the whole tensor)."""
+    return ((out - reference).norm() / reference.norm()).item()
+
+
+def sample_one_by_one(model, positive, negative, noise: torch.Tensor, steps: int, cfg: float) -> tuple[torch.Tensor, list]:
+    """(the batch sampled at once, each video of it sampled alone) from the same noise, through
+    comfy.sample.sample (the function KSampler calls) with the noise given explicitly."""
+    import comfy.sample
+
+    def sample(n):
+        return comfy.sample.sample(model, n, steps, cfg, "euler", "simple", positive, negative, torch.zeros_like(n), seed=0)
+
+    return sample(noise), [sample(noise[i:i + 1]) for i in range(noise.shape[0])]
+
+
 def adacache(runtime, model, **settings):
     """Apply the pack's `AdaCache Patch Model` node (the class ComfyUI registered) to ``model``.
 
@@ -122,11 +138,15 @@ def stay_put_outputs(model, positive, negative, latent: torch.Tensor, sigmas: to
 
 
 def assert_reuse_reproduces(outputs: list, computed: list, reused: tuple[int, ...]) -> None:
-    """Computed steps equal bitwise; reused ones within 1% (the sigmas differ a hair; a residual
-    put back wrongly, or an addition counted twice, is off by several percent)."""
+    """Computed steps equal bitwise; reused ones within 0.5% of the output's largest value: the sigmas
+    differ a hair, which moves the output by at most 1.2e-3 of it (Mochi; 1e-6 to 5e-4 for the other
+    families), while a residual put back wrongly, or an addition counted twice, is off by several percent.
+    (Residuals barely move here, so this cannot check the forecast's extrapolation: test_patch_model.py
+    does, by hand, at sigmas far apart.)"""
     for step, (out, ref) in enumerate(zip(outputs, computed, strict=True)):
         if step in reused:
-            assert (out - ref).abs().max() < 1e-2 * ref.abs().max(), f"reused step {step}"
+            error = ((out - ref).abs().max() / ref.abs().max()).item()
+            assert error < 5e-3, f"reused step {step}: off by {error:.2e} of the output's largest value"
         else:
             assert torch.equal(out, ref), f"computed step {step}"
 

@@ -58,6 +58,34 @@ def test_calibrated_scale_is_the_runs_mean_motion_at_each_noise_level(runtime):
     assert again == cal
 
 
+def test_each_decision_takes_the_calibrated_scale_at_its_own_sigma():
+    """The planner looks the calibrated scale up at the sigma of the step it decides on (not a
+    neighbour's), and the factor maps the motion with that scale."""
+    from adacache_core import AdaCacheConfig, Codebook, MoRegConfig
+    from adacache_core.planner import RunPlanner
+    from adacache_core.trace import RunTrace
+
+    cal = MotionCalibration("Wan", 4, (0,), "block", (1,), (((1.0, 0.5, 0.1), (0.6, 0.3, 0.1)),))
+    steps = 10
+    sigmas = [1.0 - i / steps for i in range(steps + 1)]
+    moreg = MoRegConfig(window=(0.0, 1.0), calibration=cal)
+    trace = RunTrace("m", "a", {}, steps, sigmas, [])
+    planner = RunPlanner(AdaCacheConfig(codebook=Codebook(((1.0, 1),)), probe_blocks=(0,), moreg=moreg), sigmas,
+                         [True] * (steps + 1), trace)
+    for step in range(steps):
+        assert planner.enter(step)
+        planner.add_change(0, torch.tensor(0.01), torch.tensor(1.0))
+        planner.add_motion(0, 1, torch.tensor(0.25), torch.tensor(1.0))
+    planner.finish()
+    active = [d for d in trace.decisions if d.moreg_active]
+    assert len(active) == steps - 1  # every decision but the first (nothing to compare with yet)
+    for d in active:
+        assert d.sigma == sigmas[d.step]
+        assert d.moreg_scale == pytest.approx(cal.scale_at(sigmas[d.step]))
+        assert d.moreg_factor == pytest.approx((0.25 / d.moreg_scale) ** 8)
+    assert len({round(d.moreg_scale, 6) for d in active}) == len(active)  # a different scale at every step
+
+
 @pytest.mark.parametrize("text, names", [
     ("not json", "not a calibration"),
     ('{"format": "other"}', "not a calibration"),

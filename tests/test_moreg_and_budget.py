@@ -63,6 +63,33 @@ def test_moreg_records_motion_factor_and_gradient_on_the_video_grid(runtime, tin
     assert any(d.moreg_active for d in decided) and not all(d.moreg_active for d in decided)
 
 
+def test_recorded_motion_score_is_the_last_probes_motion_from_hooks(runtime, tiny):
+    """On a real run with two probe blocks and frame strides 1 and 2, each computed step's motion score is
+    the LAST probe block's, computed by hand from its residual as plain forward hooks see it: per stride
+    s, sum |r[f + s] - r[f]| / (sum |r[f + s]| + sum |r[f]|) over the frames f, averaged over the strides."""
+    demo = runtime.pack.nodes.demo
+    frames = 5
+    patched = h.adacache(runtime, tiny, probe_residual="block", probe_blocks="2, 5", moreg=moreg_settings(frame_strides="1, 2"))
+    blocks = tiny.model.diffusion_model.blocks
+    with h.ProbeResidualRecorder(blocks[5]) as last, h.ProbeResidualRecorder(blocks[2]) as first:
+        h.ksample(patched, [[demo.load_prompt("fast"), {}]], [[demo.load_prompt("empty"), {}]],
+                  torch.zeros(1, 16, frames, 8, 8), steps=10)
+    trace = h.session_of(patched).last_run
+    assert trace.token_grid == [frames, 4, 4]
+    assert len(last.residuals) == len(trace.decisions) == len(trace.computed_steps())
+
+    def by_stride(r):
+        video = r.reshape(r.shape[0], frames, -1, r.shape[-1])  # tokens are frame-major
+        return [((video[:, s:] - video[:, :-s]).abs().sum() / (video[:, s:].abs().sum() + video[:, :-s].abs().sum())).item()
+                for s in (1, 2)]
+
+    for d, r, other in zip(trace.decisions, last.residuals, first.residuals):
+        one, two = by_stride(r)
+        assert d.motion == pytest.approx((one + two) / 2, rel=1e-4), d.step
+        # what a slip would give instead: one stride only, or the first probe's motion
+        assert abs(one - two) > 1e-2 * d.motion and abs(sum(by_stride(other)) / 2 - d.motion) > 1e-2 * d.motion
+
+
 def test_moreg_outside_its_window_leaves_the_schedule_unchanged(runtime, tiny):
     _, plain = run(runtime, tiny, "fast", 1)
     _, idle = run(runtime, tiny, "fast", 1, moreg=moreg_settings(window_start=0.0, window_end=0.0))  # fwd_id <= 0: never

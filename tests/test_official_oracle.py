@@ -1,5 +1,7 @@
 """The pack's schedule against the official code's (tests/official_adacache.py), decision by decision.
 
+The official side takes its codebooks, MoReg constants and windows from official_adacache.py, where
+they are written from the official code and configs (cited there), never from the pack's PRESETS.
 (a) synthetic measurements at several step counts, with and without MoReg, one and two probes;
 (b) the measurements the pack recorded in real runs of the trained tiny model, replayed.
 """
@@ -9,14 +11,20 @@ import pytest
 import torch
 
 import helpers as h
-from adacache_core import PRESETS, AdaCacheConfig, Codebook, MoRegConfig
+from adacache_core import PRESETS, AdaCacheConfig, Codebook, MoRegConfig, schedule
+from adacache_core.config import PAPER_MOREG_WINDOWS, parse_probe_blocks, resolve_codebook
 from adacache_core.planner import RunPlanner
 from adacache_core.trace import RunTrace
-from official_adacache import OfficialMoReg, official_schedule
+from official_adacache import (OFFICIAL_CODEBOOKS, OFFICIAL_MOGRAD_MUL, OFFICIAL_MOREG_HYP, OFFICIAL_MOREG_STEPS,
+                               OFFICIAL_MOREG_STRIDES, OFFICIAL_PROBE_BLOCK, OfficialMoReg, official_forced_steps,
+                               official_schedule)
 from tools import comfy_runtime
 
 STEP_COUNTS = (10, 30, 57, 100, 200)
-PAPER_100 = dict(PRESETS["paper: middle (100 steps)"].entries)
+OFFICIAL_100 = OFFICIAL_CODEBOOKS["100-step"][1]
+# the pack's preset -> the official codebook it restates
+PACK_PRESETS = {"paper: fastest (fast, 30 steps)": "30-step, fast", "paper: slowest (slow, 30 steps)": "30-step, slow",
+                "paper: middle (100 steps)": "100-step"}
 
 
 def f32(x: float) -> float:
@@ -58,7 +66,7 @@ def pack_schedule(steps: int, codebook: Codebook, measure, moreg: MoRegConfig | 
 def assert_same_decisions(trace: RunTrace, official) -> None:
     """Every decision agrees, except where the pack divides by the steps that really passed and the
     official code by the reuse length it chose: only at the forced last two steps, whose decisions
-    change nothing (the last step is always computed; docs/how_it_works.md, "Faithful to the official code")."""
+    change nothing (the last step is always computed; README, "Faithful to the official code")."""
     pack = [d for d in trace.decisions if d.distance is not None]
     assert [d.step for d in pack] == [d.step for d in official.decisions]
     for ours, theirs in zip(pack, official.decisions):
@@ -72,19 +80,38 @@ def assert_same_decisions(trace: RunTrace, official) -> None:
             assert ours.moreg_gradient == pytest.approx(theirs.mograd, rel=1e-9, abs=1e-12), ours.step
 
 
-def codebook_for(steps: int) -> tuple[Codebook, dict]:
-    """The paper's codebook at its own step count (30: fast; 100: 100-step), else the 100-step one as written."""
-    if steps == 30:
-        cb = PRESETS["paper: fastest (fast, 30 steps)"]
-        return cb, dict(cb.entries)
-    return Codebook(tuple(PAPER_100.items())), PAPER_100
+def codebook_for(steps: int, preset: str) -> tuple[Codebook, dict]:
+    """(the pack's codebook, the official one) for a run of ``steps``: at the step count a preset was set
+    for, the pack's preset against the official codebook; elsewhere the official 100-step numbers as
+    written (the pack rescales its presets there, the official code has no rule for it)."""
+    reference_steps, official = OFFICIAL_CODEBOOKS[PACK_PRESETS[preset]]
+    if steps == reference_steps:
+        return resolve_codebook(preset), official
+    return Codebook(tuple(OFFICIAL_100.items())), OFFICIAL_100
 
 
-@pytest.mark.parametrize("steps", STEP_COUNTS)
+def test_presets_and_constants_are_the_official_ones():
+    """The pack's presets, MoReg defaults, windows, probe and forced steps, against the official code's."""
+    for name, official_name in PACK_PRESETS.items():
+        steps, official = OFFICIAL_CODEBOOKS[official_name]
+        assert resolve_codebook(name).entries == tuple(official.items()), name
+        assert resolve_codebook(name).reference_steps == steps, name
+    assert sorted(cb.entries for cb in PRESETS.values()) == sorted(tuple(c.items()) for _, c in OFFICIAL_CODEBOOKS.values())
+    cfg = MoRegConfig()
+    assert (cfg.scale, cfg.power, cfg.divisor) == OFFICIAL_MOREG_HYP
+    assert cfg.grad_mul == OFFICIAL_MOGRAD_MUL and cfg.strides == OFFICIAL_MOREG_STRIDES
+    assert PAPER_MOREG_WINDOWS == OFFICIAL_MOREG_STEPS
+    assert parse_probe_blocks("middle", 28) == (OFFICIAL_PROBE_BLOCK,)
+    for steps in (4, 30, 100):
+        assert schedule.forced_steps(steps) == {s - 1 for s in official_forced_steps(steps)}
+
+
+@pytest.mark.parametrize("steps, preset", [(s, "paper: middle (100 steps)") for s in STEP_COUNTS if s != 30]
+                         + [(30, "paper: fastest (fast, 30 steps)"), (30, "paper: slowest (slow, 30 steps)")])
 @pytest.mark.parametrize("with_moreg", [False, True])
 @pytest.mark.parametrize("probes", [1, 2])
-def test_synthetic_measurements_give_the_official_decisions(steps, with_moreg, probes):
-    codebook, official_codebook = codebook_for(steps)
+def test_synthetic_measurements_give_the_official_decisions(steps, preset, with_moreg, probes):
+    codebook, official_codebook = codebook_for(steps, preset)
     for seed in range(5):
         measure = synthetic(steps, seed, probes)
         moreg = MoRegConfig() if with_moreg else None
@@ -107,7 +134,7 @@ def test_gradient_acts_outside_the_window_too():
     """The first decision after the window closes is multiplied by 1 + |10 * (1 - last factor) / gap|."""
     steps = 100
     measure = synthetic(steps, 3, 1)
-    trace = pack_schedule(steps, Codebook(tuple(PAPER_100.items())), measure, MoRegConfig(), 1)
+    trace = pack_schedule(steps, resolve_codebook("paper: middle (100 steps)"), measure, MoRegConfig(), 1)
     after = next(d for d in trace.decisions if d.distance is not None and d.step >= 90)
     before = [d for d in trace.decisions if d.distance is not None and d.step < after.step][-1]
     assert not after.moreg_active and after.moreg_factor == 1.0
@@ -144,8 +171,7 @@ def test_recorded_measurements_replay_to_the_same_schedule(runtime, tiny, preset
         assert d.gap == step - previous
         return [d.change], [d.motion]
 
-    codebook = dict(PRESETS[preset].entries)
-    official = official_schedule(steps, codebook, measure, None if scale is None else OfficialMoReg(scale=scale))
+    official = official_schedule(steps, OFFICIAL_CODEBOOKS[PACK_PRESETS[preset]][1], measure, None if scale is None else OfficialMoReg(scale=scale))
     assert trace.computed_steps() == official.computed
     assert_same_decisions(trace, official)
     assert len(official.computed) < steps  # something was reused: the replay compared real decisions

@@ -90,6 +90,14 @@ def test_large_steps_of_the_sampler_are_kept_longest(core):
     # with equal steps (no shift) the same budget spreads evenly
     even = core.speed_plan.planned_steps(wan_sigmas(STEPS, shift=1.0), STEPS, {0, 28, 29}, 10, forecast=False)
     assert abs(len([s for s in even if s < 15]) - len([s for s in even if s >= 15])) <= 2
+    # and where the sampler's steps shrink toward the end (the shift inverted), the early steps are kept
+    inverted = core.speed_plan.planned_steps(wan_sigmas(STEPS, shift=1 / 8), STEPS, {0, 28, 29}, 10, forecast=False)
+    assert len([s for s in inverted if s < 15]) > len([s for s in inverted if s >= 15])
+
+
+def test_step_sizes_by_hand(core):
+    """The weight of a step's reuse error is how far the sampler moves at that step, in sigma."""
+    assert core.speed_plan.step_sizes([1.0, 0.7, 0.2, 0.0], 3) == pytest.approx([0.3, 0.5, 0.2])
 
 
 def test_a_newly_placed_node_runs_the_knob_with_forecast(runtime):

@@ -48,7 +48,8 @@ def test_vace_hints_are_cached_with_the_span_and_their_blocks_skipped(runtime, c
     assert len(hint_runs) == 6  # the hint block ran on computed steps only
     assert all("forward" not in b.__dict__ for b in vace.model.diffusion_model.vace_blocks)
     assert torch.isfinite(out).all() and not torch.equal(out, base)
-    assert (out - base).abs().max() < base.abs().max()
+    # closer to the 10-step output than sampling the 6 computed steps alone
+    assert h.relative_error(out, base) < h.relative_error(h.ksample(vace, *conds, torch.zeros(LATENT), steps=6), base)
 
     # hints are not counted twice on reused steps: where nothing changes, reuse reproduces computing
     sigmas = h.sigmas_a_hair_apart(vace, steps=7)
@@ -108,7 +109,9 @@ def test_animate_face_blocks_are_cached_with_the_span_and_skipped(runtime, anima
     assert trace.token_grid == [3, 4, 4]  # the latent's frames (reference frame first), 2x2 patches
     assert all("forward" not in b.__dict__ for b in diffusion_model.face_adapter.fuser_blocks)
     assert torch.isfinite(out).all() and not torch.equal(out, base)
-    assert (out - base).abs().max() < base.abs().max()
+    # closer to the 6-step output than sampling the 4 computed steps alone
+    fewer_steps = h.ksample(model, positive, negative, torch.zeros(LATENT), steps=4, cfg=1.0)
+    assert h.relative_error(out, base) < h.relative_error(fewer_steps, base)
 
 
 def test_animate_moreg_scores_motion_on_its_frames(runtime, animate):
