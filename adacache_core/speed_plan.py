@@ -12,8 +12,10 @@ sigmas. A reused step ``j`` adds a stale (or forecast) residual to the model out
 moves the latent by that output times its step size ``sigmas[j] - sigmas[j + 1]``, so the same
 staleness costs more where the sampler takes large steps. Staleness grows with the reach ``k``
 (steps since the last computed one): about ``k`` for ``hold``; for ``forecast``, a straight line
-through the last two computed steps (``gap`` apart) misses a bending residual by about
-``k * (k + gap) / 2``, up to the forecast's reach (span_memory.MAX_REACH gaps), after which it holds.
+through the last two computed steps (``gap`` apart) misses a bending residual by about ``k * k / 2``,
+and its slope carries the residual's step-to-step jitter divided by the gap it was measured over
+(``SLOPE_NOISE * k / gap``: a slope from two neighbouring steps is the least reliable), up to the
+forecast's reach (span_memory.MAX_REACH gaps), after which it holds.
 Ranks are found greedily, as the reference search in benchmarks/bench_schedule_search.py does with
 real sampling: start with every step computed and drop, one at a time, the step whose reuse adds
 the least estimated error. Steps that must be computed (``forced``) are never dropped.
@@ -26,6 +28,10 @@ from .span_memory import MAX_REACH
 # of bend: a held residual misses by its whole drift, which the forecast removes. Chosen on the
 # tuned-on tiny model (1 spent too much compute on late pairs; 4 and 16 gave the same schedules).
 HOLD_COST = 4.0
+# The slope's jitter against the bend, in the same units. Chosen on the tuned-on tiny model among 0, 0.25,
+# 0.5 and 1; the earlier bend k (k + gap) / 2, which made pairs of computed steps look cheap, measured
+# lower there and on the held-out model (benchmarks/RESULTS.md, "The speed knob").
+SLOPE_NOISE = 0.25
 
 
 def step_sizes(sigmas: list[float], steps: int) -> list[float]:
@@ -43,8 +49,13 @@ def reuse_error(reach: int, gap: int | None, forecast: bool) -> float:
         return float(reach)
     limit = MAX_REACH * gap
     if reach <= limit:
-        return reach * (reach + gap) / 2
-    return limit * (limit + gap) / 2 + HOLD_COST * (reach - limit)  # the forecast holds beyond its reach
+        return _forecast_miss(reach, gap)
+    return _forecast_miss(limit, gap) + HOLD_COST * (reach - limit)  # the forecast holds beyond its reach
+
+
+def _forecast_miss(reach: float, gap: int) -> float:
+    """How far a line through two computed steps ``gap`` apart misses ``reach`` steps on: bend plus slope jitter."""
+    return reach * reach / 2 + SLOPE_NOISE * reach / gap
 
 
 def _segment_error(previous: int | None, start: int, end: int, weights: list[float], forecast: bool) -> float:

@@ -36,11 +36,14 @@ def test_reuse_error_by_hand(core):
     plan = core.speed_plan
     assert plan.reuse_error(3, None, forecast=True) == 3.0  # nothing to forecast from: held
     assert plan.reuse_error(3, 2, forecast=False) == 3.0
-    # a line through the last two computed steps (2 apart) misses a bending curve by k (k + 2) / 2
-    assert plan.reuse_error(1, 2, forecast=True) == pytest.approx(1.5)
-    assert plan.reuse_error(2, 2, forecast=True) == pytest.approx(4.0)
-    # beyond one gap the forecast holds: the bend up to the reach, then HOLD_COST per further step
-    assert plan.reuse_error(4, 2, forecast=True) == pytest.approx(4.0 + 2 * plan.HOLD_COST)
+    # a line through the last two computed steps (2 apart) misses a bending curve by k^2 / 2, and its slope's
+    # jitter adds SLOPE_NOISE * k / gap (0.25 * k / 2)
+    assert plan.SLOPE_NOISE == 0.25
+    assert plan.reuse_error(1, 2, forecast=True) == pytest.approx(0.625)
+    assert plan.reuse_error(2, 2, forecast=True) == pytest.approx(2.25)
+    assert plan.reuse_error(1, 1, forecast=True) == pytest.approx(0.75)  # the nearer pair: a noisier slope
+    # beyond one gap the forecast holds: the miss at the reach, then HOLD_COST per further step
+    assert plan.reuse_error(4, 2, forecast=True) == pytest.approx(2.25 + 2 * plan.HOLD_COST)
 
 
 @pytest.mark.parametrize("forecast", [False, True])

@@ -127,7 +127,7 @@ MUTANTS = (
            "return [1.0 if j + 1 < len(sigmas) else 0.0 for j in range(steps)]",
            ("tests/test_speed_knob.py", "-k", "by_hand or large_steps")),
     Mutant("speed-plan-forecast-staleness", "adacache_core/speed_plan.py",
-           "return reach * (reach + gap) / 2", "return reach * (reach + gap)",
+           "return reach * reach / 2 + SLOPE_NOISE * reach / gap", "return reach * reach + SLOPE_NOISE * reach / gap",
            ("tests/test_speed_knob.py", "-k", "by_hand or large_steps")),
     # -- the viewer's run matching (nodes/viewer.py) ---------------------------------------------------
     Mutant("viewer-shows-the-latest-run", "nodes/viewer.py",
