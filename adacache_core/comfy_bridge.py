@@ -39,7 +39,7 @@ import torch
 import comfy.model_management
 import comfy.patcher_extension
 
-from . import schedule
+from . import measures
 from .architectures import (Architecture, AttentionResidual, BlockList, SideBlocks, find_architecture, supported_names,
                             unsupported_reason)
 from .config import AdaCacheConfig
@@ -447,7 +447,7 @@ class AdaCacheSession:
         group = self._group(call)
         prev = run.probe_cache.get((call.key, index))
         if prev is not None:
-            planner.add_change(index, *schedule.change_terms(residual, prev))
+            planner.add_change(index, *measures.change_terms(residual, prev))
         if planner.wants_motion and call.grid is not None:
             frames, h, w = call.grid
             strides = self.config.moreg.strides
@@ -462,7 +462,7 @@ class AdaCacheSession:
             elif group is not None:
                 terms = group.motion_terms(residual, frames, h * w, strides)
             elif residual.shape[1] == frames * h * w:
-                terms = schedule.motion_terms(residual, frames, strides)
+                terms = measures.motion_terms(residual, frames, strides)
             if terms is not None:
                 for stride, (num, den) in terms:
                     planner.add_motion(index, stride, num, den)

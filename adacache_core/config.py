@@ -8,10 +8,6 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .calibration import MotionCalibration
 
 
 class SettingsError(ValueError):
@@ -198,7 +194,7 @@ class MoRegConfig:
     grad_mul: float = 10.0
     strides: tuple[int, ...] = (1,)
     window: tuple[float, float] = DEFAULT_MOREG_WINDOW
-    calibration: "MotionCalibration | None" = None
+    calibration: object | None = None  # a calibration.MotionCalibration (which builds on this module, not it on that)
 
     def __post_init__(self) -> None:
         for name, attribute in MOREG_INPUTS.items():
@@ -224,21 +220,6 @@ class MoRegConfig:
                 "divisor": self.divisor, "grad_mul": self.grad_mul, "strides": list(self.strides),
                 "window": list(self.window),
                 "calibration": None if self.calibration is None else self.calibration.describe()}
-
-    def to_plain(self) -> dict:
-        """The settings as plain data, for a process that imports the pack under another name (Raylight's workers)."""
-        return {"scale": self.scale, "power": self.power, "divisor": self.divisor, "grad_mul": self.grad_mul,
-                "strides": list(self.strides), "window": list(self.window),
-                "calibration": None if self.calibration is None else self.calibration.to_text()}
-
-    @classmethod
-    def from_plain(cls, data: dict) -> "MoRegConfig":
-        from .calibration import MotionCalibration
-
-        calibration = data["calibration"]
-        return cls(scale=data["scale"], power=data["power"], divisor=data["divisor"], grad_mul=data["grad_mul"],
-                   strides=tuple(data["strides"]), window=tuple(data["window"]),
-                   calibration=None if calibration is None else MotionCalibration.from_text(calibration))
 
     def window_steps(self, steps: int) -> tuple[float, float]:
         """The window as 1-based step numbers (first, last), both included, as the official code counts.

@@ -39,8 +39,8 @@ import types
 
 import torch
 
-from . import schedule
-from .schedule import l1
+from . import measures
+from .measures import l1
 
 # The group set with use_group(), kept in one process-wide namespace: ComfyUI imports the pack under
 # its folder name, an engine may import ``adacache_core`` directly; both must see the same setting.
@@ -169,7 +169,7 @@ class Group:
 
     def motion_terms(self, tokens: torch.Tensor, frames: int, per_frame: int,
                      strides: tuple[int, ...]) -> list[tuple[int, tuple[torch.Tensor, torch.Tensor]]] | None:
-        """This rank's share of :func:`schedule.motion_terms` on the full sequence, per stride.
+        """This rank's share of :func:`measures.motion_terms` on the full sequence, per stride.
 
         ``tokens`` is this rank's shard (batch, n_local, channels); the shards, in rank order, are
         consecutive pieces of the frame-major sequence of ``frames * per_frame`` tokens (tokens
@@ -184,7 +184,7 @@ class Group:
         if not strides:
             return []
         if self.exchange_size == 1:  # CFG parallel alone: this rank holds its branch's whole sequence
-            return schedule.motion_terms(tokens, frames, strides) if tokens.shape[1] == total else None
+            return measures.motion_terms(tokens, frames, strides) if tokens.shape[1] == total else None
         reach = max(strides) * per_frame
         batch, n, channels = tokens.shape
         lengths, heads = self._exchange_heads(tokens, reach)

@@ -4,8 +4,8 @@ from __future__ import annotations
 import comfy.samplers
 from comfy_api.latest import io
 
-from ..adacache_core import SettingsError, parse_probe_blocks, parse_strides
-from ..adacache_core.calibration import MAX_RUNS, MotionCalibration, measured, measuring_config
+from ..adacache_core import AdaCacheConfig, Codebook, MoRegConfig, SettingsError, parse_probe_blocks, parse_strides
+from ..adacache_core.calibration import MAX_RUNS, MotionCalibration, measured
 from ..adacache_core.comfy_bridge import patch_model
 from ..adacache_core.config import DEFAULT_PROBE_RESIDUAL, shown
 from .moreg import frame_strides_input
@@ -82,8 +82,14 @@ class AdaCacheCalibrate(io.ComfyNode):
 
         samples = comfy_nodes.common_ksampler(patched, seed, steps, cfg, sampler_name, scheduler, positive, negative,
                                               latent_image)[0]
-        result = measured(session.last_run, session.arch.name, session.num_blocks)
+        result = measured(session.last_run, session.config, session.arch.name, session.num_blocks)
         return io.NodeOutput(samples, (earlier.merged(result) if earlier else result).to_text())
+
+
+def measuring_config(probe_blocks: tuple[int, ...], probe_residual: str, strides: tuple[int, ...]) -> AdaCacheConfig:
+    """Settings of a calibration run: every step computed (output exactly the unpatched one), motion measured."""
+    return AdaCacheConfig(codebook=Codebook(((1.0, 1),)), preset="calibration (every step computed)",
+                          probe_blocks=probe_blocks, probe_residual=probe_residual, moreg=MoRegConfig(strides=strides))
 
 
 def checked_inputs(steps: int, earlier_calibration: str | None) -> MotionCalibration | None:

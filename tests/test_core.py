@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from adacache_core import PRESETS, AdaCacheConfig, Codebook, MoRegConfig, SettingsError, parse_codebook, parse_probe_blocks, parse_strides
-from adacache_core import schedule
+from adacache_core import measures
 from adacache_core.planner import RunPlanner
 from adacache_core.trace import RunTrace
 
@@ -57,7 +57,7 @@ def test_other_settings_validate_with_clear_messages():
 def test_change_terms_match_hand_computed_values():
     prev = torch.tensor([[1.0, -2.0], [3.0, 0.0]])
     now = torch.tensor([[1.5, -2.0], [2.0, 1.0]])
-    num, den = schedule.change_terms(now, prev)
+    num, den = measures.change_terms(now, prev)
     assert num.item() == pytest.approx(0.5 + 1.0 + 1.0)
     assert den.item() == pytest.approx(6.0)
 
@@ -66,22 +66,22 @@ def test_motion_terms_on_static_and_shifted_tokens():
     frames, hw, c = 3, 4, 2
     frame = torch.arange(hw * c, dtype=torch.float32).reshape(1, hw, c) + 1
     static = frame.repeat(1, frames, 1)
-    (stride, (num, den)), = schedule.motion_terms(static, frames, (1,))
+    (stride, (num, den)), = measures.motion_terms(static, frames, (1,))
     assert stride == 1
     assert num.item() == 0.0
     moving = torch.cat([frame + 2 * f for f in range(frames)], dim=1)
-    (_, (num, den)), = schedule.motion_terms(moving, frames, (1,))
+    (_, (num, den)), = measures.motion_terms(moving, frames, (1,))
     later, earlier = moving.reshape(1, frames, hw, c)[:, 1:], moving.reshape(1, frames, hw, c)[:, :-1]
     assert num.item() == pytest.approx((later - earlier).abs().sum().item())
     assert den.item() == pytest.approx(later.abs().sum().item() + earlier.abs().sum().item())
-    assert schedule.motion_terms(moving, frames, (5,)) == []  # stride beyond the clip adds nothing
-    assert [s for s, _ in schedule.motion_terms(moving, frames, (5, 1, 2))] == [1, 2]  # labelled by their own stride
+    assert measures.motion_terms(moving, frames, (5,)) == []  # stride beyond the clip adds nothing
+    assert [s for s, _ in measures.motion_terms(moving, frames, (5, 1, 2))] == [1, 2]  # labelled by their own stride
 
 
 def test_moreg_factor_is_the_papers_mapping():
     cfg = MoRegConfig()
-    assert schedule.moreg_factor(0.385, cfg, cfg.scale) == pytest.approx(1.0)
-    assert schedule.moreg_factor(0.77, cfg, cfg.scale) == pytest.approx(2.0 ** 8)
+    assert measures.moreg_factor(0.385, cfg, cfg.scale) == pytest.approx(1.0)
+    assert measures.moreg_factor(0.77, cfg, cfg.scale) == pytest.approx(2.0 ** 8)
 
 
 def _plan(codebook, steps, change_per_step, cacheable=None, moreg=None, motion=None):
