@@ -102,7 +102,6 @@ class RunPlanner:
         self._computes = True
         self._measure = _StepMeasurement()
         self._group: sequence_parallel.Group | None = None
-        self._group_chosen = False
 
     def step_of(self, sigma: float) -> int:
         """The step a model call at ``sigma`` belongs to: the last step whose sigma is >= it.
@@ -134,15 +133,11 @@ class RunPlanner:
     def wants_motion(self) -> bool:
         return self.config.moreg is not None
 
-    def group(self, local_tokens: int, grid: tuple[int, int, int] | None,
-              weights_sharded: bool = False) -> "sequence_parallel.Group | None":
-        """The process group this run measures over (chosen at its first measurement), or None."""
-        if not self._group_chosen:
-            self._group_chosen = True
-            self._group = sequence_parallel.choose(self.config.sequence_parallel, local_tokens, grid, weights_sharded)
-            if self._group is not None:
-                self.trace.notes.append(self._group.describe())
-        return self._group
+    def use_group(self, group: "sequence_parallel.Group | None") -> None:
+        """Sum the measurements over this process group (chosen once per run, at its first measurement), or None."""
+        self._group = group
+        if group is not None:
+            self.trace.notes.append(group.describe())
 
     def add_change(self, probe: int, num: torch.Tensor, den: torch.Tensor) -> None:
         self._measure.add_change(probe, num, den)

@@ -68,6 +68,16 @@ def _distributed() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
+def has_sharded_weights(diffusion_model) -> bool:
+    """Whether the weights are sharded over ranks (FSDP, as Raylight's FSDP mode): DTensor parameters."""
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:
+        return False
+    first = next(diffusion_model.parameters(), None)
+    return isinstance(first, DTensor)
+
+
 def xfuser_groups(weights_sharded: bool = False) -> "tuple[list, object] | None":
     """(groups to sum over, group holding the token shards) from xFuser's parallel state, if set up.
 
