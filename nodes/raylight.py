@@ -8,9 +8,9 @@ from comfy_api.latest import io
 from ..adacache_core import raylight_workers as workers
 from ..adacache_core.config import SettingsError, settings_from_inputs
 from .patch_model import check_settings, settings_inputs
+from .types import RayActors, node_label
 
 LOG = logging.getLogger("adacache")
-RayActors = io.Custom("RAY_ACTORS")
 
 
 class AdaCachePatchModelRaylight(io.ComfyNode):
@@ -53,8 +53,7 @@ class AdaCachePatchModelRaylight(io.ComfyNode):
     def execute(cls, ray_actors, moreg=None, **settings) -> io.NodeOutput:
         """``settings``: AdaCache Patch Model's other inputs, by name (plain values, sent to the workers as they are)."""
         settings_from_inputs(**settings, moreg=moreg, num_blocks=None)  # bad settings: refused here, before any worker
-        label = f"node {getattr(cls.hidden, 'unique_id', None) or '?'}"
-        workers.run_on_workers(ray_actors, "install", settings, workers.moreg_to_plain(moreg), label,
+        workers.run_on_workers(ray_actors, "install", settings, workers.moreg_to_plain(moreg), node_label(cls),
                                replace_model=True)
         states = workers.run_on_workers(ray_actors, "describe")
         unpatched = [state["reason"] for state in states if not state["patched"]]
