@@ -43,10 +43,6 @@ class Codebook:
     def thresholds(self) -> tuple[float, ...]:
         return tuple(t for t, _ in self.entries)
 
-    @property
-    def lengths(self) -> tuple[int, ...]:
-        return tuple(n for _, n in self.entries)
-
     def lookup(self, distance: float) -> int:
         for threshold, length in self.entries:
             if distance < threshold:
@@ -74,8 +70,8 @@ class Codebook:
 
 
 # The paper's three codebooks, as a ladder from the fastest to the most faithful (at 30 steps the
-# 100-step codebook rescaled lies between the two 30-step ones; benchmarks/RESULTS.md: compute 0.30,
-# 0.40, 0.60 of the steps on the tiny models).
+# 100-step codebook rescaled lies between the two 30-step ones; the share of steps each computes on
+# the tiny models: benchmarks/RESULTS.md).
 PRESETS: dict[str, Codebook] = {
     "paper: fastest (fast, 30 steps)": Codebook(((0.08, 6), (0.16, 5), (0.24, 4), (0.32, 3), (0.40, 2), (1.00, 1)), 30),
     "paper: middle (100 steps)": Codebook(((0.03, 12), (0.05, 10), (0.07, 8), (0.09, 6), (0.11, 4), (1.00, 3)), 100),

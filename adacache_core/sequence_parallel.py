@@ -196,7 +196,7 @@ class Group:
         if self.exchange_size == 1:  # CFG parallel alone: this rank holds its branch's whole sequence
             return measures.motion_terms(tokens, frames, strides) if tokens.shape[1] == total else None
         reach = max(strides) * per_frame
-        batch, n, channels = tokens.shape
+        n = tokens.shape[1]
         lengths, heads = self._exchange_heads(tokens, reach)
         if all(length == total for length in lengths):
             offset = 0  # every rank holds the whole sequence (replicated or batch-split): nothing follows
