@@ -164,21 +164,11 @@ def _whole(value, low: int, high: int) -> int:
     return value
 
 
-def measuring_config(probe_blocks: tuple[int, ...], probe_residual: str, strides: tuple[int, ...]):
-    """Settings of a calibration run: every step computed (output exactly the unpatched one), motion measured."""
-    from .config import AdaCacheConfig, Codebook, MoRegConfig
-
-    return AdaCacheConfig(codebook=Codebook(((1.0, 1),)), preset="calibration (every step computed)",
-                          probe_blocks=probe_blocks, probe_residual=probe_residual, moreg=MoRegConfig(strides=strides))
-
-
-def measured(trace, architecture: str, blocks: int) -> MotionCalibration:
-    """The calibration a finished run with :func:`measuring_config` recorded."""
+def measured(trace, config, architecture: str, blocks: int) -> MotionCalibration:
+    """The calibration a finished run recorded: its motion scores, for the probe of ``config`` (the run's settings)."""
     points = [(d.sigma, d.motion) for d in trace.decisions if d.motion is not None and d.motion > 0 and d.sigma > 0]
     if not trace.finished or len(points) < 2:
         why = "; ".join(trace.notes) or "the run was interrupted or measured no motion"
         raise SettingsError(f"calibration: the run measured no motion to calibrate on ({why})")
-    settings = trace.settings
-    return MotionCalibration(architecture, blocks, tuple(settings["probe_blocks"]), settings["probe_residual"],
-                             tuple(settings["moreg"]["strides"]),
+    return MotionCalibration(architecture, blocks, config.probe_blocks, config.probe_residual, config.moreg.strides,
                              ((tuple(float(s) for s, _ in points), tuple(float(m) for _, m in points)),))

@@ -10,11 +10,11 @@ Hooks (all on the clone; the input MODEL and the loaded torch model are never to
     installed before ours) and measures the probe blocks; on reused steps the first block of each
     block list returns its input plus the cached residual of that list and the others pass through.
   * models whose forward offers no per-block replacement (Cosmos 1 and Predict2, HiDream, Lumina 2):
-    the same per-block hook, reached by shadowing each block's ``forward`` with an instance
-    attribute for the length of one sampling call (:class:`_ForwardOverride`, installed and
-    removed by the OUTER_SAMPLE wrapper). Weights, state dict and the model's own forward are
-    untouched, and everything is restored when the call ends, even on an error. Side blocks
-    (VACE's hint blocks, Animate's face blocks) are reached the same way and silenced on reused steps.
+    the same per-block hook, reached by shadowing each block's ``forward`` for the length of one
+    sampling call (forward_override.py, installed and removed by the OUTER_SAMPLE wrapper). Side
+    blocks (VACE's hint blocks, Animate's face blocks) are reached the same way and silenced on reused steps.
+
+What a measuring step measures at the probe blocks, and over which process group, is probe.py's job.
 
 Because residuals add up, one summed residual per block list and branch layout covers the stack:
 memory is one hidden state per list and branch (plus one per probe block for the distance), not
@@ -26,11 +26,8 @@ ranks anew, so the last block's slice is not the first block's.
 from __future__ import annotations
 
 import collections
-import contextlib
 import functools
-import inspect
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 
@@ -39,11 +36,12 @@ import torch
 import comfy.model_management
 import comfy.patcher_extension
 
-from . import schedule
+from . import forward_override, sequence_parallel
 from .architectures import (Architecture, AttentionResidual, BlockList, SideBlocks, find_architecture, supported_names,
                             unsupported_reason)
 from .config import AdaCacheConfig
 from .planner import RunPlanner
+from .probe import NO_ATTENTION_PROBE, ProbeMeasurement
 from .span_memory import SpanMemory
 from .trace import CallRecord, RunTrace, all_finite, latent_fingerprint
 
@@ -56,7 +54,6 @@ _warned: set[str] = set()
 # ComfyUI may serve a sampler's output from its cache long after its run data are gone.
 _produced: collections.OrderedDict[str, str] = collections.OrderedDict()
 _PRODUCED_KEPT = 1024
-_NO_ATTENTION_PROBE = contextlib.nullcontext(None)
 
 
 def warn_once(key: str, message: str) -> None:
@@ -84,10 +81,7 @@ class _Call:
 class _Run:
     planner: RunPlanner
     span: SpanMemory  # (block list, branch layout) -> summed residual of its blocks (and its slope, to forecast)
-    probe_cache: dict = field(default_factory=dict)  # (branch layout, probe) -> last probe residual
-    probe_modules: dict = field(default_factory=dict)  # probe -> (block, its attention module): attention probes
-    layouts: dict = field(default_factory=dict)  # (block list, branch layout) -> (offset, total) in the whole stream
-    weights_sharded: bool = False  # FSDP: every rank must run the same blocks (sequence_parallel.choose)
+    probe: ProbeMeasurement  # the probe blocks' last residuals, the attention catch, the process group
 
 
 class _BlockHook:
@@ -123,51 +117,6 @@ class _SideBlockHook:
             return extra["original_block"](args)
         like = next(v for v in args.values() if isinstance(v, torch.Tensor))
         return {name: like.new_zeros(()) if name in self.spec.zeroed else args[name] for name in self.spec.returns}
-
-
-class _ForwardOverride:
-    """The generic hook for blocks that ComfyUI gives no per-block replacement.
-
-    Shadows ``block.forward`` with an instance attribute that speaks the ``patches_replace``
-    protocol to a :class:`_BlockHook`: the call's arguments become the args dict (by the
-    forward's own parameter names) and ``original_block`` calls the block's forward with them.
-    ``install``/``remove`` bracket one sampling call; an override that was already there (another
-    pack's) is called through and put back as it was.
-    """
-
-    def __init__(self, block, hook: "_BlockHook | _SideBlockHook", returns: tuple[str, ...]):
-        self.block = block
-        self.hook = hook
-        self.returns = returns
-        self._shadowed = None
-        self._forward = None
-        self._signature = None
-
-    def install(self) -> None:
-        self._shadowed = self.block.__dict__.get("forward")
-        self._forward = self.block.forward
-        # the parameter names of the block class's own forward, even under another pack's override
-        self._signature = inspect.signature(type(self.block).forward.__get__(self.block))
-        self.block.forward = self
-
-    def remove(self) -> None:
-        if self._shadowed is None:
-            self.block.__dict__.pop("forward", None)
-        else:
-            self.block.forward = self._shadowed
-        self._forward = self._signature = self._shadowed = None
-
-    def __call__(self, *args, **kwargs):
-        bound = self._signature.bind(*args, **kwargs)
-
-        def original_block(block_args: dict) -> dict:
-            for name in bound.arguments:
-                bound.arguments[name] = block_args.get(name, bound.arguments[name])
-            out = self._forward(*bound.args, **bound.kwargs)
-            return dict(zip(self.returns, out)) if len(self.returns) > 1 else {self.returns[0]: out}
-
-        out = self.hook(dict(bound.arguments), {"original_block": original_block})
-        return tuple(out[name] for name in self.returns) if len(self.returns) > 1 else out[self.returns[0]]
 
 
 class AdaCacheSession:
@@ -236,14 +185,17 @@ class AdaCacheSession:
             trace.notes.append(f"probe_residual 'attention': the table does not know {self.arch.name}'s attention gate, "
                                "so the probe measures the whole block's residual")
         diffusion_model = guider.model_patcher.get_model_object("diffusion_model")
-        self._run = _Run(planner, SpanMemory(self.config.reuse == "forecast", self._store),
-                         weights_sharded=_weights_sharded(diffusion_model))
+        probe_modules = {}
         if self.attention is not None:
             for probe in self._probes:
                 block_list, i = self.block_index[probe]
                 block = block_list.modules(diffusion_model)[i]
-                self._run.probe_modules[probe] = (block, getattr(block, self.attention.module))
-        overrides = self._install_forward_overrides(diffusion_model)
+                probe_modules[probe] = (block, getattr(block, self.attention.module))
+        self._run = _Run(planner, SpanMemory(self.config.reuse == "forecast", self._store),
+                         ProbeMeasurement(self.config, self.arch, planner, self._store, self.attention, probe_modules,
+                                          sequence_parallel.has_sharded_weights(diffusion_model)))
+        overrides = forward_override.install_all((block_list.modules(diffusion_model)[i], hook, block_list.returns)
+                                                 for block_list, i, hook in self.forward_hooks)
         output = None
         try:
             output = executor(*args, **kwargs)
@@ -254,29 +206,15 @@ class AdaCacheSession:
                 LOG.warning("AdaCache [%s]: the samples hold NaN or infinite values; see the run's notes", self.label)
             return output
         finally:
-            for override in reversed(overrides):
-                override.remove()
+            forward_override.remove_all(overrides)
             self.call = None
             run, self._run = self._run, None
             trace = run.planner.finish(completed=output is not None)
-            trace.cache_bytes = run.span.nbytes() + sum(t.numel() * t.element_size() for t in run.probe_cache.values())
+            trace.cache_bytes = run.span.nbytes() + run.probe.nbytes()
             self.runs.append(trace)
             s = trace.summary()
             LOG.info("AdaCache [%s]: computed %s/%s steps (ideal speedup %.2fx)", self.label,
                      s["computed_steps"], s["total_steps"], s["ideal_speedup"] or 1.0)
-
-    def _install_forward_overrides(self, diffusion_model) -> list[_ForwardOverride]:
-        installed = []
-        try:
-            for block_list, i, hook in self.forward_hooks:
-                override = _ForwardOverride(block_list.modules(diffusion_model)[i], hook, block_list.returns)
-                override.install()
-                installed.append(override)
-        except BaseException:
-            for override in reversed(installed):
-                override.remove()
-            raise
-        return installed
 
     # -- APPLY_MODEL -------------------------------------------------------------------------------
     def apply_model_wrapper(self, executor, *args, **kwargs):
@@ -358,41 +296,9 @@ class AdaCacheSession:
         return keep if probe else None
 
     def attention_probe(self, index: int, call: _Call | None, args: dict):
-        """Context for one block call: catches a probe block's attention output on a measuring step.
-
-        It yields a list that holds the gated self-attention residual afterwards, or None (every
-        other block call, and when the block's whole residual is measured): the per-block hot path
-        then only pays for a shared no-op context.
-        """
+        """Context for one block call: catches a probe block's attention output on a measuring step (probe.py)."""
         run = self._run
-        if call is None or not call.measures or run is None or index not in run.probe_modules:
-            return _NO_ATTENTION_PROBE
-        return self._catch_attention(*run.probe_modules[index], args)
-
-    @contextlib.contextmanager
-    def _catch_attention(self, block, module, args: dict):
-        """Forward hook on the attention module for the length of the block call, then times the gate."""
-        caught: list[torch.Tensor] = []
-        handle = module.register_forward_hook(lambda _module, _inputs, output: caught.append(output))
-        try:
-            yield caught
-        finally:
-            handle.remove()
-        if caught:
-            caught[:] = [caught[-1] * self._attention_gate(block, args, caught[-1])]
-
-    def _attention_gate(self, block, args: dict, like: torch.Tensor) -> torch.Tensor:
-        """The block's attention gate, formed as the block forms it (see :class:`AttentionResidual`)."""
-        spec = self.attention
-        modulation = getattr(block, spec.modulation).to(like.device, like.dtype)
-        channels = modulation.shape[-1]
-        timestep = args[spec.timestep_arg].to(like.device, like.dtype)
-        # (batch, 1 or frames or tokens, chunks, channels): one form for every layout the rows name
-        terms = modulation.reshape(spec.chunks, channels) + timestep.reshape(timestep.shape[0], -1, spec.chunks, channels)
-        gate = terms[:, :, spec.gate]
-        if 1 < gate.shape[1] < like.shape[1]:
-            gate = gate.repeat_interleave(like.shape[1] // gate.shape[1], dim=1)
-        return gate
+        return NO_ATTENTION_PROBE if run is None else run.probe.attention_probe(index, call, args)
 
     def after_block(self, index: int, call: _Call, before: torch.Tensor | None, out: dict, options: dict,
                     attention: list | None = None) -> None:
@@ -402,73 +308,9 @@ class AdaCacheSession:
         stream = self._tokens(out[self.arch.stream])
         if attention or before is not None:
             residual = self._tokens(attention[0]) if attention else stream - self._tokens(before)
-            self._measure_probe(index, call, self._image_part(residual, self._list_of[index], call, options))
+            self._run.probe.measure(index, call, residual, self._list_of[index], options)
         if last_of is not None:
             self._run.span.remember((last_of, call.key), call.position, stream - self._tokens(call.span_input[last_of]))
-
-    def _image_part(self, tokens: torch.Tensor, list_number: int, call: _Call, options: dict) -> torch.Tensor:
-        """The image tokens of this rank's part of a block list's stream: text (and padding) left out.
-
-        In one process the part is the whole stream. Under sequence parallel each rank holds a
-        consecutive slice of it (a merged stream is split anew, so its slice need not hold the image
-        tokens of the first list's slice), and the engine may have padded the sequence to a multiple
-        of the ranks: the slice's place in the whole stream comes from one exchange of the ranks'
-        lengths per list and run, and the image count from the token grid where the row knows one
-        (without a grid, or without ``img_slice`` for a text-first merged stream, the padding counts).
-        """
-        group = self._group(call)
-        length = tokens.shape[1]
-        if group is None:
-            offset, total, image = 0, length, call.image_tokens
-        else:
-            offset, total = self._layout(group, list_number, call, length, tokens.device)
-            image = self._layout(group, 0, call, call.image_tokens, tokens.device)[1]
-            grid_tokens = math.prod(call.grid) if call.grid else None
-            if grid_tokens is not None and 0 <= image - grid_tokens < group.exchange_size:
-                image = grid_tokens  # the rest is the engine's padding
-        start, stop = self.arch.image_range(list_number, total, image, options)
-        return tokens[:, min(max(start - offset, 0), length):min(max(stop - offset, 0), length)]
-
-    def _group(self, call: _Call):
-        """The run's sequence-parallel group, or None (sequence_parallel.py)."""
-        return self._run.planner.group(call.image_tokens, call.grid, self._run.weights_sharded)
-
-    def _layout(self, group, list_number: int, call: _Call, length: int, device) -> tuple[int, int]:
-        """Where this rank's ``length`` tokens of a list sit in the whole stream: exchanged once per list,
-        branch layout and run (keys every rank shares, so all ranks exchange at the same calls)."""
-        layouts = self._run.layouts
-        if (list_number, call.key) not in layouts:
-            layouts[(list_number, call.key)] = group.layout(length, device)
-        return layouts[(list_number, call.key)]
-
-    def _measure_probe(self, index: int, call: _Call, residual: torch.Tensor) -> None:
-        run = self._run
-        planner = run.planner
-        group = self._group(call)
-        prev = run.probe_cache.get((call.key, index))
-        if prev is not None:
-            planner.add_change(index, *schedule.change_terms(residual, prev))
-        if planner.wants_motion and call.grid is not None:
-            frames, h, w = call.grid
-            strides = self.config.moreg.strides
-            terms = None
-            note = f"MoReg off: {residual.shape[1]} tokens do not form the {frames}x{h}x{w} video grid"
-            if strides[0] >= frames:
-                note = (f"MoReg off: the clip has {frames} latent frame(s); frame_strides {list(strides)} need more "
-                        "(a stride compares frame f with frame f + stride)")
-            elif group is not None and group.exchange_size > 1 and not call.flat_stream:
-                note = ("MoReg off: under sequence parallel this model's tokens are split along an image axis, "
-                        "not as one frame-major sequence")
-            elif group is not None:
-                terms = group.motion_terms(residual, frames, h * w, strides)
-            elif residual.shape[1] == frames * h * w:
-                terms = schedule.motion_terms(residual, frames, strides)
-            if terms is not None:
-                for stride, (num, den) in terms:
-                    planner.add_motion(index, stride, num, den)
-            elif note not in planner.trace.notes:
-                planner.trace.notes.append(note)
-        run.probe_cache[(call.key, index)] = self._store(residual)
 
     def _store(self, t: torch.Tensor) -> torch.Tensor:
         return t if self._offload is None else t.to(self._offload)
@@ -483,16 +325,6 @@ def _list_bounds(list_of: list[int]) -> tuple[dict[int, int], dict[int, int]]:
         lasts[list_number] = number
     return ({number: list_number for list_number, number in firsts.items()},
             {number: list_number for list_number, number in lasts.items()})
-
-
-def _weights_sharded(diffusion_model) -> bool:
-    """Whether the weights are sharded over ranks (FSDP, as Raylight's FSDP mode): DTensor parameters."""
-    try:
-        from torch.distributed.tensor import DTensor
-    except ImportError:
-        return False
-    first = next(diffusion_model.parameters(), None)
-    return isinstance(first, DTensor)
 
 
 def without_adacache(model):

@@ -8,10 +8,6 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .calibration import MotionCalibration
 
 
 class SettingsError(ValueError):
@@ -47,10 +43,6 @@ class Codebook:
     def thresholds(self) -> tuple[float, ...]:
         return tuple(t for t, _ in self.entries)
 
-    @property
-    def lengths(self) -> tuple[int, ...]:
-        return tuple(n for _, n in self.entries)
-
     def lookup(self, distance: float) -> int:
         for threshold, length in self.entries:
             if distance < threshold:
@@ -78,8 +70,8 @@ class Codebook:
 
 
 # The paper's three codebooks, as a ladder from the fastest to the most faithful (at 30 steps the
-# 100-step codebook rescaled lies between the two 30-step ones; benchmarks/RESULTS.md: compute 0.30,
-# 0.40, 0.60 of the steps on the tiny models).
+# 100-step codebook rescaled lies between the two 30-step ones; the share of steps each computes on
+# the tiny models: benchmarks/RESULTS.md).
 PRESETS: dict[str, Codebook] = {
     "paper: fastest (fast, 30 steps)": Codebook(((0.08, 6), (0.16, 5), (0.24, 4), (0.32, 3), (0.40, 2), (1.00, 1)), 30),
     "paper: middle (100 steps)": Codebook(((0.03, 12), (0.05, 10), (0.07, 8), (0.09, 6), (0.11, 4), (1.00, 3)), 100),
@@ -198,7 +190,7 @@ class MoRegConfig:
     grad_mul: float = 10.0
     strides: tuple[int, ...] = (1,)
     window: tuple[float, float] = DEFAULT_MOREG_WINDOW
-    calibration: "MotionCalibration | None" = None
+    calibration: object | None = None  # a calibration.MotionCalibration (which builds on this module, not it on that)
 
     def __post_init__(self) -> None:
         for name, attribute in MOREG_INPUTS.items():
@@ -224,21 +216,6 @@ class MoRegConfig:
                 "divisor": self.divisor, "grad_mul": self.grad_mul, "strides": list(self.strides),
                 "window": list(self.window),
                 "calibration": None if self.calibration is None else self.calibration.describe()}
-
-    def to_plain(self) -> dict:
-        """The settings as plain data, for a process that imports the pack under another name (Raylight's workers)."""
-        return {"scale": self.scale, "power": self.power, "divisor": self.divisor, "grad_mul": self.grad_mul,
-                "strides": list(self.strides), "window": list(self.window),
-                "calibration": None if self.calibration is None else self.calibration.to_text()}
-
-    @classmethod
-    def from_plain(cls, data: dict) -> "MoRegConfig":
-        from .calibration import MotionCalibration
-
-        calibration = data["calibration"]
-        return cls(scale=data["scale"], power=data["power"], divisor=data["divisor"], grad_mul=data["grad_mul"],
-                   strides=tuple(data["strides"]), window=tuple(data["window"]),
-                   calibration=None if calibration is None else MotionCalibration.from_text(calibration))
 
     def window_steps(self, steps: int) -> tuple[float, float]:
         """The window as 1-based step numbers (first, last), both included, as the official code counts.
@@ -309,20 +286,54 @@ FORECAST_VARIABLES = ("sigma", "step")
 
 
 @dataclass(frozen=True)
+class Setting:
+    """One input of AdaCache Patch Model: its default and what it allows (the node's widget is built from it).
+
+    ``options``: the allowed texts (a combo); ``bounds``: (low, high) of a number; neither: free text
+    checked by its parser, or a switch.
+    """
+
+    default: object
+    options: tuple[str, ...] | None = None
+    bounds: tuple[float, float] | None = None
+
+
+# AdaCache Patch Model's settings, in the node's order, each declared here once: the node, its
+# Raylight variant and AdaCache Calibrate build their inputs from it, and settings_from_inputs
+# (which AdaCacheConfig checks) fills in what an input leaves out from it.
+PATCH_SETTINGS: dict[str, Setting] = {
+    "preset": Setting(DEFAULT_PRESET, options=(*PRESETS, CUSTOM_PRESET)),
+    "custom_codebook": Setting(PRESETS[DEFAULT_PRESET].describe()),
+    "probe_blocks": Setting("middle"),
+    "start_percent": Setting(0.0, bounds=(0.0, 1.0)),
+    "end_percent": Setting(1.0, bounds=(0.0, 1.0)),
+    "offload_cache": Setting(False),
+    "target_speedup": Setting(DEFAULT_SPEEDUP, bounds=(0.0, MAX_SPEEDUP)),
+    "sequence_parallel": Setting("auto", options=SEQUENCE_PARALLEL_MODES),
+    "probe_residual": Setting(DEFAULT_PROBE_RESIDUAL, options=PROBE_RESIDUALS),
+    "reuse": Setting(DEFAULT_REUSE, options=REUSE_MODES),
+}
+
+
+def _default(name: str):
+    return PATCH_SETTINGS[name].default
+
+
+@dataclass(frozen=True)
 class AdaCacheConfig:
     """Everything a patched model needs to decide, step by step, what to compute and what to reuse."""
 
     codebook: Codebook = field(default_factory=lambda: PRESETS[DEFAULT_PRESET])
     preset: str = DEFAULT_PRESET
     probe_blocks: tuple[int, ...] = ()
-    start_percent: float = 0.0
-    end_percent: float = 1.0
-    offload_cache: bool = False
+    start_percent: float = _default("start_percent")
+    end_percent: float = _default("end_percent")
+    offload_cache: bool = _default("offload_cache")
     moreg: MoRegConfig | None = None
     target_speedup: float | None = None  # the speed knob: compute steps / target steps as planned (at most all); None: the codebook decides
-    sequence_parallel: str = "auto"  # one of SEQUENCE_PARALLEL_MODES: when to measure over a process group
-    probe_residual: str = DEFAULT_PROBE_RESIDUAL  # one of PROBE_RESIDUALS
-    reuse: str = DEFAULT_REUSE  # one of REUSE_MODES
+    sequence_parallel: str = _default("sequence_parallel")  # when to measure over a process group
+    probe_residual: str = _default("probe_residual")
+    reuse: str = _default("reuse")
     forecast_variable: str = "step"  # one of FORECAST_VARIABLES: what the forecast extrapolates along (measured:
     # the step index held up on both tiny models, sigma lost on the held-out one; benchmarks/RESULTS.md)
 
@@ -332,16 +343,15 @@ class AdaCacheConfig:
                                                 or not 0.0 < self.target_speedup <= MAX_SPEEDUP):
             raise SettingsError(f"target_speedup: {shown(self.target_speedup)} must be a number from 0 to {MAX_SPEEDUP:g} "
                                 "(0: off, the preset decides; up to 1: every step computed; above 1: the speed-up asked)")
-        _check_fraction("start_percent", self.start_percent)
-        _check_fraction("end_percent", self.end_percent)
+        for name in ("start_percent", "end_percent"):
+            check_number(name, getattr(self, name), *PATCH_SETTINGS[name].bounds)
         if self.start_percent > self.end_percent:
             raise SettingsError(f"start_percent ({self.start_percent}) must not be after end_percent ({self.end_percent})")
         if not self.probe_blocks:
             raise SettingsError("probe_blocks: at least one probe block is needed")
-        for name, value, allowed in (("probe_residual", self.probe_residual, PROBE_RESIDUALS),
-                                     ("sequence_parallel", self.sequence_parallel, SEQUENCE_PARALLEL_MODES),
-                                     ("reuse", self.reuse, REUSE_MODES),
-                                     ("forecast_variable", self.forecast_variable, FORECAST_VARIABLES)):
+        for name, allowed in (*((n, PATCH_SETTINGS[n].options) for n in ("probe_residual", "sequence_parallel", "reuse")),
+                              ("forecast_variable", FORECAST_VARIABLES)):
+            value = getattr(self, name)
             if not isinstance(value, str) or value not in allowed:
                 raise SettingsError(f"{name}: {shown(value)} is not one of {list(allowed)}")
 
@@ -366,21 +376,24 @@ class AdaCacheConfig:
         }
 
 
-def settings_from_inputs(preset: str, custom_codebook: str, probe_blocks: str, start_percent: float, end_percent: float,
-                         offload_cache: bool, moreg: MoRegConfig | None, num_blocks: int | None, target_speedup: float = 0.0,
-                         sequence_parallel: str = "auto", probe_residual: str = DEFAULT_PROBE_RESIDUAL,
-                         reuse: str = DEFAULT_REUSE) -> AdaCacheConfig:
-    """AdaCacheConfig from AdaCache Patch Model's inputs (also sent as plain data to Raylight's workers)."""
+def settings_from_inputs(moreg: MoRegConfig | None = None, num_blocks: int | None = None, **inputs) -> AdaCacheConfig:
+    """AdaCacheConfig from AdaCache Patch Model's inputs by name (also sent as plain data to Raylight's
+    workers); an input left out takes its default from :data:`PATCH_SETTINGS`. ``num_blocks`` None
+    (the model is not known yet): probe blocks are checked for their form only."""
+    unknown = [name for name in inputs if name not in PATCH_SETTINGS]
+    if unknown:
+        raise TypeError(f"settings_from_inputs: unknown input(s) {unknown}")
+    values = {name: setting.default for name, setting in PATCH_SETTINGS.items()} | inputs
     return AdaCacheConfig(
-        target_speedup=target_speedup or None,
-        codebook=resolve_codebook(preset, custom_codebook),
-        preset=preset_name(preset),
-        probe_blocks=parse_probe_blocks(probe_blocks, num_blocks),
-        start_percent=start_percent,
-        end_percent=end_percent,
-        offload_cache=offload_cache,
+        target_speedup=values["target_speedup"] or None,
+        codebook=resolve_codebook(values["preset"], values["custom_codebook"]),
+        preset=preset_name(values["preset"]),
+        probe_blocks=parse_probe_blocks(values["probe_blocks"], num_blocks),
+        start_percent=values["start_percent"],
+        end_percent=values["end_percent"],
+        offload_cache=values["offload_cache"],
         moreg=moreg,
-        sequence_parallel=sequence_parallel,
-        probe_residual=probe_residual,
-        reuse=reuse,
+        sequence_parallel=values["sequence_parallel"],
+        probe_residual=values["probe_residual"],
+        reuse=values["reuse"],
     )

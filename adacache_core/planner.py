@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import schedule, sequence_parallel, speed_plan
+from . import measures, sequence_parallel, speed_plan
 from .config import AdaCacheConfig
 from .trace import DecisionRecord, RunTrace
 
@@ -64,10 +64,10 @@ class _StepMeasurement:
         if not all(map(math.isfinite, values)):
             return None, None, False
         it = iter(values)
-        changes = [schedule.ratio(next(it), next(it)) for _ in self.change]
+        changes = [measures.ratio(next(it), next(it)) for _ in self.change]
         motions: dict[int, list[float]] = {}
         for probe, _ in self.motion:
-            motions.setdefault(probe, []).append(schedule.ratio(next(it), next(it)))
+            motions.setdefault(probe, []).append(measures.ratio(next(it), next(it)))
         change = sum(changes) / len(changes) if changes else None
         last_probe = motions[max(motions)] if motions else None
         motion = sum(last_probe) / len(last_probe) if last_probe else None
@@ -82,7 +82,7 @@ class RunPlanner:
         self.sigmas = sigmas
         self.steps = max(len(sigmas) - 1, 1)
         self.codebook = config.codebook_for(self.steps)
-        self.forced = schedule.forced_steps(self.steps) | {i for i, ok in enumerate(cacheable[: self.steps]) if not ok}
+        self.forced = measures.forced_steps(self.steps) | {i for i, ok in enumerate(cacheable[: self.steps]) if not ok}
         self.trace = trace
         self._ascending = sorted(sigmas[: self.steps])
         self._next_computed = 0
@@ -102,7 +102,6 @@ class RunPlanner:
         self._computes = True
         self._measure = _StepMeasurement()
         self._group: sequence_parallel.Group | None = None
-        self._group_chosen = False
 
     def step_of(self, sigma: float) -> int:
         """The step a model call at ``sigma`` belongs to: the last step whose sigma is >= it.
@@ -134,15 +133,11 @@ class RunPlanner:
     def wants_motion(self) -> bool:
         return self.config.moreg is not None
 
-    def group(self, local_tokens: int, grid: tuple[int, int, int] | None,
-              weights_sharded: bool = False) -> "sequence_parallel.Group | None":
-        """The process group this run measures over (chosen at its first measurement), or None."""
-        if not self._group_chosen:
-            self._group_chosen = True
-            self._group = sequence_parallel.choose(self.config.sequence_parallel, local_tokens, grid, weights_sharded)
-            if self._group is not None:
-                self.trace.notes.append(self._group.describe())
-        return self._group
+    def use_group(self, group: "sequence_parallel.Group | None") -> None:
+        """Sum the measurements over this process group (chosen once per run, at its first measurement), or None."""
+        self._group = group
+        if group is not None:
+            self.trace.notes.append(group.describe())
 
     def add_change(self, probe: int, num: torch.Tensor, den: torch.Tensor) -> None:
         self._measure.add_change(probe, num, den)
@@ -172,7 +167,7 @@ class RunPlanner:
                 distance *= self._moreg_multiplier(record, step, motion, gap)
             record.distance = distance
             if self.budget is None:
-                record.reuse_length, record.next_step = schedule.next_computed_step(step, distance, self.codebook)
+                record.reuse_length, record.next_step = measures.next_computed_step(step, distance, self.codebook)
         if self.plan is not None:
             record.next_step = min((s for s in self.plan if s > step), default=self.steps)
             record.reuse_length = record.next_step - step
@@ -195,7 +190,7 @@ class RunPlanner:
         record.moreg_active = motion is not None and moreg.active_at(step, self.steps)
         if record.moreg_active:
             record.moreg_scale = moreg.scale_at(record.sigma)
-            factor = schedule.moreg_factor(motion, moreg, record.moreg_scale)
+            factor = measures.moreg_factor(motion, moreg, record.moreg_scale)
         else:
             factor = 1.0
         gradient = moreg.grad_mul * (factor - self._prev_factor) / gap

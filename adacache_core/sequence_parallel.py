@@ -39,8 +39,8 @@ import types
 
 import torch
 
-from . import schedule
-from .schedule import l1
+from . import measures
+from .measures import l1
 
 # The group set with use_group(), kept in one process-wide namespace: ComfyUI imports the pack under
 # its folder name, an engine may import ``adacache_core`` directly; both must see the same setting.
@@ -66,6 +66,16 @@ def registered_group():
 
 def _distributed() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def has_sharded_weights(diffusion_model) -> bool:
+    """Whether the weights are sharded over ranks (FSDP, as Raylight's FSDP mode): DTensor parameters."""
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:
+        return False
+    first = next(diffusion_model.parameters(), None)
+    return isinstance(first, DTensor)
 
 
 def xfuser_groups(weights_sharded: bool = False) -> "tuple[list, object] | None":
@@ -169,7 +179,7 @@ class Group:
 
     def motion_terms(self, tokens: torch.Tensor, frames: int, per_frame: int,
                      strides: tuple[int, ...]) -> list[tuple[int, tuple[torch.Tensor, torch.Tensor]]] | None:
-        """This rank's share of :func:`schedule.motion_terms` on the full sequence, per stride.
+        """This rank's share of :func:`measures.motion_terms` on the full sequence, per stride.
 
         ``tokens`` is this rank's shard (batch, n_local, channels); the shards, in rank order, are
         consecutive pieces of the frame-major sequence of ``frames * per_frame`` tokens (tokens
@@ -184,9 +194,9 @@ class Group:
         if not strides:
             return []
         if self.exchange_size == 1:  # CFG parallel alone: this rank holds its branch's whole sequence
-            return schedule.motion_terms(tokens, frames, strides) if tokens.shape[1] == total else None
+            return measures.motion_terms(tokens, frames, strides) if tokens.shape[1] == total else None
         reach = max(strides) * per_frame
-        batch, n, channels = tokens.shape
+        n = tokens.shape[1]
         lengths, heads = self._exchange_heads(tokens, reach)
         if all(length == total for length in lengths):
             offset = 0  # every rank holds the whole sequence (replicated or batch-split): nothing follows

@@ -3,12 +3,11 @@
 The paper reuses the residual of the last computed step unchanged. But the residual keeps drifting
 while it is reused, most for fast motion. ``forecast`` extrapolates it linearly from the last two
 computed steps (as TaylorSeer does with finite differences, to first order), along the step index
-(the default: it gained on both tiny models, while along the noise level, sigma, it was 0.6 dB better
-on the tuned-on model and 2.4 dB worse on the held-out one; benchmarks/RESULTS.md, "Forecast").
-The forecast never reaches further past the last computed step than the distance between the last
-two (``MAX_REACH`` gaps): a longer reach turns a small error of the slope into a large one, so beyond
-it the forecast holds still at that reach (measured along sigma without it: up to 2.1 dB less at
-the `fast` and `paper` presets, unchanged at `slow`).
+by default (it held up on both tiny models, where the noise level, sigma, did not on the held-out
+one). The forecast never reaches further past the last computed step than the distance between the
+last two (``MAX_REACH`` gaps): a longer reach turns a small error of the slope into a large one, so
+beyond it the forecast holds still at that reach (without the limit the long reuses of the faster
+presets lost quality). Figures: benchmarks/RESULTS.md, "Forecast".
 
 Memory: per block list and branch layout, the held residual plus, for ``forecast``, one slope of the same size.
 """

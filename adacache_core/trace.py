@@ -5,7 +5,6 @@ that is not also here.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -125,9 +124,6 @@ class RunTrace:
         d["summary"] = self.summary()
         return d
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=1, allow_nan=False)  # strict JSON: inputs are range-checked
-
     @classmethod
     def from_dict(cls, d: dict) -> "RunTrace":
         d = {k: v for k, v in d.items() if k != "summary"}
@@ -135,7 +131,3 @@ class RunTrace:
         d["decisions"] = [DecisionRecord(**c) for c in d.get("decisions", [])]
         d["codebook"] = [tuple(e) for e in d.get("codebook", [])]
         return cls(**d)
-
-    @classmethod
-    def from_json(cls, text: str) -> "RunTrace":
-        return cls.from_dict(json.loads(text))

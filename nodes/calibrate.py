@@ -4,12 +4,13 @@ from __future__ import annotations
 import comfy.samplers
 from comfy_api.latest import io
 
-from ..adacache_core import SettingsError, parse_probe_blocks, parse_strides
-from ..adacache_core.calibration import MAX_RUNS, MotionCalibration, measured, measuring_config
+from ..adacache_core import AdaCacheConfig, Codebook, MoRegConfig, SettingsError, parse_probe_blocks, parse_strides
+from ..adacache_core.calibration import MAX_RUNS, MotionCalibration, measured
 from ..adacache_core.comfy_bridge import patch_model
-from ..adacache_core.config import DEFAULT_PROBE_RESIDUAL, shown
+from ..adacache_core.config import PATCH_SETTINGS, shown
 from .moreg import frame_strides_input
-from .patch_model import probe_blocks_input, probe_residual_input
+from .patch_model import setting_input
+from .types import node_label
 
 MIN_STEPS, MAX_STEPS = 2, 10000  # a calibration needs motion measured at two noise levels at least
 
@@ -39,8 +40,8 @@ class AdaCacheCalibrate(io.ComfyNode):
                 io.Float.Input("cfg", default=5.0, min=0.0, max=100.0, step=0.1, round=0.01, tooltip="As in your sampler."),
                 io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS, tooltip="As in your sampler."),
                 io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, tooltip="As in your sampler."),
-                probe_blocks_input(),
-                probe_residual_input(),
+                setting_input("probe_blocks"),
+                setting_input("probe_residual"),
                 frame_strides_input(),
                 io.String.Input("earlier_calibration", optional=True, force_input=True,
                                 tooltip="Optional: an earlier calibration of the same model and probe; this run is added to it."),
@@ -61,8 +62,8 @@ class AdaCacheCalibrate(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, positive, negative, latent_image, seed: int, steps: int, cfg: float, sampler_name: str,
-                scheduler: str, probe_blocks: str, frame_strides: str, probe_residual: str = DEFAULT_PROBE_RESIDUAL,
-                earlier_calibration: str | None = None) -> io.NodeOutput:
+                scheduler: str, probe_blocks: str, frame_strides: str,
+                probe_residual: str = PATCH_SETTINGS["probe_residual"].default, earlier_calibration: str | None = None) -> io.NodeOutput:
         strides = parse_strides(frame_strides)
         earlier = checked_inputs(steps, earlier_calibration)
         latent = latent_image["samples"]
@@ -72,7 +73,7 @@ class AdaCacheCalibrate(io.ComfyNode):
                                 f"this latent has {frames} frame(s). Use a video latent with more frames.")
         patched, session = patch_model(
             model, lambda num_blocks: measuring_config(parse_probe_blocks(probe_blocks, num_blocks), probe_residual, strides),
-            label=f"calibration node {getattr(cls.hidden, 'unique_id', None) or '?'}")
+            label=node_label(cls, "calibration node"))
         if session is None:
             raise SettingsError("model: AdaCache Calibrate measures through AdaCache's hooks and this model is not "
                                 "supported (see the warning above); connect a model AdaCache Patch Model supports")
@@ -82,8 +83,14 @@ class AdaCacheCalibrate(io.ComfyNode):
 
         samples = comfy_nodes.common_ksampler(patched, seed, steps, cfg, sampler_name, scheduler, positive, negative,
                                               latent_image)[0]
-        result = measured(session.last_run, session.arch.name, session.num_blocks)
+        result = measured(session.last_run, session.config, session.arch.name, session.num_blocks)
         return io.NodeOutput(samples, (earlier.merged(result) if earlier else result).to_text())
+
+
+def measuring_config(probe_blocks: tuple[int, ...], probe_residual: str, strides: tuple[int, ...]) -> AdaCacheConfig:
+    """Settings of a calibration run: every step computed (output exactly the unpatched one), motion measured."""
+    return AdaCacheConfig(codebook=Codebook(((1.0, 1),)), preset="calibration (every step computed)",
+                          probe_blocks=probe_blocks, probe_residual=probe_residual, moreg=MoRegConfig(strides=strides))
 
 
 def checked_inputs(steps: int, earlier_calibration: str | None) -> MotionCalibration | None:

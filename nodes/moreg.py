@@ -5,10 +5,14 @@ from comfy_api.latest import io
 
 from ..adacache_core import MoRegConfig, SettingsError, parse_strides
 from ..adacache_core.calibration import MotionCalibration
-from ..adacache_core.config import MAX_FRAME_STRIDES, MAX_STRIDE, MOREG_RANGES
+from ..adacache_core.config import MAX_FRAME_STRIDES, MAX_STRIDE, MOREG_INPUTS, MOREG_RANGES
 from .types import MoRegSettings
 
 _DEFAULT = MoRegConfig()
+# Each input's default, from MoRegConfig's own (the paper's values)
+DEFAULTS = {**{name: getattr(_DEFAULT, attribute) for name, attribute in MOREG_INPUTS.items()},
+            "frame_strides": ",".join(map(str, _DEFAULT.strides)), "window_start": _DEFAULT.window[0],
+            "window_end": _DEFAULT.window[1]}
 
 
 def _bounds(name: str) -> dict:
@@ -26,7 +30,7 @@ def _config(motion_scale, motion_power, motion_divisor, gradient_weight, frame_s
 
 def frame_strides_input() -> io.String.Input:
     """The frame strides input, shared with AdaCache Calibrate (a calibration is only valid for its strides)."""
-    return io.String.Input("frame_strides", default=",".join(map(str, _DEFAULT.strides)),
+    return io.String.Input("frame_strides", default=DEFAULTS["frame_strides"],
                            tooltip="Which frames are compared to measure motion: '1' (neighbours) or e.g. '1, 2'. Larger "
                                    f"numbers notice slower motion. Up to {MAX_FRAME_STRIDES} numbers from 1 to {MAX_STRIDE}.")
 
@@ -48,22 +52,22 @@ class MoRegSettingsNode(io.ComfyNode):
                          "Frame strides at or beyond the clip's latent frame count are skipped (the run data say when none "
                          "is left). Details: docs/how_it_works.md."),
             inputs=[
-                io.Float.Input("motion_scale", default=_DEFAULT.scale, **_bounds("motion_scale"), step=0.001,
+                io.Float.Input("motion_scale", default=DEFAULTS["motion_scale"], **_bounds("motion_scale"), step=0.001,
                                tooltip="How much motion counts as normal. Lower = more videos count as moving (more steps "
                                        "computed); higher = more reuse. Not used when a calibration is connected."),
-                io.Float.Input("motion_power", default=_DEFAULT.power, **_bounds("motion_power"), step=0.1,
+                io.Float.Input("motion_power", default=DEFAULTS["motion_power"], **_bounds("motion_power"), step=0.1,
                                tooltip="How strongly motion above or below normal changes the schedule. Higher = a bigger "
                                        "difference between still and moving videos."),
-                io.Float.Input("motion_divisor", default=_DEFAULT.divisor, **_bounds("motion_divisor"), step=0.01,
+                io.Float.Input("motion_divisor", default=DEFAULTS["motion_divisor"], **_bounds("motion_divisor"), step=0.01,
                                tooltip="Raise it to reuse more overall (faster), lower it to compute more."),
-                io.Float.Input("gradient_weight", default=_DEFAULT.grad_mul, **_bounds("gradient_weight"), step=0.1,
+                io.Float.Input("gradient_weight", default=DEFAULTS["gradient_weight"], **_bounds("gradient_weight"), step=0.1,
                                tooltip="How quickly a change in motion brings a computed step. Higher = react sooner; 0 = "
                                        "ignore changes in motion."),
                 frame_strides_input(),
-                io.Float.Input("window_start", default=_DEFAULT.window[0], min=0.0, max=1.0, step=0.01,
+                io.Float.Input("window_start", default=DEFAULTS["window_start"], min=0.0, max=1.0, step=0.01,
                                tooltip="MoReg acts from this fraction of the steps on (paper: 0.1). Before it, motion is "
                                        "not taken into account."),
-                io.Float.Input("window_end", default=_DEFAULT.window[1], min=0.0, max=1.0, step=0.01,
+                io.Float.Input("window_end", default=DEFAULTS["window_end"], min=0.0, max=1.0, step=0.01,
                                tooltip="MoReg acts until this fraction of the steps (paper: 0.9). Both window values 0: "
                                        "MoReg off."),
                 io.String.Input("calibration", optional=True, force_input=True,
@@ -75,9 +79,7 @@ class MoRegSettingsNode(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, **inputs) -> bool | str:
-        defaults = {"motion_scale": _DEFAULT.scale, "motion_power": _DEFAULT.power, "motion_divisor": _DEFAULT.divisor,
-                    "gradient_weight": _DEFAULT.grad_mul, "frame_strides": "1", "window_start": _DEFAULT.window[0],
-                    "window_end": _DEFAULT.window[1], "calibration": None}
+        defaults = DEFAULTS | {"calibration": None}
         try:
             _config(**(defaults | {k: v for k, v in inputs.items() if k in defaults and v is not None}))
         except SettingsError as e:

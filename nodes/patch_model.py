@@ -3,28 +3,57 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..adacache_core import CUSTOM_PRESET, DEFAULT_PRESET, PRESETS, AdaCacheConfig, SettingsError
+from ..adacache_core import AdaCacheConfig, SettingsError
 from ..adacache_core.architectures import supported_names
-from ..adacache_core.config import (DEFAULT_PROBE_RESIDUAL, DEFAULT_REUSE, DEFAULT_SPEEDUP, MAX_SPEEDUP, PROBE_RESIDUALS,
-                                   REUSE_MODES, SEQUENCE_PARALLEL_MODES, settings_from_inputs)
+from ..adacache_core.config import PATCH_SETTINGS, settings_from_inputs
 from ..adacache_core.comfy_bridge import patch_model
-from .types import MoRegSettings
+from .types import MoRegSettings, node_label
 
-DEFAULT_CUSTOM_CODEBOOK = PRESETS[DEFAULT_PRESET].describe()
-
-
-def probe_blocks_input() -> io.String.Input:
-    """The probe block input, shared with AdaCache Calibrate (a calibration is only valid for its probe)."""
-    return io.String.Input("probe_blocks", default="middle",
-                           tooltip="Which block's change decides when to compute: 'middle' (as the paper) or block numbers "
-                                   "from 0, like '13' or '6, 20'. Leave it unless you experiment.")
-
-
-def probe_residual_input() -> io.Combo.Input:
-    """The probe residual input, shared with AdaCache Calibrate."""
-    return io.Combo.Input("probe_residual", options=list(PROBE_RESIDUALS), default=DEFAULT_PROBE_RESIDUAL, optional=True,
+# How each setting of config.PATCH_SETTINGS shows on the node: its tooltip, and for numbers the widget's
+# step. Optional: the inputs added after the first release (workflows saved before lack them).
+WIDGETS = {
+    "preset": dict(tooltip="Only when target_speedup is 0: how long the paper's schedule reuses, from fastest to "
+                           "slowest (most faithful); 'custom' uses custom_codebook."),
+    "custom_codebook": dict(tooltip="Only for preset 'custom': 'threshold:steps' pairs, thresholds ascending. Bigger numbers "
+                                    "reuse longer: faster, less faithful."),
+    "probe_blocks": dict(tooltip="Which block's change decides when to compute: 'middle' (as the paper) or block numbers "
+                                 "from 0, like '13' or '6, 20'. Leave it unless you experiment."),
+    "start_percent": dict(step=0.01, tooltip="Reuse may start at this point of the sampling (0 = first step). Raise it to "
+                                             "compute all early steps, which set the layout."),
+    "end_percent": dict(step=0.01, tooltip="Reuse stops at this point (1 = last step). Lower it to compute the final detail "
+                                           "steps. Equal to start_percent: AdaCache off."),
+    "offload_cache": dict(tooltip="On: keep the cache in system RAM instead of VRAM. Saves a little VRAM, costs a copy on "
+                                  "each reused step."),
+    "target_speedup": dict(step=0.25, optional=True,
+                           tooltip="The speed knob: 2 runs the model on half the steps. Up = faster, down = more faithful. "
+                                   "1 or less: every step runs, as without AdaCache. 0: off, the preset decides."),
+    "sequence_parallel": dict(optional=True,
+                              tooltip="Only for one video split over several GPUs (Raylight, xDiT): keeps all GPUs' decisions "
+                                      "the same. Leave it on 'auto'; 'always' for image models. On one GPU it does nothing."),
+    "probe_residual": dict(optional=True,
                            tooltip="What the probe watches: 'block' (default), the whole block; 'attention', the paper's own "
-                                   "probe (Wan, LTX-Video, PixArt), which computes more steps with the same preset.")
+                                   "probe (Wan, LTX-Video, PixArt), which computes more steps with the same preset."),
+    "reuse": dict(optional=True,
+                  tooltip="What a skipped step uses: 'forecast' (default) continues the last change, sharper at the "
+                          "same speed; 'hold' keeps it as it was (the paper), a little less memory."),
+}
+MOREG_INPUT_AFTER = "target_speedup"  # the MoReg Settings socket sits after this widget
+
+
+def setting_input(name: str):
+    """The node input of one Patch Model setting: type, default and range from config.PATCH_SETTINGS.
+
+    Shared with AdaCache Calibrate (probe_blocks, probe_residual: a calibration is only valid for its probe).
+    """
+    setting, widget = PATCH_SETTINGS[name], WIDGETS[name]
+    if setting.options is not None:
+        return io.Combo.Input(name, options=list(setting.options), default=setting.default, **widget)
+    if setting.bounds is not None:
+        low, high = setting.bounds
+        return io.Float.Input(name, default=setting.default, min=low, max=high, **widget)
+    if isinstance(setting.default, bool):
+        return io.Boolean.Input(name, default=setting.default, **widget)
+    return io.String.Input(name, default=setting.default, **widget)
 
 
 class AdaCachePatchModel(io.ComfyNode):
@@ -57,15 +86,12 @@ class AdaCachePatchModel(io.ComfyNode):
         return check_settings(**inputs)
 
     @classmethod
-    def execute(cls, model, preset: str, custom_codebook: str, probe_blocks: str, start_percent: float,
-                end_percent: float, offload_cache: bool, moreg=None, target_speedup: float = DEFAULT_SPEEDUP,
-                sequence_parallel: str = "auto", probe_residual: str = DEFAULT_PROBE_RESIDUAL,
-                reuse: str = DEFAULT_REUSE) -> io.NodeOutput:
+    def execute(cls, model, moreg=None, **settings) -> io.NodeOutput:
+        """``settings``: the other inputs by name (config.PATCH_SETTINGS); one left out takes its default."""
         def config_for(num_blocks: int) -> AdaCacheConfig:
-            return settings_from_inputs(preset, custom_codebook, probe_blocks, start_percent, end_percent, offload_cache, moreg,
-                                        num_blocks, target_speedup, sequence_parallel, probe_residual, reuse)
+            return settings_from_inputs(**settings, moreg=moreg, num_blocks=num_blocks)
 
-        patched, _ = patch_model(model, config_for, label=f"node {getattr(cls.hidden, 'unique_id', None) or '?'}")
+        patched, _ = patch_model(model, config_for, label=node_label(cls))
         return io.NodeOutput(patched)
 
 
@@ -75,15 +101,9 @@ def check_settings(**inputs) -> bool | str:
     Only widget values arrive here (linked inputs do not). The model is not known yet, so probe
     blocks are checked for their form here and against the model's real block count in execute.
     """
-    values = {"preset": DEFAULT_PRESET, "custom_codebook": DEFAULT_CUSTOM_CODEBOOK, "probe_blocks": "middle",
-              "start_percent": 0.0, "end_percent": 1.0, "target_speedup": DEFAULT_SPEEDUP,
-              "sequence_parallel": "auto", "probe_residual": DEFAULT_PROBE_RESIDUAL,
-              "reuse": DEFAULT_REUSE} | {k: v for k, v in inputs.items() if v is not None}
+    values = {k: v for k, v in inputs.items() if k in PATCH_SETTINGS and v is not None}
     try:
-        settings_from_inputs(values["preset"], values["custom_codebook"], values["probe_blocks"], values["start_percent"],
-                             values["end_percent"], False, None, num_blocks=None, target_speedup=values["target_speedup"],
-                             sequence_parallel=values["sequence_parallel"], probe_residual=values["probe_residual"],
-                             reuse=values["reuse"])
+        settings_from_inputs(**values | {"offload_cache": False}, moreg=None, num_blocks=None)
     except SettingsError as e:
         return str(e)
     return True
@@ -91,34 +111,11 @@ def check_settings(**inputs) -> bool | str:
 
 def settings_inputs() -> list:
     """AdaCache Patch Model's settings (every input but the model), shared with its Raylight variant."""
-    return [
-        io.Combo.Input("preset", options=[*PRESETS, CUSTOM_PRESET], default=DEFAULT_PRESET,
-                       tooltip="Only when target_speedup is 0: how long the paper's schedule reuses, from fastest to "
-                               "slowest (most faithful); 'custom' uses custom_codebook."),
-        io.String.Input("custom_codebook", default=DEFAULT_CUSTOM_CODEBOOK,
-                        tooltip="Only for preset 'custom': 'threshold:steps' pairs, thresholds ascending. Bigger numbers "
-                                "reuse longer: faster, less faithful."),
-        probe_blocks_input(),
-        io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.01,
-                       tooltip="Reuse may start at this point of the sampling (0 = first step). Raise it to compute all "
-                               "early steps, which set the layout."),
-        io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.01,
-                       tooltip="Reuse stops at this point (1 = last step). Lower it to compute the final detail steps. "
-                               "Equal to start_percent: AdaCache off."),
-        io.Boolean.Input("offload_cache", default=False,
-                         tooltip="On: keep the cache in system RAM instead of VRAM. Saves a little VRAM, costs a copy on "
-                                 "each reused step."),
-        io.Float.Input("target_speedup", default=DEFAULT_SPEEDUP, min=0.0, max=MAX_SPEEDUP, step=0.25, optional=True,
-                       tooltip="The speed knob: 2 runs the model on half the steps. Up = faster, down = more faithful. "
-                               "1 or less: every step runs, as without AdaCache. 0: off, the preset decides."),
-        MoRegSettings.Input("moreg", optional=True,
-                            tooltip="Optional MoReg Settings: computes more steps when the video moves. Acts only with "
-                                    "target_speedup 0."),
-        io.Combo.Input("sequence_parallel", options=list(SEQUENCE_PARALLEL_MODES), default="auto", optional=True,
-                       tooltip="Only for one video split over several GPUs (Raylight, xDiT): keeps all GPUs' decisions "
-                               "the same. Leave it on 'auto'; 'always' for image models. On one GPU it does nothing."),
-        probe_residual_input(),
-        io.Combo.Input("reuse", options=list(REUSE_MODES), default=DEFAULT_REUSE, optional=True,
-                       tooltip="What a skipped step uses: 'forecast' (default) continues the last change, sharper at the "
-                               "same speed; 'hold' keeps it as it was (the paper), a little less memory."),
-    ]
+    inputs = []
+    for name in PATCH_SETTINGS:
+        inputs.append(setting_input(name))
+        if name == MOREG_INPUT_AFTER:
+            inputs.append(MoRegSettings.Input("moreg", optional=True,
+                                              tooltip="Optional MoReg Settings: computes more steps when the video moves. "
+                                                      "Acts only with target_speedup 0."))
+    return inputs

@@ -5,16 +5,16 @@ import logging
 
 from comfy_api.latest import io
 
-from ..adacache_core import workers
+from ..adacache_core import raylight_workers as workers
 from ..adacache_core.config import SettingsError, settings_from_inputs
 from .patch_model import check_settings, settings_inputs
+from .types import RayActors, node_label
 
 LOG = logging.getLogger("adacache")
-RayActors = io.Custom("RAY_ACTORS")
 
 
 class AdaCachePatchModelRaylight(io.ComfyNode):
-    """The Patch Model's settings, sent as plain data to every Raylight worker (adacache_core/workers.py).
+    """The Patch Model's settings, sent as plain data to every Raylight worker (adacache_core/raylight_workers.py).
 
     Not a subclass of AdaCachePatchModel: ComfyUI's V3 nodes cache their schema's types on the class,
     and a subclass would inherit the parent's (MODEL where this outputs RAY_ACTORS).
@@ -53,8 +53,7 @@ class AdaCachePatchModelRaylight(io.ComfyNode):
     def execute(cls, ray_actors, moreg=None, **settings) -> io.NodeOutput:
         """``settings``: AdaCache Patch Model's other inputs, by name (plain values, sent to the workers as they are)."""
         settings_from_inputs(**settings, moreg=moreg, num_blocks=None)  # bad settings: refused here, before any worker
-        label = f"node {getattr(cls.hidden, 'unique_id', None) or '?'}"
-        workers.run_on_workers(ray_actors, "install", settings, None if moreg is None else moreg.to_plain(), label,
+        workers.run_on_workers(ray_actors, "install", settings, workers.moreg_to_plain(moreg), node_label(cls),
                                replace_model=True)
         states = workers.run_on_workers(ray_actors, "describe")
         unpatched = [state["reason"] for state in states if not state["patched"]]

@@ -11,12 +11,13 @@ from comfy_api.latest import io, ui
 
 import folder_paths
 
-from ..adacache_core import SettingsError, workers
+from ..adacache_core import SettingsError
+from ..adacache_core import raylight_workers as workers
 from ..adacache_core.chart import DETAILS, message_chart, schedule_chart
 from ..adacache_core.comfy_bridge import RUNS_KEPT, producer_of, session_of
 from ..adacache_core.config import shown
 from ..adacache_core.trace import RunTrace, latent_fingerprint
-from .raylight import RayActors
+from .types import RayActors
 
 
 def _fmt(x, unit="", digits=2):

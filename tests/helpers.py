@@ -1,6 +1,8 @@
 """Shared test helpers: tiny real ComfyUI models and runs through the real KSampler node."""
 from __future__ import annotations
 
+import json
+
 import torch
 
 
@@ -238,3 +240,13 @@ def launch_ranks(script, world: int, extra_args, tmp_path, timeout_s: float, out
     assert not hung, f"ranks {hung} still running after {timeout_s} s (deadlock?)\n{tails}"
     assert all(p.returncode == 0 for p in procs), tails
     return outs
+
+
+def lengths(codebook) -> tuple[int, ...]:
+    """A codebook's reuse lengths, in threshold order."""
+    return tuple(n for _, n in codebook.entries)
+
+
+def run_data_json(trace) -> str:
+    """A run's data as strict JSON (no NaN or Infinity: the inputs are range-checked)."""
+    return json.dumps(trace.to_dict(), indent=1, allow_nan=False)

@@ -89,7 +89,7 @@ def install_as_the_node_does(model, label: str, moreg: dict | None, **settings):
     """AdaCache on ``model`` through the by-value function and core zip that the Raylight node sends."""
     from ray import cloudpickle
 
-    from adacache_core import workers
+    from adacache_core import raylight_workers as workers
 
     entry = cloudpickle.loads(cloudpickle.dumps(workers.by_value(workers.on_worker)))
     archive = cloudpickle.loads(cloudpickle.dumps(workers.core_archive()))

@@ -127,10 +127,10 @@ def test_probe_in_a_merged_stream_measures_the_image_tokens_by_hand(runtime, nam
     attribute, probe, layout, image = MERGED[name]
     fam = F.FAMILIES[name]
     model = F.build(fam)
-    schedule = runtime.pack.adacache_core.schedule
+    measures = runtime.pack.adacache_core.measures
     measured = []
-    real_change_terms = schedule.change_terms
-    monkeypatch.setattr(schedule, "change_terms", lambda now, prev: measured.append((now, prev)) or real_change_terms(now, prev))
+    real_change_terms = measures.change_terms
+    monkeypatch.setattr(measures, "change_terms", lambda now, prev: measured.append((now, prev)) or real_change_terms(now, prev))
     patched = h.adacache(runtime, model, preset="custom", custom_codebook="10:3", probe_blocks=str(probe))
     block = getattr(model.model.diffusion_model, attribute)[0]
     g = torch.Generator().manual_seed(3)

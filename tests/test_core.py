@@ -1,11 +1,14 @@
 """Core of the method on plain tensors: codebooks, distance, motion score, planner."""
+import json
+
 import pytest
 import torch
 
 from adacache_core import PRESETS, AdaCacheConfig, Codebook, MoRegConfig, SettingsError, parse_codebook, parse_probe_blocks, parse_strides
-from adacache_core import schedule
+from adacache_core import measures
 from adacache_core.planner import RunPlanner
 from adacache_core.trace import RunTrace
+from helpers import lengths, run_data_json
 
 
 def test_lookup_is_strict_and_falls_back_to_last_length():
@@ -20,9 +23,9 @@ def test_rescaling_follows_the_step_count():
     cb = PRESETS["paper: fastest (fast, 30 steps)"]
     assert cb.rescaled(30) is cb
     cb60 = cb.rescaled(60)
-    assert cb60.lengths == (12, 10, 8, 6, 4, 2)
+    assert lengths(cb60) == (12, 10, 8, 6, 4, 2)
     assert cb60.thresholds == pytest.approx((0.04, 0.08, 0.12, 0.16, 0.20, 0.5))
-    assert min(cb.rescaled(5).lengths) == 1
+    assert min(lengths(cb.rescaled(5))) == 1
     custom = parse_codebook("0.08:6, 1.0:1")
     assert custom.rescaled(100) is custom
 
@@ -57,7 +60,7 @@ def test_other_settings_validate_with_clear_messages():
 def test_change_terms_match_hand_computed_values():
     prev = torch.tensor([[1.0, -2.0], [3.0, 0.0]])
     now = torch.tensor([[1.5, -2.0], [2.0, 1.0]])
-    num, den = schedule.change_terms(now, prev)
+    num, den = measures.change_terms(now, prev)
     assert num.item() == pytest.approx(0.5 + 1.0 + 1.0)
     assert den.item() == pytest.approx(6.0)
 
@@ -66,22 +69,22 @@ def test_motion_terms_on_static_and_shifted_tokens():
     frames, hw, c = 3, 4, 2
     frame = torch.arange(hw * c, dtype=torch.float32).reshape(1, hw, c) + 1
     static = frame.repeat(1, frames, 1)
-    (stride, (num, den)), = schedule.motion_terms(static, frames, (1,))
+    (stride, (num, den)), = measures.motion_terms(static, frames, (1,))
     assert stride == 1
     assert num.item() == 0.0
     moving = torch.cat([frame + 2 * f for f in range(frames)], dim=1)
-    (_, (num, den)), = schedule.motion_terms(moving, frames, (1,))
+    (_, (num, den)), = measures.motion_terms(moving, frames, (1,))
     later, earlier = moving.reshape(1, frames, hw, c)[:, 1:], moving.reshape(1, frames, hw, c)[:, :-1]
     assert num.item() == pytest.approx((later - earlier).abs().sum().item())
     assert den.item() == pytest.approx(later.abs().sum().item() + earlier.abs().sum().item())
-    assert schedule.motion_terms(moving, frames, (5,)) == []  # stride beyond the clip adds nothing
-    assert [s for s, _ in schedule.motion_terms(moving, frames, (5, 1, 2))] == [1, 2]  # labelled by their own stride
+    assert measures.motion_terms(moving, frames, (5,)) == []  # stride beyond the clip adds nothing
+    assert [s for s, _ in measures.motion_terms(moving, frames, (5, 1, 2))] == [1, 2]  # labelled by their own stride
 
 
 def test_moreg_factor_is_the_papers_mapping():
     cfg = MoRegConfig()
-    assert schedule.moreg_factor(0.385, cfg, cfg.scale) == pytest.approx(1.0)
-    assert schedule.moreg_factor(0.77, cfg, cfg.scale) == pytest.approx(2.0 ** 8)
+    assert measures.moreg_factor(0.385, cfg, cfg.scale) == pytest.approx(1.0)
+    assert measures.moreg_factor(0.77, cfg, cfg.scale) == pytest.approx(2.0 ** 8)
 
 
 def _plan(codebook, steps, change_per_step, cacheable=None, moreg=None, motion=None):
@@ -140,7 +143,7 @@ def test_step_of_maps_intermediate_sigmas_to_the_earlier_step():
 
 def test_trace_round_trips_through_json():
     _, trace = _plan(Codebook(((1.0, 3),)), 10, 0.1)
-    again = RunTrace.from_json(trace.to_json())
+    again = RunTrace.from_dict(json.loads(run_data_json(trace)))
     assert again == trace
 
 

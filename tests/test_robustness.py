@@ -263,7 +263,7 @@ def test_infinite_hidden_states_leave_the_measurements_empty(runtime):
     trace = h.session_of(patched).last_run
     assert [d.change for d in trace.decisions] == [None] * len(trace.decisions)
     assert len([n for n in trace.notes if n.startswith("NaN or infinite values in the probe block's output")]) == 1
-    json.loads(trace.to_json())
+    json.loads(h.run_data_json(trace))
 
 
 def viewer_text(executor, prompt: dict) -> str:
@@ -347,7 +347,7 @@ def test_moreg_that_cannot_measure_says_why(runtime):
     trace = h.session_of(patched).last_run
     assert any("MoReg off: the clip has 3 latent frame(s); frame_strides [3, 4] need more" in n for n in trace.notes)
     assert all(d.motion is None for d in trace.decisions)
-    json.loads(trace.to_json(), parse_constant=lambda c: pytest.fail(f"run data JSON holds {c}"))
+    json.loads(h.run_data_json(trace), parse_constant=lambda c: pytest.fail(f"run data JSON holds {c}"))
 
 
 FUZZ_VALUES = {

@@ -91,11 +91,11 @@ def test_sharded_ranks_take_the_decisions_of_one_process(ranks, reference, name)
 
 @pytest.mark.parametrize("name", MOTION_CHECKS)
 def test_sharded_motion_terms_sum_to_the_full_sequence_terms(ranks, name):
-    from adacache_core import schedule
+    from adacache_core import measures
 
     plan = MOTION_CHECKS[name]
     tokens = torch.randn(2, 30, 8, generator=torch.Generator().manual_seed(len(plan["sizes"]))).to(getattr(torch, plan["motion_check"]))
-    want = [float(t) for _, pair in schedule.motion_terms(tokens, 5, (1, 2, 4)) for t in pair]
+    want = [float(t) for _, pair in measures.motion_terms(tokens, 5, (1, 2, 4)) for t in pair]
     for r in plan.get("ranks", range(WORLD)):
         assert ranks[r][name] == pytest.approx(want, rel=1e-5), (name, r)
 

@@ -75,7 +75,7 @@ MUTANTS = (
     Mutant("additions-between-blocks-counted-again", "adacache_core/comfy_bridge.py",
            "if self.arch.adds_before_blocks:", "if False:",
            ("tests/test_architectures.py", "-k", "reuse_where and Cosmos")),
-    # -- the decision rule (config.py, planner.py, schedule.py) ----------------------------------------
+    # -- the decision rule (config.py, planner.py, measures.py) ----------------------------------------
     Mutant("codebook-threshold", "adacache_core/config.py", "(0.09, 6)", "(0.10, 6)", ORACLE),
     Mutant("codebook-length", "adacache_core/config.py", "(0.03, 12)", "(0.03, 11)", ORACLE),
     Mutant("codebook-lookup-not-strict", "adacache_core/config.py",
@@ -97,7 +97,7 @@ MUTANTS = (
            "motion = sum(last_probe) / len(last_probe) if last_probe else None",
            "motion = last_probe[0] if last_probe else None",
            ("tests/test_moreg_and_budget.py", "-k", "motion_score")),
-    Mutant("motion-normalised-by-one-frame", "adacache_core/schedule.py",
+    Mutant("motion-normalised-by-one-frame", "adacache_core/measures.py",
            "terms.append((s, (l1(later - earlier), l1(later) + l1(earlier))))",
            "terms.append((s, (l1(later - earlier), l1(later))))", ("tests/test_core.py",)),
     # -- MoReg calibration (planner.py, calibration.py) ------------------------------------------------

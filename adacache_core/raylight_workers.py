@@ -11,8 +11,8 @@ things stand between a ComfyUI pack and that door:
   imports the core from a zip of ``adacache_core`` sent along with it (:func:`core_archive`). A
   worker on another machine thus needs nothing installed (Ray's ``py_modules`` is not needed: the
   zip is the pack's py_module, sent per call), and every worker runs the main process's code.
-* Only plain data crosses: the node's inputs and MoReg's settings as dicts in, run data as dicts
-  (:meth:`RunTrace.to_dict`) out.
+* Only plain data crosses: the node's inputs and MoReg's settings as dicts in (:func:`moreg_to_plain`),
+  run data as dicts (:meth:`RunTrace.to_dict`) out.
 
 The functions a worker can be asked to run are the module-level ``install``, ``describe`` and
 ``run_data`` below; :func:`run_on_workers` asks every worker of a ``RAY_ACTORS`` value.
@@ -67,7 +67,7 @@ def on_worker(model, archive: tuple[str, bytes], call: str, *args):
             del sys.modules[name]
         sys.path[:] = [p for p in sys.path if not os.path.basename(p).startswith("adacache_core-")]
         sys.path.insert(0, path)
-    return getattr(importlib.import_module("adacache_core.workers"), call)(model, *args)
+    return getattr(importlib.import_module("adacache_core.raylight_workers"), call)(model, *args)
 
 
 def by_value(function):
@@ -109,6 +109,28 @@ def _is_actor(value) -> bool:
     return isinstance(value, ActorHandle)
 
 
+def moreg_to_plain(moreg) -> dict | None:
+    """MoReg's settings (a :class:`MoRegConfig` or None) as plain data, for the workers."""
+    if moreg is None:
+        return None
+    return {"scale": moreg.scale, "power": moreg.power, "divisor": moreg.divisor, "grad_mul": moreg.grad_mul,
+            "strides": list(moreg.strides), "window": list(moreg.window),
+            "calibration": None if moreg.calibration is None else moreg.calibration.to_text()}
+
+
+def moreg_from_plain(data: dict | None):
+    """The :class:`MoRegConfig` that :func:`moreg_to_plain` wrote (None for None)."""
+    if data is None:
+        return None
+    from .calibration import MotionCalibration
+    from .config import MoRegConfig
+
+    calibration = data["calibration"]
+    return MoRegConfig(scale=data["scale"], power=data["power"], divisor=data["divisor"], grad_mul=data["grad_mul"],
+                       strides=tuple(data["strides"]), window=tuple(data["window"]),
+                       calibration=None if calibration is None else MotionCalibration.from_text(calibration))
+
+
 # -- run inside a worker (through on_worker) --------------------------------------------------------
 def install(model, inputs: dict, moreg: dict | None, label: str):
     """The worker's model with AdaCache: AdaCache Patch Model's ``execute`` on plain data.
@@ -117,9 +139,9 @@ def install(model, inputs: dict, moreg: dict | None, label: str):
     off first, so the node re-patches instead of stacking two AdaCaches.
     """
     from .comfy_bridge import patch_model, without_adacache
-    from .config import MoRegConfig, settings_from_inputs
+    from .config import settings_from_inputs
 
-    moreg_config = None if moreg is None else MoRegConfig.from_plain(moreg)
+    moreg_config = moreg_from_plain(moreg)
     patched, _ = patch_model(without_adacache(model),
                              lambda blocks: settings_from_inputs(**inputs, moreg=moreg_config, num_blocks=blocks), label=label)
     return patched

@@ -1,4 +1,5 @@
-"""Pure functions of the method: distances, motion score, MoReg factor, the next computed step.
+"""What the method measures and how it turns it into a step: norm terms of the change and the
+motion score, MoReg's factor, the next computed step (pure functions).
 
 Norm terms are returned as (numerator, denominator) pairs of 0-dim float32 tensors, not ratios,
 so that terms from several calls (cond and uncond run separately) or several ranks (sequence
