@@ -22,15 +22,15 @@ PEERS = ("EasyCache", "First-Block Cache", "TeaCache (fitted to the model)", "Ma
          "uniform every k")
 
 
-def knob_curves(rows: list[dict]) -> dict[tuple[str, str], list[tuple[float, float, float]]]:
-    """(reuse, class or 'mean') -> [(compute, PSNR, motion energy)] by ascending compute."""
+def knob_curves(rows: list[dict], steps: int) -> dict[tuple[str, str], list[tuple[float, float, float]]]:
+    """(reuse, class or 'mean') -> [(compute, PSNR, motion energy)] by ascending compute (computed / ``steps``)."""
     out: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
     for reuse in dict.fromkeys(r["reuse"] for r in rows):
         for cls in [*dict.fromkeys(r["class"] for r in rows), "mean"]:
             points = []
             for speed in sorted({r["speed"] for r in rows}):
                 rs = [r for r in rows if r["reuse"] == reuse and r["speed"] == speed and cls in ("mean", r["class"])]
-                points.append((statistics.mean(r["computed"] for r in rs) / 30,
+                points.append((statistics.mean(r["computed"] for r in rs) / steps,
                                statistics.mean(r["psnr"] for r in rs), statistics.mean(r["motion_energy"] for r in rs)))
             out[(reuse, cls)] = sorted(points)
     return out
@@ -60,7 +60,8 @@ def main() -> None:
 
     fig, axes = plt.subplots(len(MODELS), 2, figsize=(12, 4.2 * len(MODELS)), squeeze=False)
     for row, (model, role) in zip(axes, MODELS.items()):
-        knob = knob_curves(json.loads((RESULTS / f"knob_{model}.json").read_text())["rows"])
+        result = json.loads((RESULTS / f"knob_{model}.json").read_text())
+        knob = knob_curves(result["rows"], result["meta"]["steps"])
         peers = peer_curves(json.loads((RESULTS / f"peers_{model}.json").read_text())["rows"])
         for col, ax in enumerate(row):
             for peer, points in peers.items():
