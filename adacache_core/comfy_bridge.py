@@ -42,7 +42,7 @@ from .architectures import (Architecture, AttentionResidual, BlockList, SideBloc
 from .config import AdaCacheConfig
 from .planner import RunPlanner
 from .probe import NO_ATTENTION_PROBE, ProbeMeasurement
-from .span_memory import SpanMemory
+from .span_memory import SpanMemory, forms_line
 from .trace import CallRecord, RunTrace, all_finite, latent_fingerprint
 
 LOG = logging.getLogger("adacache")
@@ -70,6 +70,7 @@ class _Call:
     computes: bool
     measures: bool
     position: float  # where the call is, for the span memory: its sigma or step (config.forecast_variable)
+    line: bool  # its residual and the previous one may set the forecast's line (span_memory.forms_line)
     grid: tuple[int, int, int] | None
     span_input: dict = field(default_factory=dict)  # block list -> its first block's input
     span_output: dict = field(default_factory=dict)  # block list -> first block's output (adds_before_blocks)
@@ -247,7 +248,8 @@ class AdaCacheSession:
         if grid is not None and planner.trace.token_grid is None:
             planner.trace.token_grid = list(grid)
         self.call = _Call(key=key, computes=computes, measures=computes and planner.measuring,
-                          position=sigma if self.config.forecast_variable == "sigma" else float(step), grid=grid)
+                          position=sigma if self.config.forecast_variable == "sigma" else float(step),
+                          line=forms_line(step), grid=grid)
         started = time.perf_counter()
         try:
             out = executor(*args, **kwargs)
@@ -310,7 +312,8 @@ class AdaCacheSession:
             residual = self._tokens(attention[0]) if attention else stream - self._tokens(before)
             self._run.probe.measure(index, call, residual, self._list_of[index], options)
         if last_of is not None:
-            self._run.span.remember((last_of, call.key), call.position, stream - self._tokens(call.span_input[last_of]))
+            self._run.span.remember((last_of, call.key), call.position, stream - self._tokens(call.span_input[last_of]),
+                                   line=call.line)
 
     def _store(self, t: torch.Tensor) -> torch.Tensor:
         return t if self._offload is None else t.to(self._offload)

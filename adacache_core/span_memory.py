@@ -20,6 +20,17 @@ import torch
 MAX_REACH = 1.0  # the forecast reaches at most this many last gaps past the last computed step
 
 
+def forms_line(step: int) -> bool:
+    """Whether the residual computed at ``step`` and the one before it may set the forecast's line.
+
+    Not at step 1: the first step's residual comes from pure noise, and one step later the two differ
+    mostly by the noise leaving the latent, so their line points the wrong way (reusing only step 2,
+    on that line, lost 8 to 13 dB against holding step 1 on both tiny models; benchmarks/RESULTS.md,
+    "The speed knob"). Step 1's residual is held until the next computed step.
+    """
+    return step != 1
+
+
 class SpanMemory:
     """Per key (block list, branch layout): the last computed span residual, where it was computed, and (forecast) its slope."""
 
@@ -29,9 +40,10 @@ class SpanMemory:
         self._last: dict = {}  # key -> (position, residual)
         self._slope: dict = {}  # key -> (residual change per unit of position, last gap)
 
-    def remember(self, key, position: float, residual: torch.Tensor) -> None:
+    def remember(self, key, position: float, residual: torch.Tensor, line: bool = True) -> None:
+        """Keep ``residual``, computed at ``position``; for ``forecast`` with ``line``, the slope from the previous one."""
         previous = self._last.get(key)
-        if self.forecast and previous is not None and position != previous[0]:
+        if self.forecast and line and previous is not None and position != previous[0]:
             gap = position - previous[0]
             slope = (residual.float() - previous[1].to(residual.device).float()) / gap
             self._slope[key] = (self._store(slope.to(residual.dtype)), gap)

@@ -15,7 +15,9 @@ staleness costs more where the sampler takes large steps. Staleness grows with t
 through the last two computed steps (``gap`` apart) misses a bending residual by about ``k * k / 2``,
 and its slope carries the residual's step-to-step jitter divided by the gap it was measured over
 (``SLOPE_NOISE * k / gap``: a slope from two neighbouring steps is the least reliable), up to the
-forecast's reach (span_memory.MAX_REACH gaps), after which it holds.
+forecast's reach (span_memory.MAX_REACH gaps), after which it holds. One reuse is costed as a
+forecast though the forecast holds there: right after steps 0 and 1 (span_memory.forms_line). Costing
+it as held moved every later choice by one step and measured 2 dB lower on the tuned-on tiny model.
 Ranks are found greedily, as the reference search in benchmarks/bench_schedule_search.py does with
 real sampling: start with every step computed and drop, one at a time, the step whose reuse adds
 the least estimated error. Steps that must be computed (``forced``) are never dropped.

@@ -273,21 +273,23 @@ def test_span_memory_forecasts_forward_along_either_position_within_one_gap(vari
     assert held.nbytes() == r1.nbytes and memory.nbytes() == 2 * r1.nbytes
 
 
-# Sigmas with uneven gaps, so that the step and sigma paths forecast different amounts: computed steps
-# 0 and 1 (sigma 0.9, 0.7), reused steps 2 and 3 (0.6, 0.3), then 4-6 computed (codebook 10:3, 7 steps).
-UNEVEN_SIGMAS = [0.9, 0.7, 0.6, 0.3, 0.2, 0.1, 0.05, 0.0]
-# What reused steps 2 and 3 add, as multiples of the slope (r1 - r0) on top of r1:
-# step:  gap 1, reach 1 and 2 -> 1, 1 (capped at one gap)
-# sigma: gap -0.2, reach -0.1 and -0.4 -> 0.5, 1 (capped)
-REUSED_SLOPES = {"hold": (0.0, 0.0), "step": (1.0, 1.0), "sigma": (0.5, 1.0)}
+# Sigmas with uneven gaps, so that the step and sigma paths forecast different amounts. Codebook 10:3 on
+# 9 steps computes 0, 1, 4 and the forced 7, 8; steps 2, 3 and 5, 6 are reused.
+UNEVEN_SIGMAS = [0.9, 0.8, 0.7, 0.6, 0.5, 0.45, 0.3, 0.2, 0.1, 0.0]
+# What reused steps 5 and 6 add, as multiples of the slope (r4 - r1) on top of r4:
+# step:  gap 3, reach 1 and 2 -> 1/3, 2/3
+# sigma: gap -0.3, reach -0.05 and -0.2 -> 1/6, 2/3
+REUSED_SLOPES = {"hold": (0.0, 0.0), "step": (1 / 3, 2 / 3), "sigma": (1 / 6, 2 / 3)}
 
 
 @pytest.mark.parametrize("reuse", REUSED_SLOPES)
 def test_reused_steps_add_the_hand_computed_forecast_on_a_real_model(runtime, wan, conds, reuse):
     """On the same latent at sigmas far apart (a sampler that never moves, so the blocks' input is the same
     at every step and only the timestep changes their residual), the stream leaving the last block on a
-    reused step is the blocks' input plus r1 + k * (r1 - r0), r0 and r1 being the span residuals of the
-    computed steps 0 and 1 as plain hooks see them, k as in REUSED_SLOPES."""
+    reused step is the blocks' input plus r4 + k * (r4 - r1), r1 and r4 being the span residuals of the
+    computed steps 1 and 4 as plain hooks see them, k as in REUSED_SLOPES. Steps 2 and 3 hold r1 in every
+    mode: no forecast line runs through the first step (span_memory.forms_line), whose residual comes from
+    pure noise."""
     import dataclasses
 
     pack = runtime.pack.adacache_core
@@ -309,16 +311,18 @@ def test_reused_steps_add_the_hand_computed_forecast_on_a_real_model(runtime, wa
         for handle in handles:
             handle.remove()
     trace = session.last_run
-    assert trace.computed_steps() == [0, 1, 4, 5, 6]
+    assert trace.computed_steps() == [0, 1, 4, 7, 8]
     assert trace.settings["forecast_variable"] == (None if reuse == "hold" else reuse)
     x = block_inputs[0]
     assert all(torch.equal(b, x) for b in block_inputs)  # the sampler stayed put: the same input at every step
-    r0, r1 = stream_out[0] - x, stream_out[1] - x
-    slope = r1 - r0
-    tolerance = 1e-5 * stream_out[1].abs().max()
-    assert slope.abs().max() > 1000 * tolerance  # the residual really moved: the forecast matters
-    for step, k in zip((2, 3), REUSED_SLOPES[reuse]):
-        torch.testing.assert_close(stream_out[step], x + r1 + k * slope, rtol=0, atol=tolerance.item(), msg=f"step {step}")
+    r0, r1, r4 = stream_out[0] - x, stream_out[1] - x, stream_out[4] - x
+    slope = r4 - r1
+    tolerance = 1e-5 * stream_out[4].abs().max()
+    assert slope.abs().max() > 1000 * tolerance and (r1 - r0).abs().max() > 1000 * tolerance  # the forecast matters
+    for step in (2, 3):
+        torch.testing.assert_close(stream_out[step], x + r1, rtol=0, atol=tolerance.item(), msg=f"step {step}")
+    for step, k in zip((5, 6), REUSED_SLOPES[reuse]):
+        torch.testing.assert_close(stream_out[step], x + r4 + k * slope, rtol=0, atol=tolerance.item(), msg=f"step {step}")
 
 
 def test_forecast_runs_through_the_node_with_the_speed_knob_and_moreg(runtime, wan, conds):

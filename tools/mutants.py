@@ -60,6 +60,8 @@ MUTANTS = (
     Mutant("reach-guard-dropped", "adacache_core/span_memory.py",
            "reach = max(min(reach, MAX_REACH * gap), 0.0) if gap > 0 else min(max(reach, MAX_REACH * gap), 0.0)",
            "reach = max(reach, 0.0) if gap > 0 else min(reach, 0.0)", FORECAST_TESTS),
+    Mutant("line-through-first-step", "adacache_core/span_memory.py",
+           "return step != 1", "return True", FORECAST_TESTS),
     Mutant("forecast-variable-swapped", "adacache_core/comfy_bridge.py",
            'position=sigma if self.config.forecast_variable == "sigma" else float(step)',
            'position=float(step) if self.config.forecast_variable == "sigma" else sigma', FORECAST_TESTS),
