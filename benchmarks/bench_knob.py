@@ -13,7 +13,8 @@ Prints per mode the mean PSNR per class and overall at each speed, the largest d
 asking for LESS speed (the knob's promise: never more than 0.3 dB), and, where
 benchmarks/bench_schedule_search.py has results for this model and mode, the gap to the greedy
 search's best-found PSNR on the same videos at 1.5x, 2x, 3x and 4x. Writes
-benchmarks/results/knob_<model>.json.
+benchmarks/results/knob_<model>.json; ``--report`` prints the tables again from that file (for
+example after a new search) without sampling.
 """
 from __future__ import annotations
 
@@ -33,7 +34,13 @@ GAP_SPEEDS = (1.5, 2.0, 3.0, 4.0)
 def main() -> None:
     ap = parser(__doc__, "heldout")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--report", action="store_true", help="print the tables from the saved results; sample nothing")
     args = ap.parse_args()
+    out = REPO / "benchmarks" / "results" / f"knob_{args.model}.json"
+    if args.report:
+        rows = json.loads(out.read_text())["rows"]
+        print(report(rows, list(dict.fromkeys(r["class"] for r in rows)), args.model))
+        return
     h, base, conds, empty, latent = load(args)
     from tools.quality import psnr
     from tools.tiny_video_data import latent_motion
@@ -54,7 +61,6 @@ def main() -> None:
 
     meta = {"command": "benchmarks/bench_knob.py " + " ".join(sys.argv[1:]), "torch": torch.__version__,
             "device": "cpu", "latent": list(latent.shape), "steps": args.steps, "cfg": 5.0, "sampler": "euler/simple"}
-    out = REPO / "benchmarks" / "results" / f"knob_{args.model}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     print(report(rows, list(conds), args.model))
