@@ -36,9 +36,9 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--report", action="store_true", help="print the tables from the saved results; sample nothing")
     args = ap.parse_args()
-    out = REPO / "benchmarks" / "results" / f"knob_{args.model}.json"
+    results_path = REPO / "benchmarks" / "results" / f"knob_{args.model}.json"
     if args.report:
-        rows = json.loads(out.read_text())["rows"]
+        rows = json.loads(results_path.read_text())["rows"]
         print(report(rows, list(dict.fromkeys(r["class"] for r in rows)), args.model))
         return
     h, base, conds, empty, latent = load(args)
@@ -61,8 +61,8 @@ def main() -> None:
 
     meta = {"command": "benchmarks/bench_knob.py " + " ".join(sys.argv[1:]), "torch": torch.__version__,
             "device": "cpu", "latent": list(latent.shape), "steps": args.steps, "cfg": 5.0, "sampler": "euler/simple"}
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    results_path.parent.mkdir(exist_ok=True)
+    results_path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     print(report(rows, list(conds), args.model))
 
 
