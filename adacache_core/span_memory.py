@@ -23,10 +23,11 @@ MAX_REACH = 1.0  # the forecast reaches at most this many last gaps past the las
 def forms_line(step: int) -> bool:
     """Whether the residual computed at ``step`` and the one before it may set the forecast's line.
 
-    Not at step 1: the first step's residual comes from pure noise, and one step later the two differ
-    mostly by the noise leaving the latent, so their line points the wrong way (reusing only step 2,
-    on that line, lost 8 to 13 dB against holding step 1 on both tiny models; benchmarks/RESULTS.md,
-    "The speed knob"). Step 1's residual is held until the next computed step.
+    Not at step 1: the run's first residual is computed on its noisiest latent (pure noise when the run
+    starts from noise), and one step later the two differ mostly by the noise leaving the latent, so
+    their line points the wrong way (reusing only step 2, on that line, lost 8 to 14 dB against holding
+    step 1 on both tiny models; benchmarks/RESULTS.md, "The forecast's first-step rule"). Step 1's
+    residual is held until the next computed step.
     """
     return step != 1
 
