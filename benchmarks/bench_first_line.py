@@ -17,13 +17,14 @@ modules, so the node runs exactly as a user's would.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import statistics
 import sys
 
 import torch
-from tiny_runs import REPO, load, parser
+from tiny_runs import REPO, computing_exactly, load, parser
 
 PRESETS = ("paper: fastest (fast, 30 steps)", "paper: middle (100 steps)", "paper: slowest (slow, 30 steps)")
 
@@ -36,23 +37,14 @@ def main() -> None:
     probe = h.adacache(None, base)
     package = type(h.session_of(probe)).__module__.rsplit(".", 1)[0]
     bridge = importlib.import_module(package + ".comfy_bridge")
-    planner_class = importlib.import_module(package + ".planner").RunPlanner
     shipped_rule = bridge.forms_line
     every = frozenset(range(args.steps))
 
     def sample(pos, settings: dict, computed: frozenset | None) -> tuple[torch.Tensor, int]:
         """Sample with the node's ``settings``; ``computed``: exactly these steps (the planner overridden)."""
         model = h.adacache(None, base, reuse="forecast", **settings)
-        original = planner_class._decide
-        if computed is not None:
-            def decide(planner, step: int) -> None:
-                original(planner, step)
-                planner.forced, planner._next_computed = computed, args.steps
-            planner_class._decide = decide
-        try:
+        with computing_exactly(h, model, computed, args.steps) if computed is not None else contextlib.nullcontext():
             out = h.ksample(model, pos, empty, latent, steps=args.steps)
-        finally:
-            planner_class._decide = original
         return out, len(h.session_of(model).last_run.computed_steps())
 
     runs = {"only step 2 reused": ({"target_speedup": 0.0}, every - {2}),

@@ -23,8 +23,7 @@ import sys
 import time
 
 import torch
-from tiny_runs import REPO, load, parser
-
+from tiny_runs import REPO, computing_exactly, load, parser
 
 
 def main() -> None:
@@ -41,19 +40,9 @@ def main() -> None:
     forced = {0, args.steps - 2, args.steps - 1}  # always computed by the pack
 
     def sample_with(computed: frozenset[int], pos, seed: int) -> torch.Tensor:
-        """Sample computing exactly ``computed``: the planner's own choice is replaced by membership."""
-        planner_class = sys.modules[type(h.session_of(model)).__module__].RunPlanner  # the class the node's pack uses
-        original = planner_class._decide
-
-        def decide(planner, step: int) -> None:
-            original(planner, step)
-            planner.forced, planner._next_computed = computed, args.steps  # nothing but ``computed`` runs
-
-        planner_class._decide = decide
-        try:
+        """Sample computing exactly ``computed``; checks that the pack did."""
+        with computing_exactly(h, model, computed, args.steps):
             out = h.ksample(model, pos, empty, latent, steps=args.steps, cfg=args.cfg, seed=seed)
-        finally:
-            planner_class._decide = original
         got = h.session_of(model).last_run.computed_steps()
         assert set(got) == set(computed), (got, sorted(computed))
         return out

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -32,3 +33,24 @@ def load(args: argparse.Namespace):
 
     base, conds, empty = helpers.load_tiny(args.model)
     return helpers, base, conds, empty, torch.zeros(*LATENT)
+
+
+@contextlib.contextmanager
+def computing_exactly(h, model, computed: frozenset[int], steps: int):
+    """Inside: every run of ``model`` computes exactly the steps in ``computed`` and reuses the rest.
+
+    The planner's own choice is replaced by membership (its class taken from the pack the node
+    loaded), so a benchmark can sample any schedule, including ones the knob would never pick.
+    """
+    planner_class = sys.modules[type(h.session_of(model)).__module__].RunPlanner
+    original = planner_class._decide
+
+    def decide(planner, step: int) -> None:
+        original(planner, step)
+        planner.forced, planner._next_computed = computed, steps  # nothing but ``computed`` runs
+
+    planner_class._decide = decide
+    try:
+        yield
+    finally:
+        planner_class._decide = original
