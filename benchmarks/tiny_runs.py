@@ -37,10 +37,11 @@ def load(args: argparse.Namespace):
 
 @contextlib.contextmanager
 def computing_exactly(h, model, computed: frozenset[int], steps: int):
-    """Inside: every run of ``model`` computes exactly the steps in ``computed`` and reuses the rest.
+    """Inside: every sampling run of the pack that patched ``model`` computes exactly the steps in
+    ``computed`` and reuses the rest (the planner class is patched, so other models of that pack too).
 
-    The planner's own choice is replaced by membership (its class taken from the pack the node
-    loaded), so a benchmark can sample any schedule, including ones the knob would never pick.
+    The planner's own choice is replaced by membership, so a benchmark can sample any schedule,
+    including ones the knob would never pick.
     """
     planner_class = sys.modules[type(h.session_of(model)).__module__].RunPlanner
     original = planner_class._decide
