@@ -11,7 +11,7 @@ single step in turn (the planner overridden, tiny_runs.computing_exactly).
 The knob promises that asking for less speed never costs quality. This shows, at one setting,
 whether the step it adds is the one that helps: prints per added step the mean change of PSNR of
 the final latents over the classes and per class, marks the knob's choice, and counts the steps
-whose computation lowers PSNR. Writes benchmarks/results/one_more_step_<model>.json.
+whose computation lowers PSNR. Writes benchmarks/results/one_more_step_<model>_<speed>x.json.
 """
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def main() -> None:
     meta = {"command": "benchmarks/bench_one_more_step.py " + " ".join(sys.argv[1:]), "torch": torch.__version__,
             "device": "cpu", "latent": list(latent.shape), "steps": args.steps, "cfg": 5.0,
             "sampler": "euler/simple", "seed": 0}
-    out_path = REPO / "benchmarks" / "results" / f"one_more_step_{args.model}.json"
+    out_path = REPO / "benchmarks" / "results" / f"one_more_step_{args.model}_{args.speed:g}x.json"
     out_path.parent.mkdir(exist_ok=True)
     out_path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     print(report(rows))
