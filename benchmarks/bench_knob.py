@@ -15,6 +15,12 @@ benchmarks/bench_schedule_search.py has results for this model and mode, the gap
 search's best-found PSNR on the same videos at 1.5x, 2x, 3x and 4x. Writes
 benchmarks/results/knob_<model>.json; ``--report`` prints the tables again from that file (for
 example after a new search) without sampling.
+
+``--chain motion|heldout`` samples, in place of the knob's plan, the greedy search's schedules of
+that model (benchmarks/results/search_<model>_<reuse>.json) with as many computed steps as the knob
+would compute at each speed: the search's levels nest too, so this asks how a plan as good as a
+search on one video does on the other videos, of its own model or of the other one. Writes
+knob_<model>_chain_<chain>.json.
 """
 from __future__ import annotations
 
@@ -24,7 +30,7 @@ import sys
 
 import numpy as np
 import torch
-from tiny_runs import REPO, load, parser
+from tiny_runs import REPO, computing_exactly, load, parser
 
 SPEEDS = (1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 3.5, 4.0)
 MODES = ("hold", "forecast")
@@ -35,8 +41,10 @@ def main() -> None:
     ap = parser(__doc__, "heldout")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--report", action="store_true", help="print the tables from the saved results; sample nothing")
+    ap.add_argument("--chain", choices=("motion", "heldout"), help="sample this model's searched schedules instead")
     args = ap.parse_args()
-    results_path = REPO / "benchmarks" / "results" / f"knob_{args.model}.json"
+    suffix = f"_chain_{args.chain}" if args.chain else ""
+    results_path = REPO / "benchmarks" / "results" / f"knob_{args.model}{suffix}.json"
     if args.report:
         rows = json.loads(results_path.read_text())["rows"]
         print(report(rows, list(dict.fromkeys(r["class"] for r in rows)), args.model))
@@ -45,6 +53,7 @@ def main() -> None:
     from tools.quality import psnr
     from tools.tiny_video_data import latent_motion
 
+    chains = {reuse: searched_chain(args.chain, reuse, args.steps) for reuse in MODES} if args.chain else None
     rows = []
     for cls, pos in conds.items():
         for seed in range(args.seeds):
@@ -52,8 +61,13 @@ def main() -> None:
             energy = latent_motion(ref)
             for reuse in MODES:
                 for speed in SPEEDS:
-                    model = h.adacache(None, base, target_speedup=speed, reuse=reuse)
-                    out = h.ksample(model, pos, empty, latent, steps=args.steps, seed=seed)
+                    if chains is None:
+                        model = h.adacache(None, base, target_speedup=speed, reuse=reuse)
+                        out = h.ksample(model, pos, empty, latent, steps=args.steps, seed=seed)
+                    else:
+                        model = h.adacache(None, base, reuse=reuse)
+                        with computing_exactly(h, model, chains[reuse][round(args.steps / speed)], args.steps):
+                            out = h.ksample(model, pos, empty, latent, steps=args.steps, seed=seed)
                     rows.append({"class": cls, "seed": seed, "reuse": reuse, "speed": speed,
                                  "computed": len(h.session_of(model).last_run.computed_steps()),
                                  "psnr": psnr(out, ref), "motion_energy": latent_motion(out) / energy})
@@ -64,6 +78,15 @@ def main() -> None:
     results_path.parent.mkdir(exist_ok=True)
     results_path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     print(report(rows, list(conds), args.model))
+
+
+def searched_chain(model: str, reuse: str, steps: int) -> dict[int, frozenset[int]]:
+    """The greedy search's schedule per computed-step count (its one video's levels; they nest)."""
+    search = json.loads((REPO / "benchmarks" / "results" / f"search_{model}_{reuse}.json").read_text())
+    if search["meta"]["steps"] != steps:
+        sys.exit(f"--chain {model}: its search ran {search['meta']['steps']} steps, not --steps {steps}")
+    (levels,) = search["videos"].values()
+    return {level["computed"]: frozenset(level["steps"]) for level in levels}
 
 
 def mean_of(rows: list[dict], key: str, **where) -> float:
