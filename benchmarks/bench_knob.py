@@ -19,8 +19,9 @@ example after a new search) without sampling.
 ``--chain motion|heldout`` samples, in place of the knob's plan, the greedy search's schedules of
 that model (benchmarks/results/search_<model>_<reuse>.json) with as many computed steps as the knob
 would compute at each speed: the search's levels nest too, so this asks how a plan as good as a
-search on one video does on the other videos, of its own model or of the other one. Writes
-knob_<model>_chain_<chain>.json.
+search on one video does on the other videos, of its own model or of the other one.
+``--chain-latent 5x8x8`` takes the search made at that latent size (bench_schedule_search.py
+``--latent``). Writes knob_<model>_chain_<chain>[_<latent>].json.
 """
 from __future__ import annotations
 
@@ -42,8 +43,10 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--report", action="store_true", help="print the tables from the saved results; sample nothing")
     ap.add_argument("--chain", choices=("motion", "heldout"), help="sample this model's searched schedules instead")
+    ap.add_argument("--chain-latent", help="with --chain: the search made at this latent size, e.g. 5x8x8")
     args = ap.parse_args()
-    suffix = f"_chain_{args.chain}" if args.chain else ""
+    size = f"_{args.chain_latent}" if args.chain_latent else ""
+    suffix = f"_chain_{args.chain}{size}" if args.chain else ""
     results_path = REPO / "benchmarks" / "results" / f"knob_{args.model}{suffix}.json"
     if args.report:
         rows = json.loads(results_path.read_text())["rows"]
@@ -53,7 +56,7 @@ def main() -> None:
     from tools.quality import psnr
     from tools.tiny_video_data import latent_motion
 
-    chains = {reuse: searched_chain(args.chain, reuse, args.steps) for reuse in MODES} if args.chain else None
+    chains = {reuse: searched_chain(f"{args.chain}_{reuse}{size}", args.steps) for reuse in MODES} if args.chain else None
     rows = []
     for cls, pos in conds.items():
         for seed in range(args.seeds):
@@ -80,11 +83,11 @@ def main() -> None:
     print(report(rows, list(conds), args.model))
 
 
-def searched_chain(model: str, reuse: str, steps: int) -> dict[int, frozenset[int]]:
+def searched_chain(name: str, steps: int) -> dict[int, frozenset[int]]:
     """The greedy search's schedule per computed-step count (its one video's levels; they nest)."""
-    search = json.loads((REPO / "benchmarks" / "results" / f"search_{model}_{reuse}.json").read_text())
+    search = json.loads((REPO / "benchmarks" / "results" / f"search_{name}.json").read_text())
     if search["meta"]["steps"] != steps:
-        sys.exit(f"--chain {model}: its search ran {search['meta']['steps']} steps, not --steps {steps}")
+        sys.exit(f"--chain: search_{name}.json ran {search['meta']['steps']} steps, not --steps {steps}")
     (levels,) = search["videos"].values()
     return {level["computed"]: frozenset(level["steps"]) for level in levels}
 

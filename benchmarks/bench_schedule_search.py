@@ -14,7 +14,12 @@ A greedy search is a reference, not a proof of optimality: dropping the cheapest
 miss a schedule that only pays off after several drops. It costs about n^2/2 sampling runs per
 video (about 350 for 30 steps down to 7).
 
-Writes benchmarks/results/search_<model>_<reuse>.json (merged with earlier videos of that file).
+``--latent 5x8x8`` searches at another latent size (frames x height x width): a preview of the model
+that samples several times faster (benchmarks/RESULTS.md, "A searched plan": does a plan searched
+there keep its value at the full size?).
+
+Writes benchmarks/results/search_<model>_<reuse>.json, or search_<model>_<reuse>_<latent>.json with
+``--latent`` (merged with earlier videos of that file).
 """
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ import sys
 import time
 
 import torch
-from tiny_runs import REPO, computing_exactly, load, parser
+from tiny_runs import LATENT, REPO, computing_exactly, load, parser
 
 
 def main() -> None:
@@ -32,8 +37,12 @@ def main() -> None:
     ap.add_argument("--videos", default="static:0,fast:0", help="class:seed pairs, comma-separated")
     ap.add_argument("--cfg", type=float, default=5.0)
     ap.add_argument("--min-computed", type=int, default=7)
+    ap.add_argument("--latent", help="frames x height x width of the latent to search at, e.g. 5x8x8 "
+                                     f"(default: {'x'.join(map(str, LATENT[2:]))}, the size every benchmark samples)")
     args = ap.parse_args()
     h, base, conds, empty, latent = load(args)
+    if args.latent:
+        latent = torch.zeros(*LATENT[:2], *(int(n) for n in args.latent.split("x")))
     from tools.quality import psnr
 
     model = h.adacache(None, base, reuse=args.reuse)
@@ -47,7 +56,8 @@ def main() -> None:
         assert set(got) == set(computed), (got, sorted(computed))
         return out
 
-    out_path = REPO / "benchmarks" / "results" / f"search_{args.model}_{args.reuse}.json"
+    size = f"_{args.latent}" if args.latent else ""
+    out_path = REPO / "benchmarks" / "results" / f"search_{args.model}_{args.reuse}{size}.json"
     results = json.loads(out_path.read_text()) if out_path.exists() else {"videos": {}}
     for video in args.videos.split(","):
         cls, seed = video.split(":")
