@@ -75,27 +75,31 @@ def drop_order(sigmas: list[float], steps: int, forced: set[int], forecast: bool
     weights = step_sizes(sigmas, steps)
     kept = list(range(steps))
     order = []
-
-    def stretches(points: list[int]) -> float:  # reused stretches between consecutive points (the first gives the gap)
-        total = 0.0
-        for i in range(1, len(points)):
-            previous = points[i - 2] if i >= 2 else None
-            total += _segment_error(previous, points[i - 1], points[i], weights, forecast)
-        return total
-
     while True:
-        costs = {}
-        for i, s in enumerate(kept):
-            if s in forced:
-                continue
-            window = kept[max(0, i - 2): i + 3] + ([steps] if i + 2 >= len(kept) - 1 else [])  # steps: the run's end
-            without = [p for p in window if p != s]
-            costs[s] = stretches(without) - stretches(window)
+        costs = {s: drop_cost(kept, s, weights, forecast) for s in kept if s not in forced}
         if not costs:
             return order
         drop = min(costs, key=lambda s: (costs[s], s))
         kept.remove(drop)
         order.append(drop)
+
+
+def drop_cost(kept: list[int], step: int, weights: list[float], forecast: bool) -> float:
+    """Estimated error added when ``step``, one of the computed steps ``kept`` (ascending), is reused instead.
+
+    Only the stretches next to it change (and, with forecast, the one after, whose slope it helped set),
+    so only its neighbourhood is costed. ``weights``: step_sizes of the run, one per step.
+    """
+    steps = len(weights)
+    i = kept.index(step)
+    window = kept[max(0, i - 2): i + 3] + ([steps] if i + 2 >= len(kept) - 1 else [])  # steps: the run's end
+    return _stretches([p for p in window if p != step], weights, forecast) - _stretches(window, weights, forecast)
+
+
+def _stretches(points: list[int], weights: list[float], forecast: bool) -> float:
+    """Error of the reused stretches between consecutive ``points`` (the first one only gives the gap)."""
+    return sum(_segment_error(points[i - 2] if i >= 2 else None, points[i - 1], points[i], weights, forecast)
+               for i in range(1, len(points)))
 
 
 def planned_steps(sigmas: list[float], steps: int, forced: set[int], computed: int, forecast: bool) -> set[int]:

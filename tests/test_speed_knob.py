@@ -66,6 +66,8 @@ def test_local_costing_equals_the_whole_schedule_error(core, steps, forecast):
     kept, expected = set(range(steps)), []
     while kept - forced:
         costs = {s: total(kept - {s}) for s in sorted(kept - forced)}
+        for s, cost in costs.items():  # the local estimate is the whole schedule's change, not only its ranking
+            assert plan.drop_cost(sorted(kept), s, weights, forecast) == pytest.approx(cost - total(kept), abs=1e-12)
         drop = min(costs, key=lambda s: (costs[s], s))
         kept.discard(drop)
         expected.append(drop)
