@@ -20,8 +20,8 @@ example after a new search) without sampling.
 that model (benchmarks/results/search_<model>_<reuse>.json) with as many computed steps as the knob
 would compute at each speed: the search's levels nest too, so this asks how a plan as good as a
 search on one video does on the other videos, of its own model or of the other one.
-``--chain-latent 5x8x8`` takes the search made at that latent size (bench_schedule_search.py
-``--latent``). Writes knob_<model>_chain_<chain>[_<latent>].json.
+``--chain-variant 5x8x8`` (or ``5x8x8_k6``) takes the search made with ``--latent 5x8x8`` (and
+``--candidates 6``) of bench_schedule_search.py. Writes knob_<model>_chain_<chain>[_<variant>].json.
 """
 from __future__ import annotations
 
@@ -43,9 +43,9 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--report", action="store_true", help="print the tables from the saved results; sample nothing")
     ap.add_argument("--chain", choices=("motion", "heldout"), help="sample this model's searched schedules instead")
-    ap.add_argument("--chain-latent", help="with --chain: the search made at this latent size, e.g. 5x8x8")
+    ap.add_argument("--chain-variant", help="with --chain: the end of the search file's name, e.g. 5x8x8 or 5x8x8_k6")
     args = ap.parse_args()
-    size = f"_{args.chain_latent}" if args.chain_latent else ""
+    size = f"_{args.chain_variant}" if args.chain_variant else ""
     suffix = f"_chain_{args.chain}{size}" if args.chain else ""
     results_path = REPO / "benchmarks" / "results" / f"knob_{args.model}{suffix}.json"
     if args.report:

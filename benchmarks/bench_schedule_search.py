@@ -18,8 +18,11 @@ video (about 350 for 30 steps down to 7).
 that samples several times faster (benchmarks/RESULTS.md, "A searched plan": does a plan searched
 there keep its value at the full size?).
 
-Writes benchmarks/results/search_<model>_<reuse>.json, or search_<model>_<reuse>_<latent>.json with
-``--latent`` (merged with earlier videos of that file).
+``--candidates K`` tries at each level only the K steps whose drop the knob's own estimate ranks
+cheapest (adacache_core/speed_plan.drop_cost): about K runs per level instead of one per optional step.
+
+Writes benchmarks/results/search_<model>_<reuse>.json; ``--latent`` and ``--candidates`` add
+``_<latent>`` and ``_k<K>`` to the name (merged with earlier videos of that file).
 """
 from __future__ import annotations
 
@@ -39,8 +42,11 @@ def main() -> None:
     ap.add_argument("--min-computed", type=int, default=7)
     ap.add_argument("--latent", help="frames x height x width of the latent to search at, e.g. 5x8x8 "
                                      f"(default: {'x'.join(map(str, LATENT[2:]))}, the size every benchmark samples)")
+    ap.add_argument("--candidates", type=int, default=0, help="try only this many drops per level, the ones the "
+                                                                  "knob's estimate ranks cheapest (0: every optional step)")
     args = ap.parse_args()
     h, base, conds, empty, latent = load(args)
+    from adacache_core import speed_plan
     if args.latent:
         latent = torch.zeros(*LATENT[:2], *(int(n) for n in args.latent.split("x")))
     from tools.quality import psnr
@@ -56,8 +62,8 @@ def main() -> None:
         assert set(got) == set(computed), (got, sorted(computed))
         return out
 
-    size = f"_{args.latent}" if args.latent else ""
-    out_path = REPO / "benchmarks" / "results" / f"search_{args.model}_{args.reuse}{size}.json"
+    variant = (f"_{args.latent}" if args.latent else "") + (f"_k{args.candidates}" if args.candidates else "")
+    out_path = REPO / "benchmarks" / "results" / f"search_{args.model}_{args.reuse}{variant}.json"
     results = json.loads(out_path.read_text()) if out_path.exists() else {"videos": {}}
     for video in args.videos.split(","):
         cls, seed = video.split(":")
@@ -66,14 +72,22 @@ def main() -> None:
         ref = h.ksample(base, pos, empty, latent, steps=args.steps, cfg=args.cfg, seed=seed)
         kept = frozenset(range(args.steps))
         levels = [{"computed": len(kept), "psnr": None, "steps": sorted(kept)}]
-        started = time.time()
+        started, runs = time.time(), 0
+        if args.candidates:  # every step computed: the unpatched output bit for bit, and the run's sigmas
+            assert torch.equal(sample_with(kept, pos, seed), ref)
+            weights = speed_plan.step_sizes(h.session_of(model).last_run.sigmas, args.steps)
         while len(kept) > args.min_computed:
-            trials = {s: psnr(sample_with(kept - {s}, pos, seed), ref) for s in sorted(kept - forced)}
+            candidates = sorted(kept - forced)
+            if args.candidates:
+                estimate = {s: speed_plan.drop_cost(sorted(kept), s, weights, args.reuse == "forecast") for s in candidates}
+                candidates = sorted(candidates, key=lambda s: (estimate[s], s))[: args.candidates]
+            trials = {s: psnr(sample_with(kept - {s}, pos, seed), ref) for s in candidates}
+            runs += len(trials)
             drop = max(trials, key=trials.get)
             kept = kept - {drop}
             levels.append({"computed": len(kept), "psnr": trials[drop], "steps": sorted(kept), "dropped": drop})
             print(f"{cls}:{seed} {len(kept)} computed: {trials[drop]:.2f} dB (dropped {drop}, "
-                  f"{time.time() - started:.0f} s)", flush=True)
+                  f"{runs} runs, {time.time() - started:.0f} s)", flush=True)
         results["videos"][video] = levels
         results["meta"] = {"command": "benchmarks/bench_schedule_search.py " + " ".join(sys.argv[1:]),
                            "torch": torch.__version__, "device": "cpu", "latent": list(latent.shape),
