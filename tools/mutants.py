@@ -131,6 +131,9 @@ MUTANTS = (
     Mutant("speed-plan-forecast-staleness", "adacache_core/speed_plan.py",
            "return reach * reach / 2 + SLOPE_NOISE * reach / gap", "return reach * reach + SLOPE_NOISE * reach / gap",
            ("tests/test_speed_knob.py", "-k", "by_hand or large_steps")),
+    Mutant("speed-plan-window-misses-the-slope-step", "adacache_core/speed_plan.py",
+           "window = kept[max(0, i - 2): i + 3]", "window = kept[max(0, i - 1): i + 3]",
+           ("tests/test_speed_knob.py", "-k", "local_costing")),
     # -- the viewer's run matching (nodes/viewer.py) ---------------------------------------------------
     Mutant("viewer-shows-the-latest-run", "nodes/viewer.py",
            'trace.output_latent == target if wanted == "output"',
