@@ -46,9 +46,9 @@ def main() -> None:
                                                                   "knob's estimate ranks cheapest (0: every optional step)")
     args = ap.parse_args()
     h, base, conds, empty, latent = load(args)
-    from adacache_core import speed_plan
     if args.latent:
         latent = torch.zeros(*LATENT[:2], *(int(n) for n in args.latent.split("x")))
+    from adacache_core import speed_plan
     from tools.quality import psnr
 
     model = h.adacache(None, base, reuse=args.reuse)
