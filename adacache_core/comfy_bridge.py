@@ -29,7 +29,7 @@ import collections
 import functools
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -40,7 +40,7 @@ from . import forward_override, sequence_parallel
 from .architectures import (Architecture, AttentionResidual, BlockList, SideBlocks, find_architecture, supported_names,
                             unsupported_reason)
 from .config import AdaCacheConfig
-from .planner import RunPlanner
+from .planner import PLAN_NOT_USED, RunPlanner
 from .probe import NO_ATTENTION_PROBE, ProbeMeasurement
 from .span_memory import SpanMemory, forms_line
 from .trace import CallRecord, RunTrace, all_finite, latent_fingerprint
@@ -158,6 +158,13 @@ class AdaCacheSession:
         self._list_of = [self.arch.block_lists.index(block_list) for block_list, _ in blocks]
         self._firsts, self._lasts = _list_bounds(self._list_of)
 
+    def plan_exactly(self, computed: frozenset[int], searched_plan) -> None:
+        """Make the next runs compute exactly the steps ``computed`` (AdaCache Plan Search samples one
+        candidate schedule after another on one patched model): the knob at that budget, giving up
+        the other steps of ``searched_plan``'s sigmas."""
+        self.config = replace(self.config, target_speedup=searched_plan.steps / len(computed),
+                              searched_plan=searched_plan.giving_up_all_but(computed))
+
     @property
     def last_run(self) -> RunTrace | None:
         return self.runs[-1] if self.runs else None
@@ -174,6 +181,9 @@ class AdaCacheSession:
                          steps=max(len(sigmas) - 1, 0), sigmas=sigmas, codebook=[], input_latent=latent_fingerprint(args[1]))
         planner = RunPlanner(self.config, sigmas, cacheable, trace)
         trace.codebook = list(planner.codebook.entries)
+        for note in trace.notes:
+            if note.startswith(PLAN_NOT_USED):
+                LOG.warning("AdaCache [%s]: %s", self.label, note)
         if not all_finite(args[1]):
             trace.notes.append("NaN or infinite values in the sampler's input latent: the samples hold them too; "
                                "check the node that made the latent")
@@ -378,6 +388,8 @@ def patch_model(model, config_for, label: str = "model"):
     if config.moreg is not None and config.moreg.calibration is not None:
         config.moreg.calibration.check_matches(arch.name, len(blocks), config.probe_blocks, config.probe_residual,
                                                config.moreg.strides)
+    if config.searched_plan is not None:
+        config.searched_plan.check_model(arch.name, len(blocks))
     patched = model.clone()
     patch_size = arch.patch_of(diffusion_model)
     session = AdaCacheSession(config, arch, len(blocks), label, patch_size, arch.batch_axis(diffusion_model))

@@ -334,6 +334,8 @@ class AdaCacheConfig:
     sequence_parallel: str = _default("sequence_parallel")  # when to measure over a process group
     probe_residual: str = _default("probe_residual")
     reuse: str = _default("reuse")
+    searched_plan: object | None = None  # a searched_plan.SearchedPlan (which builds on this module): the knob's
+    # drop order, searched on this model by AdaCache Plan Search, in place of the estimate from the step sizes
     forecast_variable: str = "step"  # one of FORECAST_VARIABLES: what the forecast extrapolates along (measured:
     # the step index held up on both tiny models, sigma lost on the held-out one; benchmarks/RESULTS.md)
 
@@ -343,6 +345,13 @@ class AdaCacheConfig:
                                                 or not 0.0 < self.target_speedup <= MAX_SPEEDUP):
             raise SettingsError(f"target_speedup: {shown(self.target_speedup)} must be a number from 0 to {MAX_SPEEDUP:g} "
                                 "(0: off, the preset decides; up to 1: every step computed; above 1: the speed-up asked)")
+        if self.searched_plan is not None and self.target_speedup is None:
+            raise SettingsError("plan: a searched plan tells the speed knob which steps to give up first, and "
+                                "target_speedup is 0 (off: the preset decides); set target_speedup above 0, or "
+                                "disconnect the plan")
+        if self.searched_plan is not None and self.searched_plan.reuse != self.reuse:
+            raise SettingsError(f"plan: it was searched with reuse '{self.searched_plan.reuse}' and this node reuses "
+                                f"with '{self.reuse}'; set reuse to '{self.searched_plan.reuse}', or search again")
         for name in ("start_percent", "end_percent"):
             check_number(name, getattr(self, name), *PATCH_SETTINGS[name].bounds)
         if self.start_percent > self.end_percent:
@@ -373,13 +382,16 @@ class AdaCacheConfig:
             "reuse": self.reuse,
             "forecast_variable": self.forecast_variable if self.reuse == "forecast" else None,
             "moreg": None if self.moreg is None else self.moreg.describe(),
+            "plan": None if self.searched_plan is None else self.searched_plan.describe(),
         }
 
 
-def settings_from_inputs(moreg: MoRegConfig | None = None, num_blocks: int | None = None, **inputs) -> AdaCacheConfig:
+def settings_from_inputs(moreg: MoRegConfig | None = None, num_blocks: int | None = None, searched_plan=None,
+                         **inputs) -> AdaCacheConfig:
     """AdaCacheConfig from AdaCache Patch Model's inputs by name (also sent as plain data to Raylight's
     workers); an input left out takes its default from :data:`PATCH_SETTINGS`. ``num_blocks`` None
-    (the model is not known yet): probe blocks are checked for their form only."""
+    (the model is not known yet): probe blocks are checked for their form only. ``searched_plan``: a
+    parsed searched_plan.SearchedPlan, or None."""
     unknown = [name for name in inputs if name not in PATCH_SETTINGS]
     if unknown:
         raise TypeError(f"settings_from_inputs: unknown input(s) {unknown}")
@@ -393,6 +405,7 @@ def settings_from_inputs(moreg: MoRegConfig | None = None, num_blocks: int | Non
         end_percent=values["end_percent"],
         offload_cache=values["offload_cache"],
         moreg=moreg,
+        searched_plan=searched_plan,
         sequence_parallel=values["sequence_parallel"],
         probe_residual=values["probe_residual"],
         reuse=values["reuse"],

@@ -8,6 +8,8 @@ as in the paper's code, however the work was split.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .config import Codebook, MoRegConfig
@@ -58,3 +60,13 @@ def next_computed_step(step: int, distance: float, codebook: Codebook) -> tuple[
 def forced_steps(steps: int) -> frozenset[int]:
     """Steps always computed: the first and the last two (as the paper's code)."""
     return frozenset(s for s in (0, steps - 2, steps - 1) if 0 <= s < steps)
+
+
+def psnr(test: torch.Tensor, reference: torch.Tensor) -> float:
+    """How close ``test`` is to ``reference``, in dB (inf when identical). The peak is the reference's value
+    range: latents are not in [0, 1]. The score of AdaCache Plan Search, and of the benchmarks."""
+    test, reference = test.float(), reference.float()
+    if torch.equal(test, reference):
+        return math.inf
+    peak = (reference.max() - reference.min()).item()
+    return (10.0 * torch.log10(peak ** 2 / torch.mean((test - reference) ** 2))).item()

@@ -19,6 +19,7 @@ from .config import AdaCacheConfig
 from .trace import DecisionRecord, RunTrace
 
 NON_FINITE_PROBE = "NaN or infinite values in the probe block's output"
+PLAN_NOT_USED = "the plan from AdaCache Plan Search is not used"
 
 
 @dataclass
@@ -90,18 +91,33 @@ class RunPlanner:
         self.budget = None if config.target_speedup is None else min(self.steps, max(
             len(self.forced), round(self.steps / config.target_speedup)))  # a speed-up up to 1 computes every step
         trace.budget = self.budget
-        # speed-knob mode: the steps to compute, planned before the run (speed_plan.py)
-        self.plan = None if self.budget is None else speed_plan.planned_steps(
-            sigmas, self.steps, self.forced, self.budget, config.reuse == "forecast")
-        if self.plan is not None:
+        # speed-knob mode: the steps to compute, planned before the run (speed_plan.py, searched_plan.py)
+        self.plan = None
+        if self.budget is not None:
+            order, planned_from = self._drop_order()
+            self.plan = speed_plan.kept_steps(order, self.steps, self.forced, self.budget)
             unused = "the preset's codebook" + (" and MoReg do" if config.moreg is not None else " does")
             trace.notes.append(f"speed knob {config.target_speedup:g}x: {len(self.plan)} of {self.steps} steps planned "
-                               f"from the sampler's step sizes; {unused} not choose steps (target_speedup 0 lets them)")
+                               f"{planned_from}; {unused} not choose steps (target_speedup 0 lets them)")
         self._prev_factor = 1.0  # MoReg's previous factor; the official code starts it at 1.0
         self._step: int | None = None
         self._computes = True
         self._measure = _StepMeasurement()
         self._group: sequence_parallel.Group | None = None
+
+    def _drop_order(self) -> tuple[list[int], str]:
+        """The order in which the knob gives up steps, and where it comes from: the searched plan where it fits
+        this run, else the estimate from the sampler's step sizes."""
+        estimate = speed_plan.drop_order(self.sigmas, self.steps, self.forced, self.config.reuse == "forecast")
+        searched = self.config.searched_plan
+        if searched is None:
+            return estimate, "from the sampler's step sizes"
+        why = searched.mismatch(self.sigmas, self.config.reuse)
+        if why is not None:
+            self.trace.notes.append(f"{PLAN_NOT_USED}: {why}; search again with this "
+                                    "sampler's steps and scheduler")
+            return estimate, "from the sampler's step sizes"
+        return searched.order_for(estimate), f"from the plan AdaCache Plan Search found ({searched.searched_on})"
 
     def step_of(self, sigma: float) -> int:
         """The step a model call at ``sigma`` belongs to: the last step whose sigma is >= it.

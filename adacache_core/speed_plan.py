@@ -102,7 +102,8 @@ def _stretches(points: list[int], weights: list[float], forecast: bool) -> float
                for i in range(1, len(points)))
 
 
-def planned_steps(sigmas: list[float], steps: int, forced: set[int], computed: int, forecast: bool) -> set[int]:
-    """The steps a run computes when it may compute ``computed`` of its ``steps`` (forced ones included)."""
-    order = drop_order(sigmas, steps, forced, forecast)
-    return set(range(steps)) - set(order[: max(0, steps - max(computed, len(forced)))])
+def kept_steps(order: list[int], steps: int, forced: set[int], computed: int) -> set[int]:
+    """The steps a run computes when it may compute ``computed`` of its ``steps``: all but the first ones
+    of the drop ``order`` (this plan's, or a searched one). Forced steps are never dropped."""
+    droppable = [s for s in order if s not in forced]
+    return set(range(steps)) - set(droppable[: max(0, steps - max(computed, len(forced)))])

@@ -20,6 +20,7 @@ there keep its value at the full size?).
 
 ``--candidates K`` tries at each level only the K steps whose drop the knob's own estimate ranks
 cheapest (adacache_core/speed_plan.drop_cost): about K runs per level instead of one per optional step.
+The loop is the one AdaCache Plan Search runs (adacache_core/searched_plan.search_drop_order).
 
 Writes benchmarks/results/search_<model>_<reuse>.json; ``--latent`` and ``--candidates`` add
 ``_<latent>`` and ``_k<K>`` to the name (merged with earlier videos of that file).
@@ -48,7 +49,7 @@ def main() -> None:
     h, base, conds, empty, latent = load(args)
     if args.latent:
         latent = torch.zeros(*LATENT[:2], *(int(n) for n in args.latent.split("x")))
-    from adacache_core import speed_plan
+    from adacache_core.searched_plan import search_drop_order
     from tools.quality import psnr
 
     model = h.adacache(None, base, reuse=args.reuse)
@@ -70,24 +71,19 @@ def main() -> None:
         seed = int(seed)
         pos = conds[cls]
         ref = h.ksample(base, pos, empty, latent, steps=args.steps, cfg=args.cfg, seed=seed)
-        kept = frozenset(range(args.steps))
-        levels = [{"computed": len(kept), "psnr": None, "steps": sorted(kept)}]
-        started, runs = time.time(), 0
-        if args.candidates:  # every step computed: the unpatched output bit for bit, and the run's sigmas
-            assert torch.equal(sample_with(kept, pos, seed), ref)
-            weights = speed_plan.step_sizes(h.session_of(model).last_run.sigmas, args.steps)
-        while len(kept) > args.min_computed:
-            candidates = sorted(kept - forced)
-            if args.candidates:
-                estimate = {s: speed_plan.drop_cost(sorted(kept), s, weights, args.reuse == "forecast") for s in candidates}
-                candidates = sorted(candidates, key=lambda s: (estimate[s], s))[: args.candidates]
-            trials = {s: psnr(sample_with(kept - {s}, pos, seed), ref) for s in candidates}
-            runs += len(trials)
-            drop = max(trials, key=trials.get)
-            kept = kept - {drop}
-            levels.append({"computed": len(kept), "psnr": trials[drop], "steps": sorted(kept), "dropped": drop})
-            print(f"{cls}:{seed} {len(kept)} computed: {trials[drop]:.2f} dB (dropped {drop}, "
-                  f"{runs} runs, {time.time() - started:.0f} s)", flush=True)
+        assert torch.equal(sample_with(frozenset(range(args.steps)), pos, seed), ref)  # every step: the unpatched output
+        sigmas = h.session_of(model).last_run.sigmas
+        levels = [{"computed": args.steps, "psnr": None, "steps": list(range(args.steps))}]
+        started = time.time()
+
+        def report(computed: int, dropped: int, value: float, runs: int) -> None:
+            steps = sorted(set(levels[-1]["steps"]) - {dropped})
+            levels.append({"computed": computed, "psnr": value, "steps": steps, "dropped": dropped})
+            print(f"{cls}:{seed} {computed} computed: {value:.2f} dB (dropped {dropped}, {runs} runs, "
+                  f"{time.time() - started:.0f} s)", flush=True)
+
+        search_drop_order(sigmas, forced, args.reuse == "forecast", args.candidates,
+                          lambda computed: psnr(sample_with(computed, pos, seed), ref), args.min_computed, report)
         results["videos"][video] = levels
         results["meta"] = {"command": "benchmarks/bench_schedule_search.py " + " ".join(sys.argv[1:]),
                            "torch": torch.__version__, "device": "cpu", "latent": list(latent.shape),

@@ -5,10 +5,12 @@ from .calibrate import AdaCacheCalibrate
 from .demo import DemoLatentPreview, DemoPrompt
 from .moreg import MoRegSettingsNode
 from .patch_model import AdaCachePatchModel
+from .plan_search import AdaCachePlanSearch
 from .raylight import AdaCachePatchModelRaylight
 from .viewer import CacheScheduleViewer
 
-NODES: list[type[io.ComfyNode]] = [AdaCachePatchModel, AdaCachePatchModelRaylight, MoRegSettingsNode, AdaCacheCalibrate, CacheScheduleViewer, DemoPrompt, DemoLatentPreview]
+NODES: list[type[io.ComfyNode]] = [AdaCachePatchModel, AdaCachePatchModelRaylight, MoRegSettingsNode, AdaCacheCalibrate,
+                                  AdaCachePlanSearch, CacheScheduleViewer, DemoPrompt, DemoLatentPreview]
 
 
 class AdaCacheExtension(ComfyExtension):

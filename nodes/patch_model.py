@@ -7,6 +7,7 @@ from ..adacache_core import AdaCacheConfig, SettingsError
 from ..adacache_core.architectures import supported_names
 from ..adacache_core.config import PATCH_SETTINGS, settings_from_inputs
 from ..adacache_core.comfy_bridge import patch_model
+from ..adacache_core.searched_plan import SearchedPlan
 from .types import MoRegSettings, node_label
 
 # How each setting of config.PATCH_SETTINGS shows on the node: its tooltip, and for numbers the widget's
@@ -76,6 +77,10 @@ class AdaCachePatchModel(io.ComfyNode):
                 io.Model.Input("model", tooltip="The model to speed up, from the loader (after LoRAs). An unsupported model "
                                                 "passes through unchanged, with a warning saying why."),
                 *settings_inputs(),
+                io.String.Input("plan", optional=True, force_input=True,
+                                tooltip="Optional: the plan of AdaCache Plan Search on this model. The speed knob then "
+                                        "skips the steps the search found least harmful. Only for the steps and "
+                                        "scheduler it searched with."),
             ],
             outputs=[io.Model.Output(tooltip="The model with AdaCache; connect it to KSampler / SamplerCustomAdvanced.")],
             hidden=[io.Hidden.unique_id],
@@ -86,10 +91,12 @@ class AdaCachePatchModel(io.ComfyNode):
         return check_settings(**inputs)
 
     @classmethod
-    def execute(cls, model, moreg=None, **settings) -> io.NodeOutput:
+    def execute(cls, model, moreg=None, plan: str | None = None, **settings) -> io.NodeOutput:
         """``settings``: the other inputs by name (config.PATCH_SETTINGS); one left out takes its default."""
+        searched_plan = None if plan is None else SearchedPlan.from_text(plan)
+
         def config_for(num_blocks: int) -> AdaCacheConfig:
-            return settings_from_inputs(**settings, moreg=moreg, num_blocks=num_blocks)
+            return settings_from_inputs(**settings, moreg=moreg, searched_plan=searched_plan, num_blocks=num_blocks)
 
         patched, _ = patch_model(model, config_for, label=node_label(cls))
         return io.NodeOutput(patched)

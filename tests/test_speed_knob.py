@@ -74,13 +74,19 @@ def test_local_costing_equals_the_whole_schedule_error(core, steps, forecast):
     assert plan.drop_order(sigmas, steps, forced, forecast) == expected
 
 
+def planned(core, sigmas: list[float], forced: set[int], computed: int, forecast: bool) -> set[int]:
+    """The steps the knob computes in a run of STEPS steps allowed ``computed`` of them (no searched plan)."""
+    plan = core.speed_plan
+    return plan.kept_steps(plan.drop_order(sigmas, STEPS, forced, forecast), STEPS, forced, computed)
+
+
 @pytest.mark.parametrize("forecast", [False, True])
 def test_schedules_nest_and_land_on_their_compute(core, forecast):
     plan = core.speed_plan
     sigmas, forced = wan_sigmas(STEPS), {0, STEPS - 2, STEPS - 1}
     previous = set(range(STEPS))
     for speed in SPEEDS:
-        computed = plan.planned_steps(sigmas, STEPS, forced, round(STEPS / speed), forecast)
+        computed = planned(core, sigmas, forced, round(STEPS / speed), forecast)
         assert len(computed) == round(STEPS / speed)
         assert forced <= computed <= previous  # a faster setting computes a subset of a slower one's steps
         previous = computed
@@ -89,14 +95,14 @@ def test_schedules_nest_and_land_on_their_compute(core, forecast):
 def test_large_steps_of_the_sampler_are_kept_longest(core):
     """The reuse error is weighted by the sampler's step: with Wan's shift the steps grow toward the end."""
     sigmas = wan_sigmas(STEPS)
-    computed = core.speed_plan.planned_steps(sigmas, STEPS, {0, 28, 29}, 10, forecast=False)
+    computed = planned(core, sigmas, {0, 28, 29}, 10, forecast=False)
     early, late = [s for s in computed if s < 15], [s for s in computed if s >= 15]
     assert len(late) > len(early)
     # with equal steps (no shift) the same budget spreads evenly
-    even = core.speed_plan.planned_steps(wan_sigmas(STEPS, shift=1.0), STEPS, {0, 28, 29}, 10, forecast=False)
+    even = planned(core, wan_sigmas(STEPS, shift=1.0), {0, 28, 29}, 10, forecast=False)
     assert abs(len([s for s in even if s < 15]) - len([s for s in even if s >= 15])) <= 2
     # and where the sampler's steps shrink toward the end (the shift inverted), the early steps are kept
-    inverted = core.speed_plan.planned_steps(wan_sigmas(STEPS, shift=1 / 8), STEPS, {0, 28, 29}, 10, forecast=False)
+    inverted = planned(core, wan_sigmas(STEPS, shift=1 / 8), {0, 28, 29}, 10, forecast=False)
     assert len([s for s in inverted if s < 15]) > len([s for s in inverted if s >= 15])
 
 

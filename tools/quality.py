@@ -1,20 +1,13 @@
-"""Quality against the unpatched run: PSNR and SSIM from kornia (a ComfyUI dependency), one definition for all.
-
-PSNR's peak is the reference's value range (latents are not in [0, 1]); identical tensors give inf.
+"""Quality against the unpatched run, one definition for all: PSNR as AdaCache Plan Search scores it
+(adacache_core.measures.psnr: the peak is the reference's value range, identical tensors give inf), SSIM from
+kornia (a ComfyUI dependency).
 """
 from __future__ import annotations
-
-import math
 
 import kornia.metrics
 import torch
 
-
-def psnr(test: torch.Tensor, ref: torch.Tensor) -> float:
-    test, ref = test.float(), ref.float()
-    if torch.equal(test, ref):
-        return math.inf
-    return kornia.metrics.psnr(test, ref, max_val=(ref.max() - ref.min()).item()).item()
+from adacache_core.measures import psnr  # noqa: F401  (the benchmarks' PSNR is the search's)
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor) -> float:

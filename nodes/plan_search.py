@@ -1,0 +1,118 @@
+"""`AdaCache Plan Search`: find by sampling which steps this model can give up first, for the speed knob."""
+from __future__ import annotations
+
+import logging
+
+import comfy.samplers
+from comfy_api.latest import io
+
+from ..adacache_core import SettingsError
+from ..adacache_core.comfy_bridge import patch_model
+from ..adacache_core.config import PATCH_SETTINGS, settings_from_inputs, shown
+from ..adacache_core.measures import forced_steps, psnr
+from ..adacache_core.searched_plan import SearchedPlan, search_drop_order
+from .patch_model import setting_input
+from .types import node_label
+
+LOG = logging.getLogger("adacache")
+MIN_STEPS = 4  # the first and the last two steps are always computed: fewer leave nothing to give up
+MAX_STEPS = 100  # a search samples about candidates x steps runs; beyond this it would run for days
+MAX_CANDIDATES = 50
+
+
+class AdaCachePlanSearch(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="AdaCachePlanSearch",
+            display_name="AdaCache Plan Search",
+            category="AdaCache",
+            description=(
+                "Finds which steps your model can skip with the least harm, by sampling: it starts with every step "
+                "computed and gives up one step at a time, each time the one whose loss changes the result least. "
+                "Connect 'plan' to AdaCache Patch Model: its speed knob then skips the steps found here instead of "
+                "guessing from the sampler's step sizes, and asking for less speed does not give a worse result.\n\n"
+                "It samples about candidates x steps times: run it once on a small latent (few frames, low "
+                "resolution) with the steps, sampler and scheduler you will use, and keep the plan. The plan only "
+                "applies to runs with the same steps and scheduler on this model."),
+            inputs=[
+                io.Model.Input("model", tooltip="The model you will patch with AdaCache (unpatched here)."),
+                io.Conditioning.Input("positive", tooltip="A typical prompt of yours."),
+                io.Conditioning.Input("negative", tooltip="The negative prompt you use (for CFG)."),
+                io.Latent.Input("latent_image", tooltip="A small latent of your model (few frames, low resolution): "
+                                                        "the search samples it many times. The plan works at any size."),
+                io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=True,
+                             tooltip="Keep it fixed: ComfyUI then reuses the plan until another input changes."),
+                io.Int.Input("steps", default=30, min=MIN_STEPS, max=MAX_STEPS,
+                             tooltip="As in your sampler: the plan applies to runs with this many steps."),
+                io.Float.Input("cfg", default=5.0, min=0.0, max=100.0, step=0.1, round=0.01, tooltip="As in your sampler."),
+                io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS, tooltip="As in your sampler."),
+                io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS,
+                               tooltip="As in your sampler: the plan applies to runs with this scheduler."),
+                setting_input("reuse"),
+                io.Int.Input("candidates", default=6, min=1, max=MAX_CANDIDATES,
+                             tooltip="Steps tried before each step is given up (the most promising ones first). Up: a "
+                                     "better plan, a longer search (about this many runs per step)."),
+            ],
+            outputs=[io.String.Output("plan", tooltip="Connect to the 'plan' input of AdaCache Patch Model.")],
+            hidden=[io.Hidden.unique_id],
+        )
+
+    @classmethod
+    def validate_inputs(cls, steps: int | None = None, candidates: int | None = None) -> bool | str:
+        """At queue time, where these are typed in (linked ones arrive as None here, and are checked in execute)."""
+        try:
+            check_counts(MIN_STEPS if steps is None else steps, 1 if candidates is None else candidates)
+        except SettingsError as e:
+            return str(e)
+        return True
+
+    @classmethod
+    def execute(cls, model, positive, negative, latent_image, seed: int, steps: int, cfg: float, sampler_name: str,
+                scheduler: str, candidates: int, reuse: str = PATCH_SETTINGS["reuse"].default) -> io.NodeOutput:
+        check_counts(steps, candidates)
+        patched, session = patch_model(model, lambda num_blocks: settings_from_inputs(
+            reuse=reuse, target_speedup=1.0, num_blocks=num_blocks), label=node_label(cls, "plan search"))
+        if session is None:
+            raise SettingsError("model: AdaCache Plan Search samples through AdaCache's hooks and this model is not "
+                                "supported (see the warning above); connect a model AdaCache Patch Model supports")
+        import nodes as comfy_nodes  # ComfyUI's own nodes.py: sample exactly as KSampler does
+
+        def sample():
+            return comfy_nodes.common_ksampler(patched, seed, steps, cfg, sampler_name, scheduler, positive, negative,
+                                               latent_image)[0]["samples"]
+
+        reference = sample()  # target_speedup 1: every step computed, the unpatched output
+        sigmas = session.last_run.sigmas
+        shape = "x".join(map(str, latent_image["samples"].shape[2:]))
+        plan = SearchedPlan(session.arch.name, session.num_blocks, reuse, tuple(sigmas), drop_order=(),
+                            searched_on=f"{steps} steps {sampler_name}/{scheduler}, cfg {cfg:g}, seed {seed}, "
+                                        f"latent {shape}, {candidates} candidates")
+
+        def score(computed: frozenset[int]) -> float:
+            session.plan_exactly(computed, plan)
+            out = sample()
+            got = set(session.last_run.computed_steps())
+            if got != computed:
+                raise RuntimeError(f"AdaCache Plan Search: asked to compute steps {sorted(computed)}, the run computed "
+                                   f"{sorted(got)}")
+            return psnr(out, reference)
+
+        def report(computed: int, dropped: int, value: float, runs: int) -> None:
+            LOG.info("AdaCache Plan Search: %d of %d steps computed, %.2f dB (step %d given up; %d runs so far)",
+                     computed, steps, value, dropped, runs)
+
+        found = search_drop_order(sigmas, forced_steps(steps), reuse == "forecast", candidates, score, on_level=report)
+        plan = SearchedPlan(plan.architecture, plan.blocks, reuse, plan.sigmas, tuple(s for s, _ in found),
+                            tuple(v for _, v in found), plan.searched_on)
+        return io.NodeOutput(plan.to_text())
+
+
+def check_counts(steps: int, candidates: int) -> None:
+    """Refuse a step count or candidate count the search cannot use, before anything samples."""
+    for name, value, low, high, why in (
+            ("steps", steps, MIN_STEPS, MAX_STEPS, "the first and last two steps are always computed, and each step "
+                                                   "costs about 'candidates' sampling runs"),
+            ("candidates", candidates, 1, MAX_CANDIDATES, "how many steps are tried before each one is given up")):
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise SettingsError(f"{name}: must be a whole number from {low} to {high} ({why}), got {shown(value)}")
