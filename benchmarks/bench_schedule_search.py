@@ -22,8 +22,11 @@ there keep its value at the full size?).
 cheapest (adacache_core/speed_plan.drop_cost): about K runs per level instead of one per optional step.
 The loop is the one AdaCache Plan Search runs (adacache_core/searched_plan.search_drop_order).
 
-Writes benchmarks/results/search_<model>_<reuse>.json; ``--latent`` and ``--candidates`` add
-``_<latent>`` and ``_k<K>`` to the name (merged with earlier videos of that file).
+``--videos static:0+fast:0`` searches one plan for several videos together: each level drops the step
+whose loss keeps their mean PSNR highest.
+
+Writes benchmarks/results/search_<model>_<reuse>.json; ``--latent``, ``--candidates`` and a joint search
+add ``_<latent>``, ``_k<K>`` and ``_joint`` to the name (merged with earlier videos of that file).
 """
 from __future__ import annotations
 
@@ -38,7 +41,8 @@ from tiny_runs import LATENT, REPO, computing_exactly, load, parser
 def main() -> None:
     ap = parser(__doc__, "motion")
     ap.add_argument("--reuse", choices=("hold", "forecast"), default="forecast")
-    ap.add_argument("--videos", default="static:0,fast:0", help="class:seed pairs, comma-separated")
+    ap.add_argument("--videos", default="static:0,fast:0", help="class:seed pairs, comma-separated; joined by + "
+                                                                  "(static:0+fast:0): one search on their mean PSNR")
     ap.add_argument("--cfg", type=float, default=5.0)
     ap.add_argument("--min-computed", type=int, default=7)
     ap.add_argument("--latent", help="frames x height x width of the latent to search at, e.g. 5x8x8 "
@@ -63,27 +67,30 @@ def main() -> None:
         assert set(got) == set(computed), (got, sorted(computed))
         return out
 
-    variant = (f"_{args.latent}" if args.latent else "") + (f"_k{args.candidates}" if args.candidates else "")
+    variant = ((f"_{args.latent}" if args.latent else "") + (f"_k{args.candidates}" if args.candidates else "")
+               + ("_joint" if "+" in args.videos else ""))
     out_path = REPO / "benchmarks" / "results" / f"search_{args.model}_{args.reuse}{variant}.json"
     results = json.loads(out_path.read_text()) if out_path.exists() else {"videos": {}}
     for video in args.videos.split(","):
-        cls, seed = video.split(":")
-        seed = int(seed)
-        pos = conds[cls]
-        ref = h.ksample(base, pos, empty, latent, steps=args.steps, cfg=args.cfg, seed=seed)
-        assert torch.equal(sample_with(frozenset(range(args.steps)), pos, seed), ref)  # every step: the unpatched output
+        runs = [(conds[cls], int(seed)) for cls, seed in (part.split(":") for part in video.split("+"))]
+        refs = [h.ksample(base, pos, empty, latent, steps=args.steps, cfg=args.cfg, seed=seed) for pos, seed in runs]
+        for (pos, seed), ref in zip(runs, refs):  # every step computed: the unpatched output
+            assert torch.equal(sample_with(frozenset(range(args.steps)), pos, seed), ref)
         sigmas = h.session_of(model).last_run.sigmas
         levels = [{"computed": args.steps, "psnr": None, "steps": list(range(args.steps))}]
         started = time.time()
 
+        def score(computed: frozenset[int]) -> float:
+            """Mean PSNR over the videos searched together."""
+            return sum(psnr(sample_with(computed, pos, seed), ref) for (pos, seed), ref in zip(runs, refs)) / len(runs)
+
         def report(computed: int, dropped: int, value: float, runs: int) -> None:
             steps = sorted(set(levels[-1]["steps"]) - {dropped})
             levels.append({"computed": computed, "psnr": value, "steps": steps, "dropped": dropped})
-            print(f"{cls}:{seed} {computed} computed: {value:.2f} dB (dropped {dropped}, {runs} runs, "
+            print(f"{video} {computed} computed: {value:.2f} dB (dropped {dropped}, {runs} runs, "
                   f"{time.time() - started:.0f} s)", flush=True)
 
-        search_drop_order(sigmas, forced, args.reuse == "forecast", args.candidates,
-                          lambda computed: psnr(sample_with(computed, pos, seed), ref), args.min_computed, report)
+        search_drop_order(sigmas, forced, args.reuse == "forecast", args.candidates, score, args.min_computed, report)
         results["videos"][video] = levels
         results["meta"] = {"command": "benchmarks/bench_schedule_search.py " + " ".join(sys.argv[1:]),
                            "torch": torch.__version__, "device": "cpu", "latent": list(latent.shape),

@@ -31,13 +31,17 @@ class AdaCachePlanSearch(io.ComfyNode):
                 "Finds which steps your model can skip with the least harm, by sampling: it starts with every step "
                 "computed and gives up one step at a time, each time the one whose loss changes the result least. "
                 "Connect 'plan' to AdaCache Patch Model: its speed knob then skips the steps found here instead of "
-                "guessing from the sampler's step sizes, and asking for less speed does not give a worse result.\n\n"
-                "It samples about candidates x steps times: run it once on a small latent (few frames, low "
+                "estimating them from the sampler's step sizes: closer to the uncached video at the same speed, and "
+                "steadier as you turn the knob.\n\n"
+                "It samples about candidates x steps times per prompt: run it once on a small latent (few frames, low "
                 "resolution) with the steps, sampler and scheduler you will use, and keep the plan. The plan only "
                 "applies to runs with the same steps and scheduler on this model."),
             inputs=[
                 io.Model.Input("model", tooltip="The model you will patch with AdaCache (unpatched here)."),
                 io.Conditioning.Input("positive", tooltip="A typical prompt of yours."),
+                io.Conditioning.Input("second_positive", optional=True,
+                                      tooltip="Optional: another typical prompt, say a still scene if the first moves. "
+                                              "The plan then suits both; the search takes twice as long."),
                 io.Conditioning.Input("negative", tooltip="The negative prompt you use (for CFG)."),
                 io.Latent.Input("latent_image", tooltip="A small latent of your model (few frames, low resolution): "
                                                         "the search samples it many times. The plan works at any size."),
@@ -69,7 +73,8 @@ class AdaCachePlanSearch(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, positive, negative, latent_image, seed: int, steps: int, cfg: float, sampler_name: str,
-                scheduler: str, candidates: int, reuse: str = PATCH_SETTINGS["reuse"].default) -> io.NodeOutput:
+                scheduler: str, candidates: int, reuse: str = PATCH_SETTINGS["reuse"].default,
+                second_positive=None) -> io.NodeOutput:
         check_counts(steps, candidates)
         patched, session = patch_model(model, lambda num_blocks: settings_from_inputs(
             reuse=reuse, target_speedup=1.0, num_blocks=num_blocks), label=node_label(cls, "plan search"))
@@ -78,25 +83,30 @@ class AdaCachePlanSearch(io.ComfyNode):
                                 "supported (see the warning above); connect a model AdaCache Patch Model supports")
         import nodes as comfy_nodes  # ComfyUI's own nodes.py: sample exactly as KSampler does
 
-        def sample():
-            return comfy_nodes.common_ksampler(patched, seed, steps, cfg, sampler_name, scheduler, positive, negative,
+        prompts = [positive] if second_positive is None else [positive, second_positive]
+
+        def sample(prompt):
+            return comfy_nodes.common_ksampler(patched, seed, steps, cfg, sampler_name, scheduler, prompt, negative,
                                                latent_image)[0]["samples"]
 
-        reference = sample()  # target_speedup 1: every step computed, the unpatched output
+        references = [sample(prompt) for prompt in prompts]  # target_speedup 1: every step computed, as unpatched
         sigmas = session.last_run.sigmas
         shape = "x".join(map(str, latent_image["samples"].shape[2:]))
         plan = SearchedPlan(session.arch.name, session.num_blocks, reuse, tuple(sigmas), drop_order=(),
                             searched_on=f"{steps} steps {sampler_name}/{scheduler}, cfg {cfg:g}, seed {seed}, "
-                                        f"latent {shape}, {candidates} candidates")
+                                        f"latent {shape}, {len(prompts)} prompt(s), {candidates} candidates")
 
         def score(computed: frozenset[int]) -> float:
+            """Mean PSNR over the prompts of runs that compute exactly ``computed``."""
             session.plan_exactly(computed, plan)
-            out = sample()
-            got = set(session.last_run.computed_steps())
-            if got != computed:
-                raise RuntimeError(f"AdaCache Plan Search: asked to compute steps {sorted(computed)}, the run computed "
-                                   f"{sorted(got)}")
-            return psnr(out, reference)
+            total = 0.0
+            for prompt, reference in zip(prompts, references):
+                total += psnr(sample(prompt), reference)
+                got = set(session.last_run.computed_steps())
+                if got != computed:
+                    raise RuntimeError(f"AdaCache Plan Search: asked to compute steps {sorted(computed)}, the run "
+                                       f"computed {sorted(got)}")
+            return total / len(prompts)
 
         def report(computed: int, dropped: int, value: float, runs: int) -> None:
             LOG.info("AdaCache Plan Search: %d of %d steps computed, %.2f dB (step %d given up; %d runs so far)",

@@ -133,48 +133,56 @@ def test_a_plan_fits_only_runs_with_its_sigmas_and_reuse(runtime):
 # -- on the tiny model ------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def searched(tiny):
+    """A plan searched on two prompts (the fastest and the stillest class)."""
     base, conds, empty = tiny
-    return json.loads(plan_search(base, conds["fast"], empty))
+    return json.loads(plan_search(base, conds["fast"], empty, second_positive=conds["static"]))
 
 
-def test_search_drops_first_the_step_whose_loss_samples_closest(runtime, tiny, searched):
-    """Brute force on the real model: of all single drops, the plan's first scores best, with the PSNR it reports;
-    every optional step is ranked; the forced ones (first and last two) never are."""
-    from adacache_core.searched_plan import SearchedPlan
+def mean_psnr(runtime, tiny, plan, speedup):
+    """(mean PSNR over the two searched prompts against their unpatched runs, computed steps of each)."""
     from tools.quality import psnr
 
     base, conds, empty = tiny
-    reference = h.ksample(base, conds["fast"], empty, LATENT, steps=STEPS)
+    values, computed = [], []
+    for cls in ("fast", "static"):
+        out, steps, notes = planned_run(runtime, base, conds[cls], empty, plan, speedup)
+        values.append(psnr(out, h.ksample(base, conds[cls], empty, LATENT, steps=STEPS)))
+        computed.append(steps)
+        assert any("AdaCache Plan Search found" in n for n in notes)
+    return sum(values) / 2, computed
+
+
+def test_search_drops_first_the_step_whose_loss_samples_closest(runtime, tiny, searched):
+    """Brute force on the real model: of all single drops, the plan's first scores best on the two prompts, with the
+    PSNR it reports; every optional step is ranked; the forced ones (first and last two) never are."""
+    from adacache_core.searched_plan import SearchedPlan
+
     plan = SearchedPlan.from_text(json.dumps(searched))
     single = {}
     for s in range(1, STEPS - 2):
         only = plan.giving_up_all_but(frozenset(range(STEPS)) - {s}).to_text()
-        out, computed, _ = planned_run(runtime, base, conds["fast"], empty, only, STEPS / (STEPS - 1))
-        assert s not in computed and len(computed) == STEPS - 1
-        single[s] = psnr(out, reference)
+        single[s], computed = mean_psnr(runtime, tiny, only, STEPS / (STEPS - 1))
+        assert all(s not in steps and len(steps) == STEPS - 1 for steps in computed)
     assert searched["drop_order"][0] == max(single, key=single.get)
     assert searched["psnr"][0] == pytest.approx(single[searched["drop_order"][0]], abs=1e-3)
     assert sorted(searched["drop_order"]) == [1, 2, 3, 4, 5]
     assert searched["architecture"].startswith("Wan") and searched["blocks"] == 8 and searched["reuse"] == "forecast"
+    assert "2 prompt(s)" in searched["searched_on"] and "latent 5x8x8" in searched["searched_on"]
 
 
 def test_patch_model_with_the_plan_computes_its_steps_and_reproduces_its_quality(runtime, tiny, searched):
     """Along the knob the run computes what the plan kept at that level, nested, with the PSNR the search
     measured; asking for every step gives the unpatched output bit for bit."""
-    from tools.quality import psnr
-
     base, conds, empty = tiny
-    reference = h.ksample(base, conds["fast"], empty, LATENT, steps=STEPS)
     text = json.dumps(searched)
     out, computed, notes = planned_run(runtime, base, conds["fast"], empty, text, 1.0)
-    assert torch.equal(out, reference) and computed == list(range(STEPS))
+    assert torch.equal(out, h.ksample(base, conds["fast"], empty, LATENT, steps=STEPS)) and computed == list(range(STEPS))
     previous = set(range(STEPS))
-    for level, dropped in enumerate(searched["drop_order"], start=1):
-        out, computed, notes = planned_run(runtime, base, conds["fast"], empty, text, STEPS / (STEPS - level))
-        assert set(computed) == set(range(STEPS)) - set(searched["drop_order"][:level])
+    for level in range(1, len(searched["drop_order"]) + 1):
+        value, (computed, other) = mean_psnr(runtime, tiny, text, STEPS / (STEPS - level))
+        assert set(computed) == set(other) == set(range(STEPS)) - set(searched["drop_order"][:level])
         assert set(computed) < previous
-        assert psnr(out, reference) == pytest.approx(searched["psnr"][level - 1], abs=1e-3)
-        assert any("AdaCache Plan Search found" in n for n in notes)
+        assert value == pytest.approx(searched["psnr"][level - 1], abs=1e-3)
         previous = set(computed)
 
 
