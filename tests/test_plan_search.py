@@ -230,3 +230,27 @@ def test_plan_search_refuses_bad_counts_and_unsupported_models(runtime, tiny):
     unsupported.model.diffusion_model = torch.nn.Linear(1, 1)
     with pytest.raises(ValueError, match="model: AdaCache Plan Search .* not supported"):
         plan_search(unsupported, conds["fast"], empty)
+
+
+def test_plan_search_in_the_demo_workflow_through_the_execution_engine(runtime):
+    """The demo workflow with a Plan Search feeding Patch Model's plan, queued as ComfyUI queues it: the run
+    the viewer saves was planned from the searched plan (6 steps, a small latent, 2 candidates per step)."""
+    from tools import comfy_exec, comfy_runtime
+    from tools.workflow import ui_to_api
+
+    prompt = ui_to_api(json.loads((comfy_runtime.REPO_ROOT / "workflows" / "adacache_demo_tiny_model.json").read_text()))
+    ids = {node["class_type"]: node_id for node_id, node in prompt.items()}
+    sampler = prompt[ids["KSampler"]]["inputs"]
+    sampler["steps"] = 6
+    prompt[ids["EmptyHunyuanLatentVideo"]]["inputs"].update(width=32, height=32, length=9)
+    prompt[ids["AdaCacheScheduleViewer"]]["inputs"]["filename_prefix"] = "plan_search_test/run"
+    prompt["900"] = {"class_type": "AdaCachePlanSearch", "inputs": {
+        "model": [ids["UNETLoader"], 0], "positive": sampler["positive"], "negative": sampler["negative"],
+        "latent_image": sampler["latent_image"], "seed": 0, "steps": 6, "cfg": sampler["cfg"], "sampler_name": "euler",
+        "scheduler": "simple", "reuse": "forecast", "candidates": 2}}
+    prompt[ids["AdaCachePatchModel"]]["inputs"]["plan"] = ["900", 0]
+    comfy_exec.execute(prompt)
+    (saved,) = (runtime.output_dir / "plan_search_test").glob("run_*.json")
+    (run,) = json.loads(saved.read_text()).values()
+    assert any("from the plan AdaCache Plan Search found (6 steps euler/simple" in note for note in run["notes"])
+    assert run["settings"]["plan"]["steps"] == 6 and run["summary"]["computed_steps"] == 3  # 2x of 6 steps

@@ -122,6 +122,31 @@ def calibrated(spec: Spec) -> dict:
     return wf.to_ui(spec.note)
 
 
+def plan_searched(spec: Spec) -> dict:
+    """The speed knob following a plan AdaCache Plan Search found on this model, on a small latent and two
+    prompts (one still, one moving), sampled as the template samples."""
+    wf = from_template(spec.template)
+    sampler = wf.find("KSampler")[0]
+    model, negative, latent = (wf.source(sampler, name)[0] for name in ("model", "negative", "latent_image"))
+    clip = wf.source(negative, "clip")[0]
+    sampling = {k: v for k, v in zip(widget_names("KSampler"), wf.node(sampler)["widgets_values"])
+                if k in ("seed", "steps", "cfg", "sampler_name", "scheduler")}
+    (patch, _), = adacache(wf)
+    search = wf.add("AdaCachePlanSearch", sampling, pos=wf.node(patch)["pos"])
+    small = wf.add(wf.node(latent)["type"], {"width": 320, "height": 192, "length": 17}, pos=wf.node(latent)["pos"],
+                   title="Small latent for the search")
+    for i, (text, name) in enumerate((("a quiet mountain lake at dawn, still water, static camera", "positive"),
+                                      ("people dancing at a night festival, fast handheld camera", "second_positive"))):
+        prompt = wf.add("CLIPTextEncode", {"text": text}, pos=wf.node(negative)["pos"], title=f"Search prompt {i + 1}")
+        wf.connect(clip, 0, prompt, "clip")
+        wf.connect(prompt, 0, search, name)
+    for src, name in ((model, "model"), (negative, "negative"), (small, "latent_image")):
+        wf.connect(src, 0, search, name)
+    wf.connect(search, 0, patch, "plan")
+    viewer(wf, [patch])
+    return wf.to_ui(spec.note)
+
+
 def raylight_pack() -> dict:
     """Raylight's registry id, repository and version (its pyproject), so the front end can name the pack to install."""
     project = tomllib.loads((comfy_runtime.RAYLIGHT / "pyproject.toml").read_text())
@@ -199,6 +224,12 @@ WORKFLOWS = {
         "keeps their result while their inputs stay the same), and MoReg then judges your prompt's motion against "
         "theirs at every noise level instead of the paper's scale 0.385, which was set on Open-Sora. The speed knob is "
         "off here (target_speedup 0), so the paper's codebook and MoReg choose the steps.", calibrated),
+    "wan2.1_t2v_1.3B_adacache_plan_search.json": Spec(
+        "text_to_video_wan", "Wan 2.1 T2V 1.3B with AdaCache's speed knob following a plan searched on this model: "
+        "AdaCache Plan Search samples two typical prompts (one still, one moving) on a small latent many times, once "
+        "(ComfyUI keeps its plan while its inputs stay the same; expect it to take about 6 x steps x 2 small runs), and "
+        "finds which steps this model skips with the least harm. Keep its steps, sampler and scheduler equal to the "
+        "KSampler's: the plan applies only to runs with the same noise levels. " + KNOB, plan_searched),
     "wan2.1_i2v_480p_14B_adacache.json": Spec("image_to_video_wan", "Wan 2.1 I2V 14B 480p with AdaCache, on ComfyUI's template. " + KNOB),
     "wan2.2_t2v_A14B_two_experts_adacache.json": Spec(
         "video_wan2_2_14B_t2v", "Wan 2.2 A14B T2V with AdaCache on both experts, on the 20-step path of ComfyUI's "
