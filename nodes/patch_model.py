@@ -70,7 +70,8 @@ class AdaCachePatchModel(io.ComfyNode):
                 "target_speedup is the speed knob: 2 computes about half of the steps, planned from the sampler's "
                 "step sizes; 0 turns the knob off and the preset's codebook decides after each computed step how "
                 "long to reuse (the paper's adaptive schedule, where MoReg Settings act). 'reuse: forecast' "
-                "continues the last change on a skipped step; 'hold' keeps it as it was.\n\n"
+                "continues the last change on a skipped step; 'hold' keeps it as it was. A 'plan' from AdaCache Plan "
+                "Search makes the knob skip the steps found least harmful on this model.\n\n"
                 f"Supported models: {', '.join(supported_names())}. Other models pass through unpatched with a "
                 "warning that says why. Details: docs/how_it_works.md."),
             inputs=[
