@@ -26,7 +26,9 @@ import json
 import math
 from dataclasses import dataclass
 
+from . import node_text
 from .config import MAX_FRAME_STRIDES, MAX_STRIDE, MOREG_RANGES, PROBE_RESIDUALS, SettingsError, shown
+from .node_text import number, short, whole
 
 FORMAT = "adacache-motion-calibration/1"
 MAX_RUNS = 16  # runs merged into one calibration
@@ -96,40 +98,29 @@ class MotionCalibration:
         return json.dumps({"format": FORMAT, "architecture": self.architecture, "blocks": self.blocks,
                            "probe_blocks": list(self.probe_blocks), "probe_residual": self.probe_residual,
                            "frame_strides": list(self.strides),
-                           "runs": [{"sigmas": [_short(v) for v in s], "motion": [_short(v) for v in m]} for s, m in self.runs]})
+                           "runs": [{"sigmas": [short(v) for v in s], "motion": [short(v) for v in m]} for s, m in self.runs]})
 
     @classmethod
     def from_text(cls, text) -> "MotionCalibration":
         """Parse what :meth:`to_text` wrote; anything else is refused with a message naming the problem."""
-        if not isinstance(text, str):
-            raise SettingsError(f"calibration: must be the text AdaCache Calibrate outputs, got {type(text).__name__} {shown(text)}")
-        if len(text) > MAX_CALIBRATION_TEXT:
-            raise SettingsError(f"calibration: at most {MAX_CALIBRATION_TEXT} characters, got {len(text)}")
-        if not text.strip():  # a text node left blank, or a file that did not load: not a request to run uncalibrated
-            raise SettingsError("calibration: the text is empty; connect the 'calibration' output of AdaCache Calibrate, "
-                                "or leave the input unconnected")
-        try:
-            data = json.loads(text, parse_constant=_refuse_constant)
-            if data.get("format") != FORMAT:
-                raise ValueError(f"format is not {FORMAT!r}")
-            strides = tuple(_whole(s, 1, MAX_STRIDE) for s in data["frame_strides"])
-            if not 1 <= len(strides) <= MAX_FRAME_STRIDES:
-                raise ValueError("frame_strides")
-            residual = data["probe_residual"]
-            if residual not in PROBE_RESIDUALS:
-                raise ValueError(f"probe_residual {shown(residual)}")
-            architecture = data["architecture"]
-            if not isinstance(architecture, str) or len(architecture) > 100:
-                raise ValueError("architecture")
-            return cls(architecture, _whole(data["blocks"], 1, 10_000),
-                       tuple(_whole(b, 0, 9_999) for b in data["probe_blocks"]), residual, strides,
-                       tuple((tuple(map(_number, run["sigmas"])), tuple(map(_number, run["motion"]))) for run in data["runs"]))
-        except SettingsError:
-            raise
-        except (ValueError, KeyError, TypeError, AttributeError, RecursionError, OverflowError) as e:
-            why = {RecursionError: "nested too deeply", OverflowError: "a number too large"}.get(type(e), shown(str(e), 80))
-            raise SettingsError(f"calibration: not a calibration from AdaCache Calibrate ({why}); "
-                                f"connect that node's 'calibration' output, or leave the input unconnected") from None
+        return node_text.parse(text, "calibration", "AdaCache Calibrate", MAX_CALIBRATION_TEXT, cls._from_data)
+
+    @classmethod
+    def _from_data(cls, data: dict) -> "MotionCalibration":
+        if data.get("format") != FORMAT:
+            raise ValueError(f"format is not {FORMAT!r}")
+        strides = tuple(whole(s, 1, MAX_STRIDE) for s in data["frame_strides"])
+        if not 1 <= len(strides) <= MAX_FRAME_STRIDES:
+            raise ValueError("frame_strides")
+        residual = data["probe_residual"]
+        if residual not in PROBE_RESIDUALS:
+            raise ValueError(f"probe_residual {shown(residual)}")
+        architecture = data["architecture"]
+        if not isinstance(architecture, str) or len(architecture) > 100:
+            raise ValueError("architecture")
+        return cls(architecture, whole(data["blocks"], 1, 10_000),
+                   tuple(whole(b, 0, 9_999) for b in data["probe_blocks"]), residual, strides,
+                   tuple((tuple(map(number, run["sigmas"])), tuple(map(number, run["motion"]))) for run in data["runs"]))
 
 
 def _interp(x: float, xs: list[float], ys: tuple[float, ...]) -> float:
@@ -141,27 +132,6 @@ def _interp(x: float, xs: list[float], ys: tuple[float, ...]) -> float:
             t = (x - xs[i]) / (xs[i - 1] - xs[i])
             return ys[i] + t * (ys[i - 1] - ys[i])
     return ys[-1]
-
-
-def _short(value: float) -> float:
-    """Six significant digits: a short text to share, far finer than run-to-run differences."""
-    return float(f"{value:.6g}")
-
-
-def _refuse_constant(name: str):
-    raise ValueError(f"{name} is not a number")
-
-
-def _number(value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{shown(value)} is not a number")
-    return float(value)
-
-
-def _whole(value, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"{shown(value)} is not a whole number from {low} to {high}")
-    return value
 
 
 def measured(trace, config, architecture: str, blocks: int) -> MotionCalibration:

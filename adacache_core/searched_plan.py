@@ -23,8 +23,9 @@ import json
 import math
 from collections.abc import Callable
 
-from . import speed_plan
+from . import node_text, speed_plan
 from .config import REUSE_MODES, SettingsError, shown
+from .node_text import number, short, whole
 
 FORMAT = "adacache-plan/1"
 MAX_STEPS = 1000
@@ -95,48 +96,24 @@ class SearchedPlan:
     def to_text(self) -> str:
         return json.dumps({"format": FORMAT, "architecture": self.architecture, "blocks": self.blocks,
                            "reuse": self.reuse, "searched_on": self.searched_on,
-                           "sigmas": [float(f"{s:.6g}") for s in self.sigmas], "drop_order": list(self.drop_order),
-                           "psnr": [None if math.isinf(p) else round(p, 3) for p in self.psnr]})
+                           "sigmas": [short(s) for s in self.sigmas], "drop_order": list(self.drop_order),
+                           "psnr": [round(p, 3) if math.isfinite(p) else None for p in self.psnr]})  # None: identical
 
     @classmethod
     def from_text(cls, text) -> "SearchedPlan":
         """Parse what :meth:`to_text` wrote; anything else is refused with a message naming the problem."""
-        if not isinstance(text, str):
-            raise SettingsError(f"plan: must be the text AdaCache Plan Search outputs, got {type(text).__name__} {shown(text)}")
-        if len(text) > MAX_PLAN_TEXT:
-            raise SettingsError(f"plan: at most {MAX_PLAN_TEXT} characters, got {len(text)}")
-        if not text.strip():
-            raise SettingsError("plan: the text is empty; connect the 'plan' output of AdaCache Plan Search, "
-                                "or leave the input unconnected")
-        try:
-            data = json.loads(text, parse_constant=_refuse_constant)
-            if data.get("format") != FORMAT:
-                raise ValueError(f"format is not {FORMAT!r}")
-            for name in ("architecture", "searched_on"):
-                if not isinstance(data[name], str) or len(data[name]) > MAX_NOTE:
-                    raise ValueError(name)
-            blocks = data["blocks"]
-            if isinstance(blocks, bool) or not isinstance(blocks, int) or not 1 <= blocks <= 10_000:
-                raise ValueError(f"blocks {shown(blocks)}")
-            return cls(data["architecture"], blocks, data["reuse"], tuple(map(_number, data["sigmas"])),
-                       tuple(data["drop_order"]), tuple(math.inf if p is None else _number(p) for p in data["psnr"]),
-                       data["searched_on"])
-        except SettingsError:
-            raise
-        except (ValueError, KeyError, TypeError, AttributeError, RecursionError, OverflowError) as e:
-            why = {RecursionError: "nested too deeply", OverflowError: "a number too large"}.get(type(e), shown(str(e), 80))
-            raise SettingsError(f"plan: not a plan from AdaCache Plan Search ({why}); connect that node's 'plan' "
-                                "output, or leave the input unconnected") from None
+        return node_text.parse(text, "plan", "AdaCache Plan Search", MAX_PLAN_TEXT, cls._from_data)
 
-
-def _refuse_constant(name: str):
-    raise ValueError(f"{name} is not a number")
-
-
-def _number(value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{shown(value)} is not a number")
-    return float(value)
+    @classmethod
+    def _from_data(cls, data: dict) -> "SearchedPlan":
+        if data.get("format") != FORMAT:
+            raise ValueError(f"format is not {FORMAT!r}")
+        for name in ("architecture", "searched_on"):
+            if not isinstance(data[name], str) or len(data[name]) > MAX_NOTE:
+                raise ValueError(name)
+        return cls(data["architecture"], whole(data["blocks"], 1, 10_000), data["reuse"], tuple(map(number, data["sigmas"])),
+                   tuple(data["drop_order"]), tuple(math.inf if p is None else number(p) for p in data["psnr"]),
+                   data["searched_on"])
 
 
 def search_drop_order(sigmas: list[float], forced: set[int], forecast: bool, candidates: int,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 import comfy.samplers
 from comfy_api.latest import io
@@ -55,8 +56,9 @@ class AdaCachePlanSearch(io.ComfyNode):
                                tooltip="As in your sampler: the plan applies to runs with this scheduler."),
                 setting_input("reuse"),
                 io.Int.Input("candidates", default=6, min=1, max=MAX_CANDIDATES,
-                             tooltip="Steps tried before each step is given up (the most promising ones first). Up: a "
-                                     "better plan, a longer search (about this many runs per step)."),
+                             tooltip="Steps tried before each step is given up (the most promising first): about "
+                                     "this many runs per step. Up: a longer search, sharper on average but less "
+                                     "steady along the knob."),
             ],
             outputs=[io.String.Output("plan", tooltip="Connect to the 'plan' input of AdaCache Patch Model.")],
             hidden=[io.Hidden.unique_id],
@@ -101,7 +103,8 @@ class AdaCachePlanSearch(io.ComfyNode):
             session.plan_exactly(computed, plan)
             total = 0.0
             for prompt, reference in zip(prompts, references):
-                total += psnr(sample(prompt), reference)
+                value = psnr(sample(prompt), reference)
+                total += -math.inf if math.isnan(value) else value  # NaN in the samples: the worst score
                 got = set(session.last_run.computed_steps())
                 if got != computed:
                     raise RuntimeError(f"AdaCache Plan Search: asked to compute steps {sorted(computed)}, the run "

@@ -112,7 +112,7 @@ def test_plan_text_round_trips_and_bad_texts_name_the_plan(runtime):
                      (json.dumps(good | {"reuse": "keep"}), "reuse 'keep'"),
                      (json.dumps(good | {"sigmas": [1.0]}), "sigmas"),
                      (json.dumps(good | {"psnr": [1, 2, 3, 4]}), "more PSNR"),
-                     (json.dumps(good | {"blocks": True}), "blocks"), ('{"a": NaN}', "not a number"), (5, "int")]:
+                     (json.dumps(good | {"blocks": True}), "whole number"), ('{"a": NaN}', "not a number"), (5, "int")]:
         with pytest.raises(SettingsError, match="plan") as e:
             SearchedPlan.from_text(bad)
         assert why in str(e.value)
