@@ -6,7 +6,9 @@ Reads what the benchmarks wrote (results/knob_<model>.json from bench_knob.py, r
 from bench_peers.py) and draws benchmarks/results/knob_chart.png: one row per tiny model; left PSNR
 against the unpatched run, right motion energy kept, both against the compute fraction (1 / speed for
 the knob, block executions / unpatched for the peers). The knob with `forecast` per motion class
-(thin) and on average (thick), with `hold` on average, and each peer's mean curve. No sampling here.
+(thin) and on average (thick), with `hold` on average, the knob following the plan AdaCache Plan Search finds
+on two prompts (results/knob_<model>_chain_<model>_5x8x8_k6_joint.json, where it exists; `forecast`, dashed),
+and each peer's mean curve. No sampling here.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from tiny_runs import REPO
 
 RESULTS = REPO / "benchmarks" / "results"
 MODELS = {"motion": "tuned on", "heldout": "held out (nobody tuned on it)"}
+PLAN_SEARCH = "5x8x8_k6_joint"  # bench_knob.py --chain M --chain-variant: the plan AdaCache Plan Search finds (two prompts)
 PEERS = ("EasyCache", "First-Block Cache", "TeaCache (fitted to the model)", "MagCache (fitted to the model)",
          "uniform every k")
 
@@ -63,6 +66,8 @@ def main() -> None:
         result = json.loads((RESULTS / f"knob_{model}.json").read_text())
         knob = knob_curves(result["rows"], result["meta"]["steps"])
         peers = peer_curves(json.loads((RESULTS / f"peers_{model}.json").read_text())["rows"])
+        plan_path = RESULTS / f"knob_{model}_chain_{model}_{PLAN_SEARCH}.json"
+        searched = knob_curves(json.loads(plan_path.read_text())["rows"], result["meta"]["steps"]) if plan_path.exists() else None
         for col, ax in enumerate(row):
             for peer, points in peers.items():
                 ax.plot([p[0] for p in points], [p[1 + col] for p in points], ":", marker=".", alpha=0.8, label=peer)
@@ -74,6 +79,10 @@ def main() -> None:
                     points = knob[(reuse, "mean")]
                     ax.plot([p[0] for p in points], [p[1 + col] for p in points], "-", color=color, marker="o", lw=2.2,
                             label=f"AdaCache speed knob, {reuse}" + (" (default)" if reuse == "forecast" else ""))
+            if searched is not None:
+                points = searched[("forecast", "mean")]
+                ax.plot([p[0] for p in points], [p[1 + col] for p in points], "--", color="darkred", marker="s", lw=2,
+                        label="speed knob with AdaCache Plan Search, forecast")
             ax.set_xlabel("compute (fraction of the unpatched run; 0.5 = 2x)")
             ax.grid(alpha=0.3)
         row[0].set(ylabel="PSNR vs unpatched (dB)", title=f"tiny model '{model}', {role}: quality")
