@@ -46,8 +46,8 @@ class AdaCachePlanSearch(io.ComfyNode):
                 io.Conditioning.Input("negative", tooltip="The negative prompt you use (for CFG)."),
                 io.Latent.Input("latent_image", tooltip="A small latent of your model (few frames, low resolution): "
                                                         "the search samples it many times. The plan works at any size."),
-                io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=True,
-                             tooltip="Keep it fixed: ComfyUI then reuses the plan until another input changes."),
+                io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=False,  # one search
+                             tooltip="The noise the search samples. ComfyUI reuses the plan until an input changes."),
                 io.Int.Input("steps", default=30, min=MIN_STEPS, max=MAX_STEPS,
                              tooltip="As in your sampler: the plan applies to runs with this many steps."),
                 io.Float.Input("cfg", default=5.0, min=0.0, max=100.0, step=0.1, round=0.01, tooltip="As in your sampler."),
