@@ -10,7 +10,7 @@ from ..adacache_core.comfy_bridge import patch_model
 from ..adacache_core.config import PATCH_SETTINGS, shown
 from .moreg import frame_strides_input
 from .patch_model import setting_input
-from .types import node_label
+from .types import check_sampling_choices, node_label
 
 MIN_STEPS, MAX_STEPS = 2, 10000  # a calibration needs motion measured at two noise levels at least
 
@@ -52,10 +52,12 @@ class AdaCacheCalibrate(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, steps: int | None = None, earlier_calibration: str | None = None) -> bool | str:
+    def validate_inputs(cls, steps: int | None = None, earlier_calibration: str | None = None,
+                        sampler_name: str | None = None, scheduler: str | None = None) -> bool | str:
         """At queue time, where these are typed in (linked ones arrive as None here, and are checked in execute)."""
         try:
             checked_inputs(MIN_STEPS if steps is None else steps, earlier_calibration)
+            check_sampling_choices(sampler_name, scheduler)
         except SettingsError as e:
             return str(e)
         return True
@@ -66,6 +68,7 @@ class AdaCacheCalibrate(io.ComfyNode):
                 probe_residual: str = PATCH_SETTINGS["probe_residual"].default, earlier_calibration: str | None = None) -> io.NodeOutput:
         strides = parse_strides(frame_strides)
         earlier = checked_inputs(steps, earlier_calibration)
+        check_sampling_choices(sampler_name, scheduler)
         latent = latent_image["samples"]
         if latent.ndim != 5 or latent.shape[2] <= strides[0]:
             frames = latent.shape[2] if latent.ndim == 5 else 1

@@ -111,6 +111,8 @@ def check_settings(**inputs) -> bool | str:
     """
     values = {k: v for k, v in inputs.items() if k in PATCH_SETTINGS and v is not None}
     try:
+        if inputs.get("plan") is not None:  # typed in (through the API); a linked plan is checked in execute
+            SearchedPlan.from_text(inputs["plan"])
         settings_from_inputs(**values | {"offload_cache": False}, moreg=None, num_blocks=None)
     except SettingsError as e:
         return str(e)

@@ -13,7 +13,7 @@ from ..adacache_core.config import PATCH_SETTINGS, settings_from_inputs, shown
 from ..adacache_core.measures import forced_steps, psnr
 from ..adacache_core.searched_plan import SearchedPlan, search_drop_order
 from .patch_model import setting_input
-from .types import node_label
+from .types import check_sampling_choices, node_label
 
 LOG = logging.getLogger("adacache")
 MIN_STEPS = 4  # the first and the last two steps are always computed: fewer leave nothing to give up
@@ -65,10 +65,12 @@ class AdaCachePlanSearch(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, steps: int | None = None, candidates: int | None = None) -> bool | str:
+    def validate_inputs(cls, steps: int | None = None, candidates: int | None = None, sampler_name: str | None = None,
+                        scheduler: str | None = None, reuse: str | None = None) -> bool | str:
         """At queue time, where these are typed in (linked ones arrive as None here, and are checked in execute)."""
         try:
             check_counts(MIN_STEPS if steps is None else steps, 1 if candidates is None else candidates)
+            check_sampling_choices(sampler_name, scheduler, reuse)
         except SettingsError as e:
             return str(e)
         return True
@@ -78,6 +80,7 @@ class AdaCachePlanSearch(io.ComfyNode):
                 scheduler: str, candidates: int, reuse: str = PATCH_SETTINGS["reuse"].default,
                 second_positive=None) -> io.NodeOutput:
         check_counts(steps, candidates)
+        check_sampling_choices(sampler_name, scheduler, reuse)
         patched, session = patch_model(model, lambda num_blocks: settings_from_inputs(
             reuse=reuse, target_speedup=1.0, num_blocks=num_blocks), label=node_label(cls, "plan search"))
         if session is None:

@@ -174,6 +174,45 @@ def test_bad_calibration_texts_are_refused_at_queue_time(demo_prompt, text, why)
     assert refusal(with_calibrate_node(demo_prompt, earlier_calibration=calibration_text())) is None
 
 
+def with_plan_search_node(prompt: dict, **inputs) -> dict:
+    """The demo's model, prompt and latent into AdaCache Plan Search, its plan into the demo's Patch Model."""
+    sampler = next(n["inputs"] for n in prompt.values() if n["class_type"] == "KSampler")
+    loader = next(i for i, n in prompt.items() if n["class_type"] == "UNETLoader")
+    search = {"model": [loader, 0], "reuse": "forecast", "candidates": 2,
+              **{k: sampler[k] for k in ("seed", "steps", "cfg", "sampler_name", "scheduler", "positive", "negative",
+                                         "latent_image")}}
+    prompt = with_inputs(prompt, "AdaCachePatchModel", plan=["92", 0])
+    return prompt | {"92": {"class_type": "AdaCachePlanSearch", "inputs": search | inputs}}
+
+
+@pytest.mark.parametrize("name, value, why", [
+    ("steps", 3, "steps: must be a whole number from 4 to 100"), ("steps", 101, "from 4 to 100"),
+    ("candidates", 0, "candidates: must be a whole number from 1 to 50"), ("candidates", "many", "candidates"),
+    ("reuse", "keep", "reuse: 'keep' is not one of the choices (hold, forecast)"), ("seed", -1, "seed"),
+    ("sampler_name", "nope", "sampler_name: 'nope' is not one of the choices (euler,"),
+    ("scheduler", "nope", "scheduler: 'nope' is not one of the choices (simple,"),
+])
+def test_bad_plan_search_inputs_are_refused_at_queue_time(demo_prompt, name, value, why):
+    assert refusal(with_plan_search_node(demo_prompt)) is None
+    message = refusal(with_plan_search_node(demo_prompt, **{name: value}))
+    assert message is not None and why in message, message
+
+
+@pytest.mark.parametrize("text, why", [
+    ("[" * 2000, "nested too deeply"), ("", "the text is empty"), ('{"format": "adacache-plan/1"}', "not a plan"),
+    (calibration_text(), "format is not 'adacache-plan/1'"),  # a calibration connected to the wrong socket
+])
+def test_bad_plan_texts_are_refused_at_queue_time(demo_prompt, text, why):
+    message = refusal(with_inputs(demo_prompt, "AdaCachePatchModel", plan=text))
+    assert message is not None and "plan: " in message and why in message, message
+
+
+@pytest.mark.parametrize("name", ["sampler_name", "scheduler"])
+def test_calibrate_refuses_a_sampler_or_scheduler_that_is_not_a_choice(demo_prompt, name):
+    message = refusal(with_calibrate_node(demo_prompt, **{name: "nope"}))
+    assert message is not None and f"{name}: 'nope' is not one of the choices" in message, message
+
+
 def test_calibrate_needs_two_steps(demo_prompt):
     message = refusal(with_calibrate_node(demo_prompt, steps=1))
     assert message is not None and "steps: a calibration measures the motion at each step and needs 2 to 10000" in message
