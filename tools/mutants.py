@@ -6,7 +6,7 @@ replacement that must match exactly once) and the few test files that should cat
 with ``pytest -x -q``. A mutant is killed when those tests fail; one that survives means a test no
 longer checks what it claims to. The repository itself is never modified.
 
-    .venv/bin/python tools/mutants.py            # every mutant (8 to 11 minutes on 2 busy CPU cores)
+    .venv/bin/python tools/mutants.py            # every mutant (4 to 11 minutes on 2 CPU cores)
     .venv/bin/python tools/mutants.py --list     # names and the tests each runs
     .venv/bin/python tools/mutants.py forecast-backward-along-step reach-guard-dropped
 
