@@ -182,8 +182,8 @@ class AdaCacheSession:
         planner = RunPlanner(self.config, sigmas, cacheable, trace)
         trace.codebook = list(planner.codebook.entries)
         for note in trace.notes:
-            if note.startswith(PLAN_NOT_USED):
-                LOG.warning("AdaCache [%s]: %s", self.label, note)
+            if note.startswith(PLAN_NOT_USED):  # once per model and reason; every run's data keep the note
+                warn_once(f"{self.label}:{note}", f"AdaCache [{self.label}]: {note}")
         if not all_finite(args[1]):
             trace.notes.append("NaN or infinite values in the sampler's input latent: the samples hold them too; "
                                "check the node that made the latent")
