@@ -1,6 +1,7 @@
 """`AdaCache Plan Search`: find by sampling which steps this model can give up first, for the speed knob."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 
@@ -17,7 +18,7 @@ from .types import check_sampling_choices, node_label
 
 LOG = logging.getLogger("adacache")
 MIN_STEPS = 4  # the first and the last two steps are always computed: fewer leave nothing to give up
-MAX_STEPS = 100  # a search samples about candidates x steps runs; beyond this it would run for days
+MAX_STEPS = 100  # the last levels ask the knob for steps / 3, within config.MAX_SPEEDUP (50)
 MAX_CANDIDATES = 50
 
 
@@ -119,8 +120,7 @@ class AdaCachePlanSearch(io.ComfyNode):
                      computed, steps, value, dropped, runs)
 
         found = search_drop_order(sigmas, forced_steps(steps), reuse == "forecast", candidates, score, on_level=report)
-        plan = SearchedPlan(plan.architecture, plan.blocks, reuse, plan.sigmas, tuple(s for s, _ in found),
-                            tuple(v for _, v in found), plan.searched_on)
+        plan = dataclasses.replace(plan, drop_order=tuple(s for s, _ in found), psnr=tuple(v for _, v in found))
         return io.NodeOutput(plan.to_text())
 
 

@@ -37,7 +37,8 @@ def planned_run(runtime, model, cond, empty, plan, speedup, steps=STEPS, schedul
 
 
 # -- the search, framework-free -------------------------------------------------------------------------
-def wan_sigmas(steps):
+def linear_sigmas(steps):
+    """Evenly spaced sigmas from 1 to 0 (the estimate's step sizes all equal)."""
     return [1.0 - i / steps for i in range(steps)] + [0.0]
 
 
@@ -53,7 +54,7 @@ def test_search_gives_up_the_step_that_scores_best_not_the_one_the_estimate_like
         scored.append(computed)
         return -sum(harm[s] for s in harm if s not in computed)
 
-    found = search_drop_order(wan_sigmas(9), {0, 7, 8}, True, 0, score)
+    found = search_drop_order(linear_sigmas(9), {0, 7, 8}, True, 0, score)
     assert [s for s, _ in found] == [2, 6, 4, 5, 3, 1]  # least harmful first
     assert [v for _, v in found] == [-1.0, -3.0, -6.0, -11.0, -18.0, -27.0]
     assert len(scored) == 6 + 5 + 4 + 3 + 2 + 1
@@ -68,7 +69,7 @@ def test_search_tries_only_the_candidates_the_estimate_ranks_cheapest(runtime):
     from adacache_core import speed_plan
     from adacache_core.searched_plan import search_drop_order
 
-    sigmas, forced = wan_sigmas(12), {0, 10, 11}
+    sigmas, forced = linear_sigmas(12), {0, 10, 11}
     weights = speed_plan.step_sizes(sigmas, 12)
     levels = []
 
@@ -92,7 +93,7 @@ def test_search_tries_only_the_candidates_the_estimate_ranks_cheapest(runtime):
 def a_plan(**overrides):
     from adacache_core.searched_plan import SearchedPlan
 
-    values = dict(architecture="Wan 2.1", blocks=8, reuse="forecast", sigmas=tuple(wan_sigmas(6)),
+    values = dict(architecture="Wan 2.1", blocks=8, reuse="forecast", sigmas=tuple(linear_sigmas(6)),
                   drop_order=(2, 3, 1), psnr=(math.inf, 40.5, 31.25), searched_on="6 steps") | overrides
     return SearchedPlan(**values)
 
