@@ -361,6 +361,11 @@ def without_adacache(model):
     return clone
 
 
+def blocks_of(arch, diffusion_model) -> list:
+    """Every block AdaCache hooks in ``diffusion_model``, as (block list, index), in order."""
+    return [(bl, i) for bl in arch.block_lists for i in range(len(bl.modules(diffusion_model)))]
+
+
 def patch_model(model, config_for, label: str = "model"):
     """Return a clone of ``model`` (a ModelPatcher) with AdaCache installed, or ``model`` unpatched.
 
@@ -376,7 +381,7 @@ def patch_model(model, config_for, label: str = "model"):
                   f"AdaCache: {unsupported_reason(diffusion_model)}; the model is returned unpatched. "
                   f"Supported: {', '.join(supported_names())}.")
         return model, None
-    blocks = [(bl, i) for bl in arch.block_lists for i in range(len(bl.modules(diffusion_model)))]
+    blocks = blocks_of(arch, diffusion_model)
     list_ends = set(_list_bounds([arch.block_lists.index(block_list) for block_list, _ in blocks])[1])
     if any(list_ends & side.after_blocks(diffusion_model) for side in arch.side_blocks):
         name = type(diffusion_model).__name__

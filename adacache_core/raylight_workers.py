@@ -132,19 +132,39 @@ def moreg_from_plain(data: dict | None):
 
 
 # -- run inside a worker (through on_worker) --------------------------------------------------------
-def install(model, inputs: dict, moreg: dict | None, label: str):
-    """The worker's model with AdaCache: AdaCache Patch Model's ``execute`` on plain data.
+def install(model, inputs: dict, moreg: dict | None, label: str, plan: str | None = None):
+    """The worker's model with AdaCache: AdaCache Patch Model's ``execute`` on plain data (``plan``: its text).
 
     An AdaCache already on the model (an earlier run of the node, with other settings) is taken
     off first, so the node re-patches instead of stacking two AdaCaches.
     """
     from .comfy_bridge import patch_model, without_adacache
     from .config import settings_from_inputs
+    from .searched_plan import SearchedPlan
 
     moreg_config = moreg_from_plain(moreg)
-    patched, _ = patch_model(without_adacache(model),
-                             lambda blocks: settings_from_inputs(**inputs, moreg=moreg_config, num_blocks=blocks), label=label)
+    searched_plan = None if plan is None else SearchedPlan.from_text(plan)
+    patched, _ = patch_model(without_adacache(model), lambda blocks: settings_from_inputs(
+        **inputs, moreg=moreg_config, searched_plan=searched_plan, num_blocks=blocks), label=label)
     return patched
+
+
+def plan_refusal(model, plan: str) -> str | None:
+    """Why the worker's model cannot follow ``plan`` (searched on another model), or None. Asked before
+    installing, so the node refuses with the plan's own message instead of a worker's traceback."""
+    from .architectures import find_architecture
+    from .comfy_bridge import blocks_of
+    from .searched_plan import SearchedPlan
+
+    diffusion_model = model.get_model_object("diffusion_model")
+    arch = find_architecture(diffusion_model)
+    if arch is None:
+        return None  # unsupported: install leaves it unpatched, with its warning
+    try:
+        SearchedPlan.from_text(plan).check_model(arch.name, len(blocks_of(arch, diffusion_model)))
+    except SettingsError as e:
+        return str(e)
+    return None
 
 
 def describe(model) -> dict:

@@ -78,10 +78,7 @@ class AdaCachePatchModel(io.ComfyNode):
                 io.Model.Input("model", tooltip="The model to speed up, from the loader (after LoRAs). An unsupported model "
                                                 "passes through unchanged, with a warning saying why."),
                 *settings_inputs(),
-                io.String.Input("plan", optional=True, force_input=True,
-                                tooltip="Optional: the plan of AdaCache Plan Search on this model. The speed knob then "
-                                        "skips the steps the search found least harmful. Only for the steps and "
-                                        "scheduler it searched with."),
+                plan_input(),
             ],
             outputs=[io.Model.Output(tooltip="The model with AdaCache; connect it to KSampler / SamplerCustomAdvanced.")],
             hidden=[io.Hidden.unique_id],
@@ -117,6 +114,14 @@ def check_settings(**inputs) -> bool | str:
     except SettingsError as e:
         return str(e)
     return True
+
+
+def plan_input() -> io.String.Input:
+    """The optional ``plan`` socket (after the settings: saved workflows keep their widget values)."""
+    return io.String.Input("plan", optional=True, force_input=True,
+                           tooltip="Optional: the plan of AdaCache Plan Search on this model. The speed knob then "
+                                   "skips the steps the search found least harmful. Only for the steps and "
+                                   "scheduler it searched with.")
 
 
 def settings_inputs() -> list:

@@ -7,7 +7,8 @@ from comfy_api.latest import io
 
 from ..adacache_core import raylight_workers as workers
 from ..adacache_core.config import SettingsError, settings_from_inputs
-from .patch_model import check_settings, settings_inputs
+from ..adacache_core.searched_plan import SearchedPlan
+from .patch_model import check_settings, plan_input, settings_inputs
 from .types import RayActors, node_label
 
 LOG = logging.getLogger("adacache")
@@ -33,7 +34,7 @@ class AdaCachePatchModelRaylight(io.ComfyNode):
                 "workers' models in place (as Raylight's own patch nodes do): bypassing the node later does not take "
                 "AdaCache off; reload the model, or set end_percent equal to start_percent, to sample without it."),
             inputs=[RayActors.Input("ray_actors", tooltip="Raylight's workers (RAY_ACTORS), with the model loaded."),
-                    *settings_inputs()],
+                    *settings_inputs(), plan_input()],
             outputs=[RayActors.Output(tooltip="The same workers, their models now with AdaCache; connect them to the "
                                               "Raylight sampler and to Cache Schedule Viewer.")],
             hidden=[io.Hidden.unique_id],
@@ -50,10 +51,16 @@ class AdaCachePatchModelRaylight(io.ComfyNode):
         return check_settings(**inputs)
 
     @classmethod
-    def execute(cls, ray_actors, moreg=None, **settings) -> io.NodeOutput:
-        """``settings``: AdaCache Patch Model's other inputs, by name (plain values, sent to the workers as they are)."""
-        settings_from_inputs(**settings, moreg=moreg, num_blocks=None)  # bad settings: refused here, before any worker
-        workers.run_on_workers(ray_actors, "install", settings, workers.moreg_to_plain(moreg), node_label(cls),
+    def execute(cls, ray_actors, moreg=None, plan: str | None = None, **settings) -> io.NodeOutput:
+        """``settings``: AdaCache Patch Model's other inputs, by name (plain values, sent to the workers as they
+        are, as is the plan's text). Bad settings or a plan for another model: refused before installing."""
+        searched_plan = None if plan is None else SearchedPlan.from_text(plan)
+        settings_from_inputs(**settings, moreg=moreg, searched_plan=searched_plan, num_blocks=None)
+        if plan is not None:
+            refusal = next(filter(None, workers.run_on_workers(ray_actors, "plan_refusal", plan)), None)
+            if refusal is not None:
+                raise SettingsError(refusal)
+        workers.run_on_workers(ray_actors, "install", settings, workers.moreg_to_plain(moreg), node_label(cls), plan,
                                replace_model=True)
         states = workers.run_on_workers(ray_actors, "describe")
         unpatched = [state["reason"] for state in states if not state["patched"]]

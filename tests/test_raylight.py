@@ -157,6 +157,37 @@ def test_the_raylight_node_installs_adacache_in_a_real_ray_actor(runtime, ray_wo
     assert f"/{rh.STEPS} steps" in text and f"computed {rh.STEPS}/{rh.STEPS}" not in text, text
 
 
+def test_the_raylight_node_follows_a_plan_and_refuses_one_for_another_model(runtime, ray_worker):
+    """A plan of AdaCache Plan Search (searched on the same model in this process) drives the workers' knob:
+    the worker samples what the standard node with that plan samples here, planned from the plan. A plan of
+    another model is refused before anything is installed, with the plan's own message."""
+    import ray
+    import nodes
+
+    worker = ray_worker["workers"][0]
+    local = rh.build("Wan", 6)[0]
+    positive, negative, latent = h.conditioning(6, seed=1), h.conditioning(6, seed=2), torch.zeros(rh.CASES["Wan"][0])
+    plan = nodes.NODE_CLASS_MAPPINGS["AdaCachePlanSearch"].execute(
+        model=local, positive=positive, negative=negative, latent_image={"samples": latent}, seed=3, steps=rh.STEPS,
+        cfg=5.0, sampler_name="euler", scheduler="simple", candidates=2, reuse="hold").args[0]
+    settings = rh.SETTINGS | {"target_speedup": 2.0}
+    node = nodes.NODE_CLASS_MAPPINGS["AdaCachePatchModelRaylight"]
+    node.execute(ray_worker, **settings, plan=plan)
+    sampled = ray.get(worker.sample.remote(3))
+    expected = h.ksample(h.adacache(runtime, local, **settings, plan=plan), positive, negative, latent, steps=rh.STEPS, seed=3)
+    assert torch.equal(sampled, expected)
+    (runs,) = runtime.pack.adacache_core.raylight_workers.run_on_workers(ray_worker, "run_data")
+    assert any("from the plan AdaCache Plan Search found" in note for note in runs[-1]["notes"]), runs[-1]["notes"]
+
+    blocks = json.loads(plan)["blocks"]
+    other_model = json.dumps(json.loads(plan) | {"blocks": blocks + 1})
+    with pytest.raises(ValueError, match=f"plan: searched on .* with {blocks + 1} blocks, but this model is .* {blocks} blocks") \
+            as refused:
+        node.execute(ray_worker, **settings, plan=other_model)
+    assert type(refused.value) is runtime.pack.adacache_core.SettingsError  # the node's own, not a worker's traceback
+    assert ray.get(worker.adacache_hooks_on_block_0.remote()) == 1  # the earlier install stays, not stacked
+
+
 def test_under_cfg_parallel_each_rank_runs_one_branch_and_all_take_one_decision(cfg_ranks):
     """Raylight's CFG parallel: half the ranks run cond, half uncond (alone, or each half splitting its
     tokens with Ulysses on 4 ranks). Summed over all (one all_reduce per measured step), the
