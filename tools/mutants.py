@@ -151,6 +151,12 @@ MUTANTS = (
     Mutant("planner-ignores-the-searched-plan", "adacache_core/planner.py",
            "return searched.order_for(estimate), f\"from", "return estimate, f\"from",
            ("tests/test_plan_search.py", "-k", "reproduces_its_quality")),
+    # -- the plan on Raylight's workers (nodes/raylight.py, adacache_core/raylight_workers.py) -----------
+    Mutant("raylight-plan-not-sent", "nodes/raylight.py", "node_label(cls), plan,", "node_label(cls), None,",
+           ("tests/test_raylight.py", "-k", "follows_a_plan")),
+    Mutant("raylight-plan-checked-by-the-worker-only", "adacache_core/raylight_workers.py",
+           "        SearchedPlan.from_text(plan).check_model(", "        SearchedPlan.from_text(plan).steps and (",
+           ("tests/test_raylight.py", "-k", "follows_a_plan")),
     # -- the viewer's run matching (nodes/viewer.py) ---------------------------------------------------
     Mutant("viewer-shows-the-latest-run", "nodes/viewer.py",
            'trace.output_latent == target if wanted == "output"',
@@ -159,12 +165,13 @@ MUTANTS = (
 
 
 def copy_repo(destination: Path) -> Path:
-    """The repository's files (no .git, no virtual environment, no caches) under ``destination``.
-
-    The copy sits beside no ``shared`` folder, so the tests that need ../shared (Raylight) skip there.
-    """
+    """The repository's files (no .git, no virtual environment, no caches) under ``destination``, beside a
+    link to the checkout's ../shared (where it has one): the Raylight tests need its sources and would skip."""
     root = destination / REPO.name
     shutil.copytree(REPO, root, ignore=lambda folder, names: [n for n in names if n in SKIP or n.endswith(".pyc")])
+    shared = REPO.parent / "shared"
+    if shared.is_dir():
+        (destination / "shared").symlink_to(shared.resolve(), target_is_directory=True)
     return root
 
 
