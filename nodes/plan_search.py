@@ -41,7 +41,7 @@ class AdaCachePlanSearch(io.ComfyNode):
             inputs=[
                 io.Model.Input("model", tooltip="The model you will patch with AdaCache (unpatched here)."),
                 io.Conditioning.Input("positive", tooltip="A typical prompt of yours, or the one you will render: the knob "
-                                      "is steadiest on the prompts searched, on any seed."),
+                                      "is steadiest on the prompts searched, on other seeds too."),
                 io.Conditioning.Input("second_positive", optional=True,
                                       tooltip="Optional: another typical prompt, say a still scene if the first moves. "
                                               "The plan then suits both; the search takes twice as long."),
