@@ -1,10 +1,9 @@
 """A plan searched on the user's own model: the order in which the speed knob gives up steps (framework-free).
 
-Why: the knob ranks steps from the sampler's step sizes alone (speed_plan.py). Which reused steps
-really hurt is a property of the model, the same for its still and its moving videos, and it differs
-from model to model: on the project's tiny models a plan searched with real sampling on one video
-kept "less speed is never worse" on that model's other videos where the estimate did not, and did
-not carry over to the other model (benchmarks/RESULTS.md, "A searched plan").
+Why: the knob ranks steps by an estimate made before the run (speed_plan.py), the same for every
+model. Which reused steps really hurt differs from model to model and from video to video; a search
+with real sampling on the user's model and prompts measures it instead (how far that carries to other
+prompts: benchmarks/RESULTS.md).
 
 The search (:func:`search_drop_order`) is greedy, as the reference in
 benchmarks/bench_schedule_search.py: start with every step computed and give up, one at a time, the
@@ -118,7 +117,8 @@ class SearchedPlan:
 
 def search_drop_order(sigmas: list[float], forced: set[int], forecast: bool, candidates: int,
                       score: Callable[[frozenset[int]], float], min_computed: int = 0,
-                      on_level: Callable[[int, int, float, int], None] | None = None) -> list[tuple[int, float]]:
+                      on_level: Callable[[int, int, float, int], None] | None = None,
+                      ranking: speed_plan.StepRanking = speed_plan.REAL_MODEL_RANKING) -> list[tuple[int, float]]:
     """Greedy search: ``[(dropped step, its score), ...]``, the first dropped first.
 
     ``score(computed)`` samples a run that computes exactly the steps ``computed`` and says how close
@@ -126,9 +126,10 @@ def search_drop_order(sigmas: list[float], forced: set[int], forecast: bool, can
     optional steps the estimate ranks cheapest are tried (0: every optional step); the one that scores
     best is dropped (on a tie, the earlier step). Stops when only ``forced`` steps are left or at
     ``min_computed`` computed steps. ``on_level(computed, dropped, score, runs so far)`` reports progress.
+    ``ranking``: the estimate that picks the candidates (the knob's by default).
     """
     steps = len(sigmas) - 1
-    weights = speed_plan.step_sizes(sigmas, steps)
+    weights = ranking.weights(sigmas, steps)
     kept, order, runs = list(range(steps)), [], 0
     while len(kept) > max(min_computed, len(forced)):
         options = [s for s in kept if s not in forced]

@@ -7,22 +7,25 @@ rank before sampling starts, and a run asked for ``n`` computed steps computes t
 best-ranked ones: a slower setting computes every step a faster one does, plus some (the schedules
 nest). How steady quality is along the knob is measured, not promised, in benchmarks/RESULTS.md.
 
-The rank comes from the error a reused step makes in the result, estimated from the sampler's own
-sigmas. A reused step ``j`` adds a stale (or forecast) residual to the model output; the sampler
-moves the latent by that output times its step size ``sigmas[j] - sigmas[j + 1]``, so the same
-staleness costs more where the sampler takes large steps. Staleness grows with the reach ``k``
-(steps since the last computed one): about ``k`` for ``hold``; for ``forecast``, a straight line
-through the last two computed steps (``gap`` apart) misses a bending residual by about ``k * k / 2``,
-and its slope carries the residual's step-to-step jitter divided by the gap it was measured over
-(``SLOPE_NOISE * k / gap``: a slope from two neighbouring steps is the least reliable), up to the
-forecast's reach (span_memory.MAX_REACH gaps), after which it holds. One reuse is costed as a
-forecast though the forecast holds there: right after steps 0 and 1 (span_memory.forms_line). Costing
-it as held moved every later choice by one step and measured 2 dB lower on the tuned-on tiny model.
-Ranks are found greedily, as the reference search in benchmarks/bench_schedule_search.py does with
-real sampling: start with every step computed and drop, one at a time, the step whose reuse adds
+The rank comes from the error a reused step makes in the result. A reused step ``j`` adds a stale (or
+forecast) residual to the model output; how much that costs is the step's weight (``StepRanking``) times
+the residual's staleness. Staleness grows with the reach ``k`` (steps since the last computed one): about
+``k`` for ``hold``; for ``forecast``, a straight line through the last two computed steps (``gap`` apart)
+misses a bending residual by about ``k * k / 2``, and its slope carries the residual's step-to-step jitter
+divided by the gap it was measured over (``SLOPE_NOISE * k / gap``), up to the forecast's reach
+(span_memory.MAX_REACH gaps), after which it holds. One reuse is costed as a forecast though the forecast
+holds there: right after steps 0 and 1 (span_memory.forms_line).
+
+The weight follows what real models show (sources in benchmarks/data/real_weight_schedules.json): the
+first steps of a run set the composition and are the last to be given up (the "head"), and past the head
+every step weighs about the same, whatever the sampler's step size. Ranks are found greedily, as a search
+with real sampling does: start with every step computed and drop, one at a time, the step whose reuse adds
 the least estimated error. Steps that must be computed (``forced``) are never dropped.
 """
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
 
 from .span_memory import MAX_REACH
 
@@ -36,8 +39,38 @@ HOLD_COST = 4.0
 SLOPE_NOISE = 0.25
 
 
+@dataclass(frozen=True)
+class StepRanking:
+    """How much a reused step's error weighs, by where the step sits in the run.
+
+    weight(j) = step_size(j) ** step_size_power * (1 + head_weight * protected(j / steps)), where
+    ``protected`` falls smoothly from 1 to 0 around ``head`` (a fraction of the run) over ``head_softness``.
+    """
+
+    head: float = 0.2  # the fraction of the run whose steps set the composition
+    head_softness: float = 0.02  # how gradually the protection ends, as a fraction of the run
+    head_weight: float = 1000.0  # how much more a head step weighs than a later one
+    step_size_power: float = 0.0  # 1: a step weighs as far as the sampler moves there (in sigma); 0: all alike
+
+    def weights(self, sigmas: list[float], steps: int) -> list[float]:
+        """The weight of each step's reuse error, one per step."""
+        return [size ** self.step_size_power * (1.0 + self.head_weight * self._protected(j / steps))
+                for j, size in enumerate(step_sizes(sigmas, steps))]
+
+    def _protected(self, progress: float) -> float:
+        if self.head_weight == 0:
+            return 0.0
+        return 1.0 / (1.0 + math.exp(min((progress - self.head) / self.head_softness, 700.0)))
+
+
+# The knob's ranking: fitted to LeMiCa's published Wan 2.1 schedules (benchmarks/fit_step_ranking.py).
+REAL_MODEL_RANKING = StepRanking()
+# The ranking from the sampler's step sizes alone, as before the fit: for comparisons in the benchmarks.
+STEP_SIZE_RANKING = StepRanking(head_weight=0.0, step_size_power=1.0)
+
+
 def step_sizes(sigmas: list[float], steps: int) -> list[float]:
-    """How far the sampler moves at each step (in sigma): the weight of that step's output error."""
+    """How far the sampler moves at each step (in sigma)."""
     return [abs(sigmas[j] - sigmas[j + 1]) if j + 1 < len(sigmas) else 0.0 for j in range(steps)]
 
 
@@ -66,13 +99,14 @@ def _segment_error(previous: int | None, start: int, end: int, weights: list[flo
     return sum(weights[j] * reuse_error(j - start, gap, forecast) for j in range(start + 1, end))
 
 
-def drop_order(sigmas: list[float], steps: int, forced: set[int], forecast: bool) -> list[int]:
+def drop_order(sigmas: list[float], steps: int, forced: set[int], forecast: bool,
+               ranking: StepRanking = REAL_MODEL_RANKING) -> list[int]:
     """The optional steps, in the order a faster setting gives them up (the first is dropped first).
 
     Dropping a step changes only the reused stretches next to it and, with forecast, the one after
     (its slope comes from the two computed steps before it), so each candidate is costed locally.
     """
-    weights = step_sizes(sigmas, steps)
+    weights = ranking.weights(sigmas, steps)
     kept = list(range(steps))
     order = []
     while True:
@@ -88,7 +122,7 @@ def drop_cost(kept: list[int], step: int, weights: list[float], forecast: bool) 
     """Estimated error added when ``step``, one of the computed steps ``kept`` (ascending), is reused instead.
 
     Only the stretches next to it change (and, with forecast, the one after, whose slope it helped set),
-    so only its neighbourhood is costed. ``weights``: step_sizes of the run, one per step.
+    so only its neighbourhood is costed. ``weights``: StepRanking.weights of the run, one per step.
     """
     steps = len(weights)
     i = kept.index(step)

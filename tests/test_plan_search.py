@@ -70,7 +70,7 @@ def test_search_tries_only_the_candidates_the_estimate_ranks_cheapest(runtime):
     from adacache_core.searched_plan import search_drop_order
 
     sigmas, forced = linear_sigmas(12), {0, 10, 11}
-    weights = speed_plan.step_sizes(sigmas, 12)
+    weights = speed_plan.REAL_MODEL_RANKING.weights(sigmas, 12)
     levels = []
 
     def score(computed):

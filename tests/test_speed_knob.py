@@ -52,7 +52,7 @@ def test_local_costing_equals_the_whole_schedule_error(core, steps, forecast):
     """drop_order costs each candidate on its neighbourhood; a full recount must pick the same steps."""
     plan = core.speed_plan
     sigmas, forced = wan_sigmas(steps), {0, steps - 2, steps - 1}
-    weights = plan.step_sizes(sigmas, steps)
+    weights = plan.REAL_MODEL_RANKING.weights(sigmas, steps)
 
     def total(computed: set[int]) -> float:
         error, previous, last = 0.0, None, None
@@ -67,17 +67,19 @@ def test_local_costing_equals_the_whole_schedule_error(core, steps, forecast):
     while kept - forced:
         costs = {s: total(kept - {s}) for s in sorted(kept - forced)}
         for s, cost in costs.items():  # the local estimate is the whole schedule's change, not only its ranking
-            assert plan.drop_cost(sorted(kept), s, weights, forecast) == pytest.approx(cost - total(kept), abs=1e-12)
+            assert plan.drop_cost(sorted(kept), s, weights, forecast) == pytest.approx(cost - total(kept), rel=1e-9, abs=1e-9)
         drop = min(costs, key=lambda s: (costs[s], s))
         kept.discard(drop)
         expected.append(drop)
     assert plan.drop_order(sigmas, steps, forced, forecast) == expected
 
 
-def planned(core, sigmas: list[float], forced: set[int], computed: int, forecast: bool) -> set[int]:
-    """The steps the knob computes in a run of STEPS steps allowed ``computed`` of them (no searched plan)."""
-    plan = core.speed_plan
-    return plan.kept_steps(plan.drop_order(sigmas, STEPS, forced, forecast), STEPS, forced, computed)
+def planned(core, sigmas: list[float], forced: set[int], computed: int, forecast: bool, ranking=None) -> set[int]:
+    """The steps the knob computes in a run of len(sigmas) - 1 steps allowed ``computed`` of them (no searched
+    plan), ranked by ``ranking`` (the knob's by default)."""
+    plan, steps = core.speed_plan, len(sigmas) - 1
+    order = plan.drop_order(sigmas, steps, forced, forecast, ranking or plan.REAL_MODEL_RANKING)
+    return plan.kept_steps(order, steps, forced, computed)
 
 
 @pytest.mark.parametrize("forecast", [False, True])
@@ -92,18 +94,53 @@ def test_schedules_nest_and_land_on_their_compute(core, forecast):
         previous = computed
 
 
-def test_large_steps_of_the_sampler_are_kept_longest(core):
-    """The reuse error is weighted by the sampler's step: with Wan's shift the steps grow toward the end."""
-    sigmas = wan_sigmas(STEPS)
-    computed = planned(core, sigmas, {0, 28, 29}, 10, forecast=False)
+def test_by_step_sizes_the_large_steps_of_the_sampler_are_kept_longest(core):
+    """With the step-size ranking (the knob's before the real-model fit), the reuse error is weighted by
+    the sampler's step: with Wan's shift the steps grow toward the end."""
+    sigmas, by_size = wan_sigmas(STEPS), core.speed_plan.STEP_SIZE_RANKING
+    computed = planned(core, sigmas, {0, 28, 29}, 10, False, by_size)
     early, late = [s for s in computed if s < 15], [s for s in computed if s >= 15]
     assert len(late) > len(early)
     # with equal steps (no shift) the same budget spreads evenly
-    even = planned(core, wan_sigmas(STEPS, shift=1.0), {0, 28, 29}, 10, forecast=False)
+    even = planned(core, wan_sigmas(STEPS, shift=1.0), {0, 28, 29}, 10, False, by_size)
     assert abs(len([s for s in even if s < 15]) - len([s for s in even if s >= 15])) <= 2
     # and where the sampler's steps shrink toward the end (the shift inverted), the early steps are kept
-    inverted = planned(core, wan_sigmas(STEPS, shift=1 / 8), {0, 28, 29}, 10, forecast=False)
+    inverted = planned(core, wan_sigmas(STEPS, shift=1 / 8), {0, 28, 29}, 10, False, by_size)
     assert len([s for s in inverted if s < 15]) > len([s for s in inverted if s >= 15])
+
+
+REAL_WEIGHT_SCHEDULES = comfy_runtime.REPO_ROOT / "benchmarks" / "data" / "real_weight_schedules.json"
+
+
+@pytest.mark.parametrize("forecast", [False, True])
+@pytest.mark.parametrize("shift", [5.0, 8.0])
+def test_the_knob_computes_the_first_steps_as_real_wan_schedules_do(core, shift, forecast):
+    """On Wan's real 50-step sigmas, at LeMiCa's published budgets (2x to 3.57x), the knob computes at least 7 of
+    the first 10 steps and its computed steps overlap the real-weight lists (Jaccard index; 0.12-0.29 before the fit)."""
+    import json
+
+    families = json.loads(REAL_WEIGHT_SCHEDULES.read_text())["families"]
+    forced = {0, 48, 49}
+    for family in ("wan2.1_t2v_1.3B", "wan2.1_t2v_14B"):
+        overlaps = []
+        for budget, published in families[family]["budgets"].items():
+            computed = planned(core, wan_sigmas(50, shift), forced, int(budget), forecast)
+            assert len(computed) == int(budget)
+            assert len([s for s in computed if s < 10]) >= 7, (family, budget, sorted(computed))
+            overlaps.append(len(computed & set(published)) / len(computed | set(published)))
+        assert sum(overlaps) / len(overlaps) >= 0.45, (family, overlaps)
+        before = [planned(core, wan_sigmas(50, shift), forced, int(b), forecast, core.speed_plan.STEP_SIZE_RANKING)
+                  for b in families[family]["budgets"]]
+        assert min(len([s for s in k if s < 10]) for k in before) <= 3  # the fit is what protects them
+
+
+def test_the_head_protection_by_hand(core):
+    """The knob's step weights: head steps weigh head_weight + 1 times a later one, the sampler's step size aside."""
+    ranking = core.speed_plan.StepRanking(head=0.5, head_softness=1e-6, head_weight=9.0, step_size_power=0.0)
+    assert ranking.weights([1.0, 0.9, 0.5, 0.2, 0.0], 4) == pytest.approx([10.0, 10.0, 5.5, 1.0])  # 2/4 = the edge
+    sized = core.speed_plan.StepRanking(head_weight=0.0, step_size_power=1.0)
+    assert sized.weights([1.0, 0.9, 0.5, 0.2, 0.0], 4) == pytest.approx([0.1, 0.4, 0.3, 0.2])
+    assert core.speed_plan.REAL_MODEL_RANKING == core.speed_plan.StepRanking()
 
 
 def test_step_sizes_by_hand(core):
