@@ -19,7 +19,7 @@ LATENT = (1, 16, 9, 16, 16)  # 9 latent frames of 16x16: the size every tiny-mod
 def parser(doc: str, model: str) -> argparse.ArgumentParser:
     """The options every tiny-model benchmark takes: which model, how many steps, CPU threads."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", choices=("motion", "heldout"), default=model)
+    ap.add_argument("--model", choices=("motion", "heldout", "clips"), default=model)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--threads", type=int, default=2)
     return ap

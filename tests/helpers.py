@@ -91,7 +91,10 @@ def moreg(**overrides):
 # The project's trained tiny models (tools/train_tiny_wan.py): fixture stem and motion classes from
 # the stillest to the fastest (by their data's frame-to-frame change; tools/tiny_video_data.py).
 TINY_MODELS = {"motion": ("tiny_wan21_motion", ("static", "slow", "orbit", "fast")),
-               "heldout": ("tiny_wan21_heldout", ("static", "slow", "fast", "pan"))}
+               "heldout": ("tiny_wan21_heldout", ("static", "slow", "fast", "pan")),
+               # real content (tools/clip_video_data.py): one clip of each family the templates show, still to fast
+               "clips": ("tiny_wan21_clips", ("ltxv_text_to_video-1", "mochi_text_to_video_example-1",
+                                              "text_to_video_wan-1", "video_hunyuan_video_1.5_720p_t2v-1"))}
 
 
 def load_tiny(name: str):

@@ -125,10 +125,19 @@ def sample_video(spec: VideoSpec, cls: MotionClass, g: torch.Generator) -> torch
     return video
 
 
-def sample_batch(spec: VideoSpec, batch: int, g: torch.Generator) -> tuple[torch.Tensor, list[int]]:
-    labels = torch.randint(len(spec.classes), (batch,), generator=g).tolist()
-    videos = torch.stack([sample_video(spec, spec.classes[i], g) for i in labels])
-    return videos, labels
+class BlobData:
+    """The blob videos of ``spec`` as a training data source: its classes and random batches."""
+
+    def __init__(self, spec: VideoSpec):
+        self.spec = spec
+        self.classes = spec.classes
+
+    def sample_batch(self, batch: int, g: torch.Generator) -> tuple[torch.Tensor, list[int]]:
+        labels = torch.randint(len(self.classes), (batch,), generator=g).tolist()
+        return torch.stack([sample_video(self.spec, self.classes[i], g) for i in labels]), labels
+
+    def describe(self) -> dict:
+        return {k: v for k, v in self.spec.describe().items() if k != "classes"}
 
 
 def latent_motion(video: torch.Tensor) -> float:

@@ -11,6 +11,10 @@ on, and ``heldout``, a model nobody tunes on, that differs in size (dim 256 in 6
 in 8) and in data (other speeds, a camera pan, wave textures, three blobs), so that claims about
 untuned models can be checked on it.
 
+A third recipe, ``clips``, trains on real content instead of blobs (tools/clip_video_data.py): one prompt
+per animated preview of ComfyUI's video templates, many crops, windows and mirrors of each, so that the
+first steps of sampling choose the layout as they do on real models.
+
 Runs on the CPU, deterministic for a seed; writes into demo_models/ (STEM: tiny_wan21_motion or
 tiny_wan21_heldout):
   STEM.safetensors          the model in fp16 (loads with ComfyUI's UNETLoader)
@@ -19,6 +23,7 @@ tiny_wan21_heldout):
 
     .venv/bin/python tools/train_tiny_wan.py                      # about 30 minutes on 2 cores
     .venv/bin/python tools/train_tiny_wan.py --recipe heldout     # about 25 minutes on 2 cores
+    .venv/bin/python tools/train_tiny_wan.py --recipe clips       # about 35 minutes on 2 cores
 """
 from __future__ import annotations
 
@@ -29,12 +34,14 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 from tools import comfy_runtime  # noqa: E402
-from tools.tiny_video_data import HELDOUT_CLASSES, VideoSpec, make_prompt_embeddings, sample_batch  # noqa: E402
+from tools.clip_video_data import ClipData  # noqa: E402
+from tools.tiny_video_data import HELDOUT_CLASSES, BlobData, VideoSpec, make_prompt_embeddings  # noqa: E402
 
 BASE_CONFIG = dict(in_dim=16, out_dim=16, text_dim=4096, freq_dim=256, patch_size=(1, 2, 2), qk_norm=True,
                    cross_attn_norm=True, eps=1e-6)
@@ -42,21 +49,24 @@ BASE_CONFIG = dict(in_dim=16, out_dim=16, text_dim=4096, freq_dim=256, patch_siz
 
 @dataclass(frozen=True)
 class Recipe:
-    """One tiny model: its size, its data, where it is written, how long it trains by default."""
+    """One tiny model: its size, its data (made when training starts), where it is written, how long it trains."""
 
     stem: str
     model_config: dict
-    spec: VideoSpec
+    data: Callable[[], BlobData | ClipData]
     prompt_seed: int
     steps: int
 
 
 RECIPES = {
     "motion": Recipe("tiny_wan21_motion", BASE_CONFIG | dict(dim=128, ffn_dim=512, num_heads=1, num_layers=8),
-                     VideoSpec(), 1234, 1800),
+                     lambda: BlobData(VideoSpec()), 1234, 1800),
     # ComfyUI detects Wan's head count as dim // 128: keep dim a multiple of 128
     "heldout": Recipe("tiny_wan21_heldout", BASE_CONFIG | dict(dim=256, ffn_dim=768, num_heads=2, num_layers=6),
-                      VideoSpec(blobs=3, classes=HELDOUT_CLASSES, texture="waves"), 4321, 1200),
+                      lambda: BlobData(VideoSpec(blobs=3, classes=HELDOUT_CLASSES, texture="waves")), 4321, 1200),
+    # real content: one prompt per animated template preview, many layouts each (tools/clip_video_data.py)
+    "clips": Recipe("tiny_wan21_clips", BASE_CONFIG | dict(dim=256, ffn_dim=768, num_heads=2, num_layers=6),
+                    ClipData, 2468, 1500),
 }
 
 
@@ -85,7 +95,7 @@ def shifted_sigmas(u: torch.Tensor, shift: float) -> torch.Tensor:
     return shift * u / (1 + (shift - 1) * u)
 
 
-def save_fixture(model, prompts, recipe: Recipe, args, loss_log) -> None:
+def save_fixture(model, prompts, recipe: Recipe, data, args, loss_log) -> None:
     from safetensors.torch import save_file
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -95,9 +105,9 @@ def save_fixture(model, prompts, recipe: Recipe, args, loss_log) -> None:
               str(args.out / f"{recipe.stem}_prompts.safetensors"))
     meta = {
         "model_config": {k: list(v) if isinstance(v, tuple) else v for k, v in recipe.model_config.items()},
-        "classes": {c.name: c.describe() for c in recipe.spec.classes},
+        "classes": {c.name: c.describe() for c in data.classes},
         "prompt_classes": list(prompts),
-        "video": {k: v for k, v in recipe.spec.describe().items() if k != "classes"},
+        "video": data.describe(),
         "training": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("out", "checkpoint_every", "threads")},
         "torch": torch.__version__,
         "loss_log": loss_log,
@@ -124,8 +134,8 @@ def main() -> None:
     comfy_runtime.boot()
     torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True)
-    spec = recipe.spec
-    prompts = make_prompt_embeddings(seed=recipe.prompt_seed, classes=spec.classes)
+    data = recipe.data()
+    prompts = make_prompt_embeddings(seed=recipe.prompt_seed, classes=data.classes)
     model = build_model(recipe, args.seed).train()
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     gen = torch.Generator().manual_seed(args.seed)
@@ -134,8 +144,8 @@ def main() -> None:
         opt, lambda i: min(1.0, (i + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(i, args.steps) / args.steps)))
     loss_log, running, t0 = [], 0.0, time.time()
     for step in range(args.steps):
-        x0, labels = sample_batch(spec, args.batch, gen)
-        context = torch.stack([prompts[spec.classes[i].name] for i in labels])
+        x0, labels = data.sample_batch(args.batch, gen)
+        context = torch.stack([prompts[data.classes[i].name] for i in labels])
         drop = torch.rand(args.batch, generator=gen) < args.empty_prob
         context[drop] = prompts["empty"]
         eps = torch.randn(x0.shape, generator=gen)
@@ -155,9 +165,9 @@ def main() -> None:
             print(loss_log[-1], flush=True)
             running = 0.0
         if args.checkpoint_every and (step + 1) % args.checkpoint_every == 0:
-            save_fixture(model, prompts, recipe, args, loss_log)  # lets a long run be looked at early
+            save_fixture(model, prompts, recipe, data, args, loss_log)  # lets a long run be looked at early
 
-    save_fixture(model, prompts, recipe, args, loss_log)
+    save_fixture(model, prompts, recipe, data, args, loss_log)
     print(f"wrote {args.out}/{recipe.stem}.* in {time.time() - t0:.0f}s")
 
 
