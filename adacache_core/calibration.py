@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from . import node_text
 from .config import MAX_FRAME_STRIDES, MAX_STRIDE, MOREG_RANGES, PROBE_RESIDUALS, SettingsError, shown
-from .node_text import number, short, whole
+from .node_text import note, number, short, whole
 
 FORMAT = "adacache-motion-calibration/1"
 MAX_RUNS = 16  # runs merged into one calibration
@@ -115,10 +115,7 @@ class MotionCalibration:
         residual = data["probe_residual"]
         if residual not in PROBE_RESIDUALS:
             raise ValueError(f"probe_residual {shown(residual)}")
-        architecture = data["architecture"]
-        if not isinstance(architecture, str) or len(architecture) > 100:
-            raise ValueError("architecture")
-        return cls(architecture, whole(data["blocks"], 1, 10_000),
+        return cls(note(data["architecture"], "architecture", 100), whole(data["blocks"], 1, 10_000),
                    tuple(whole(b, 0, 9_999) for b in data["probe_blocks"]), residual, strides,
                    tuple((tuple(map(number, run["sigmas"])), tuple(map(number, run["motion"]))) for run in data["runs"]))
 

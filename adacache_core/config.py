@@ -11,7 +11,19 @@ from dataclasses import dataclass, field
 
 
 class SettingsError(ValueError):
-    """A user-facing setting is invalid; the message names the input and what is allowed."""
+    """A user-facing setting is invalid; the message names the input and what is allowed.
+
+    The message is made safe to print first (:func:`printable`): it may quote what the user typed, and
+    ComfyUI logs it; a character the log cannot encode would fail inside ComfyUI's own error handler.
+    """
+
+    def __init__(self, message: str):
+        super().__init__(printable(message))
+
+
+def printable(text: str) -> str:
+    """``text`` with every character that is not printable (control characters, lone surrogates) escaped."""
+    return "".join(c if c.isprintable() or c == "\n" else ascii(c)[1:-1] for c in text)
 
 
 @dataclass(frozen=True)

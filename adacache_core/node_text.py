@@ -31,9 +31,13 @@ def parse(text, name: str, source: str, limit: int, build: Callable[[dict], obje
     except SettingsError:
         raise
     except _PARSE_ERRORS as e:
-        why = {RecursionError: "nested too deeply", OverflowError: "a number too large"}.get(type(e), shown(str(e), 80))
+        why = {RecursionError: "nested too deeply", OverflowError: "a number too large"}.get(type(e), _cut(str(e), 160))
         raise SettingsError(f"{name}: not a {name} from {source} ({why}); connect that node's '{name}' output, "
                             "or leave the input unconnected") from None
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def number(value) -> float:
@@ -45,6 +49,17 @@ def number(value) -> float:
 def whole(value, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise ValueError(f"{shown(value)} is not a whole number from {low} to {high}")
+    return value
+
+
+def note(value, field: str, limit: int) -> str:
+    """A short free text of a plan or calibration (the model's name, what it was searched on): printable only,
+    since the viewer shows it and the console logs it."""
+    if not isinstance(value, str) or len(value) > limit:
+        raise ValueError(f"its {field} {shown(value)} is not a text of at most {limit} characters")
+    if not value.isprintable():
+        raise ValueError(f"its {field} {shown(value)} holds characters that cannot be shown (control characters or broken "
+                         "unicode)")
     return value
 
 

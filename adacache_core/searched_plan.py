@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 from . import node_text, speed_plan
 from .config import REUSE_MODES, SettingsError, shown
-from .node_text import number, short, whole
+from .node_text import note, number, short, whole
 
 FORMAT = "adacache-plan/1"
 MAX_STEPS = 1000
@@ -107,12 +107,9 @@ class SearchedPlan:
     def _from_data(cls, data: dict) -> "SearchedPlan":
         if data.get("format") != FORMAT:
             raise ValueError(f"format is not {FORMAT!r}")
-        for name in ("architecture", "searched_on"):
-            if not isinstance(data[name], str) or len(data[name]) > MAX_NOTE:
-                raise ValueError(name)
-        return cls(data["architecture"], whole(data["blocks"], 1, 10_000), data["reuse"], tuple(map(number, data["sigmas"])),
-                   tuple(data["drop_order"]), tuple(math.inf if p is None else number(p) for p in data["psnr"]),
-                   data["searched_on"])
+        return cls(note(data["architecture"], "architecture", MAX_NOTE), whole(data["blocks"], 1, 10_000), data["reuse"],
+                   tuple(map(number, data["sigmas"])), tuple(data["drop_order"]),
+                   tuple(math.inf if p is None else number(p) for p in data["psnr"]), note(data["searched_on"], "searched_on", MAX_NOTE))
 
 
 def search_drop_order(sigmas: list[float], forced: set[int], forecast: bool, candidates: int,

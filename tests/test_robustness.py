@@ -165,6 +165,7 @@ def with_calibrate_node(prompt: dict, **inputs) -> dict:
     (calibration_text(motion=int("9" * 400)), "a number too large"),  # a raw OverflowError before
     ("", "the text is empty"),  # silently ignored before
     (" \n", "the text is empty"),
+    (calibration_text().replace("Wan 2.1 / 2.2", "\\udcff"), "its architecture '\\\\udcff' holds characters that cannot be shown"),
 ])
 def test_bad_calibration_texts_are_refused_at_queue_time(demo_prompt, text, why):
     message = refusal(with_inputs(demo_prompt, "AdaCacheMoRegSettings", calibration=text))
@@ -201,6 +202,12 @@ def test_bad_plan_search_inputs_are_refused_at_queue_time(demo_prompt, name, val
 @pytest.mark.parametrize("text, why", [
     ("[" * 2000, "nested too deeply"), ("", "the text is empty"), ('{"format": "adacache-plan/1"}', "not a plan"),
     (calibration_text(), "format is not 'adacache-plan/1'"),  # a calibration connected to the wrong socket
+    # a lone surrogate stopped the server's queue (tests/test_server_queue.py); control characters reached the viewer
+    # (the expected texts are as the JSON of the refusal shows them: one backslash doubled)
+    ('{"format": "adacache-plan/1", "architecture": "\\udcff", "blocks": 8, "reuse": "forecast", "searched_on": "", '
+     '"sigmas": [1.0, 0.5, 0.0], "drop_order": [], "psnr": []}', "its architecture '\\\\udcff' holds characters that cannot be shown"),
+    ('{"format": "adacache-plan/1", "architecture": "Wan 2.1 / 2.2", "blocks": 8, "reuse": "forecast", "searched_on": '
+     '"a\\u001b[2Jb", "sigmas": [1.0, 0.5, 0.0], "drop_order": [], "psnr": []}', "its searched_on 'a\\\\x1b[2Jb' holds characters"),
 ])
 def test_bad_plan_texts_are_refused_at_queue_time(demo_prompt, text, why):
     message = refusal(with_inputs(demo_prompt, "AdaCachePatchModel", plan=text))
