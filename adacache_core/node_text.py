@@ -6,6 +6,7 @@ before sampling, with a message that names the input and what to connect instead
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 
 from .config import SettingsError, shown
@@ -41,8 +42,9 @@ def _cut(text: str, limit: int) -> str:
 
 
 def number(value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{shown(value)} is not a number")
+    """A finite number (JSON's 1e999 reads as infinity: refused like the word Infinity)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{shown(value)} is not a finite number")
     return float(value)
 
 

@@ -99,6 +99,10 @@ class RunPlanner:
             unused = "the preset's codebook" + (" and MoReg do" if config.moreg is not None else " does")
             trace.notes.append(f"speed knob {config.target_speedup:g}x: {len(self.plan)} of {self.steps} steps planned "
                                f"{planned_from}; {unused} not choose steps (target_speedup 0 lets them)")
+            if self.steps / config.target_speedup < len(self.forced) - 0.5:  # rounds below what must be computed
+                trace.notes.append(f"speed knob: {config.target_speedup:g}x is more than this run can do: at most "
+                                   f"{self.steps / len(self.forced):.3g}x ({len(self.forced)} of its {self.steps} steps "
+                                   "are always computed)")
         self._prev_factor = 1.0  # MoReg's previous factor; the official code starts it at 1.0
         self._step: int | None = None
         self._computes = True

@@ -6,6 +6,7 @@ import logging
 import math
 
 import comfy.samplers
+import torch
 from comfy_api.latest import io
 
 from ..adacache_core import SettingsError
@@ -68,10 +69,11 @@ class AdaCachePlanSearch(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, steps: int | None = None, candidates: int | None = None, sampler_name: str | None = None,
-                        scheduler: str | None = None, reuse: str | None = None) -> bool | str:
+                        scheduler: str | None = None, reuse: str | None = None, cfg: float | None = None) -> bool | str:
         """At queue time, where these are typed in (linked ones arrive as None here, and are checked in execute)."""
         try:
             check_counts(MIN_STEPS if steps is None else steps, 1 if candidates is None else candidates)
+            check_cfg(0.0 if cfg is None else cfg)
             check_sampling_choices(sampler_name, scheduler, reuse)
         except SettingsError as e:
             return str(e)
@@ -82,7 +84,10 @@ class AdaCachePlanSearch(io.ComfyNode):
                 scheduler: str, candidates: int, reuse: str = PATCH_SETTINGS["reuse"].default,
                 second_positive=None) -> io.NodeOutput:
         check_counts(steps, candidates)
+        check_cfg(cfg)
         check_sampling_choices(sampler_name, scheduler, reuse)
+        check_unpatched(model)
+        check_latent(model, latent_image)
         patched, session = patch_model(model, lambda num_blocks: settings_from_inputs(
             reuse=reuse, target_speedup=1.0, num_blocks=num_blocks), label=node_label(cls, "plan search"))
         if session is None:
@@ -97,6 +102,9 @@ class AdaCachePlanSearch(io.ComfyNode):
                                                latent_image)[0]["samples"]
 
         references = [sample(prompt) for prompt in prompts]  # target_speedup 1: every step computed, as unpatched
+        if not all(bool(torch.isfinite(reference).all()) for reference in references):
+            raise SettingsError("model: its uncached run of these inputs gives NaN or infinite values, so no step can be "
+                                "scored; check the model, the prompts and cfg with a KSampler first")
         sigmas = session.last_run.sigmas
         shape = "x".join(map(str, latent_image["samples"].shape[2:]))
         plan = SearchedPlan(session.arch.name, session.num_blocks, reuse, tuple(sigmas), drop_order=(),
@@ -123,6 +131,35 @@ class AdaCachePlanSearch(io.ComfyNode):
         found = search_drop_order(sigmas, forced_steps(steps), reuse == "forecast", candidates, score, on_level=report)
         plan = dataclasses.replace(plan, drop_order=tuple(s for s, _ in found), psnr=tuple(v for _, v in found))
         return io.NodeOutput(plan.to_text())
+
+
+def check_cfg(cfg) -> None:
+    """Refuse a cfg the search cannot score with: ComfyUI's range check lets NaN through."""
+    if isinstance(cfg, bool) or not isinstance(cfg, (int, float)) or not 0.0 <= cfg <= 100.0:
+        raise SettingsError(f"cfg: must be a number from 0 to 100, got {shown(cfg)}")
+
+
+def check_unpatched(model) -> None:
+    """Refuse a model AdaCache already patched: its knob would act inside every run of the search."""
+    if model.model_options.get("transformer_options", {}).get("adacache") is not None:
+        raise SettingsError("model: it already went through AdaCache Patch Model; connect Plan Search to the model "
+                            "before that node (the loader's output, after LoRAs)")
+
+
+def check_latent(model, latent_image) -> None:
+    """Refuse a latent this model cannot sample (the wrong channel count) or one holding NaN or infinite values."""
+    import comfy.sample
+
+    samples = latent_image.get("samples") if isinstance(latent_image, dict) else None
+    if not isinstance(samples, torch.Tensor):
+        raise SettingsError("latent_image: connect a LATENT (an empty latent node of this model)")
+    channels = model.get_model_object("latent_format").latent_channels
+    fitted = comfy.sample.fix_empty_latent_channels(model, samples)  # as KSampler: an empty latent takes any count
+    if fitted.ndim < 2 or fitted.shape[1] != channels:
+        raise SettingsError(f"latent_image: has {samples.shape[1] if samples.ndim > 1 else 0} channels, this model's "
+                            f"latents have {channels}; use this model's empty latent node or its VAE Encode")
+    if not bool(torch.isfinite(samples).all()):
+        raise SettingsError("latent_image: holds NaN or infinite values; the search could score nothing")
 
 
 def check_counts(steps: int, candidates: int) -> None:

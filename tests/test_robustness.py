@@ -459,3 +459,61 @@ def test_fuzz_refused_at_queue_time_or_run_to_the_end(demo_prompt):
     # bounded: no value makes validation or a run (4 steps) much slower than the demo prompt's own
     assert validation_seconds < 20 * validated * validating, (validation_seconds, validated, validating)
     assert run_seconds < 5 * executed * running, (run_seconds, executed, running)
+
+
+def plan_search_error(prompt: dict) -> str:
+    """The error ComfyUI's execution engine reports for ``prompt`` (which must fail in AdaCache Plan Search)."""
+    from tools import comfy_exec
+
+    with pytest.raises(RuntimeError) as error:
+        comfy_exec.execute(prompt)
+    assert "AdaCachePlanSearch" in str(error.value), error.value
+    return str(error.value)
+
+
+def test_plan_search_refuses_a_model_adacache_already_patched(demo_prompt):
+    """It ran both patches before (every search run computed half its steps) and returned another plan, silently."""
+    prompt = with_plan_search_node(demo_prompt)
+    patch = next(i for i, n in prompt.items() if n["class_type"] == "AdaCachePatchModel")
+    prompt["92"]["inputs"]["model"] = [patch, 0]
+    del prompt[patch]["inputs"]["plan"]  # the plan socket left unconnected: no cycle
+    prompt["93"] = {"class_type": "PreviewAny", "inputs": {"source": ["92", 0]}}
+    assert "model: it already went through AdaCache Patch Model" in plan_search_error(prompt)
+
+
+def test_plan_search_refuses_a_nan_cfg_at_queue_time(demo_prompt):
+    """ComfyUI's own range check lets NaN through (it compares false); the plan's PSNRs were all null."""
+    message = refusal(with_plan_search_node(demo_prompt, cfg=math.nan))
+    assert message is not None and "cfg: must be a number from 0 to 100, got nan" in message, message
+
+
+@pytest.mark.parametrize("latent, why", [
+    ("EmptyHunyuanLatentVideo", "latent_image: holds NaN or infinite values"),  # a plan of null PSNRs before
+    ("EmptyLatentImage", "latent_image: has 4 channels, this model's latents have 16"),  # a raw RuntimeError before
+])
+def test_plan_search_refuses_a_latent_it_cannot_sample(demo_prompt, latent, why):
+    """LatentMultiply by NaN makes a latent that is not empty (NaN counts as non-zero), so ComfyUI keeps its channels."""
+    prompt = with_plan_search_node(demo_prompt)
+    size = {"EmptyLatentImage": {"width": 32, "height": 32, "batch_size": 1},
+            "EmptyHunyuanLatentVideo": {"width": 32, "height": 32, "length": 9, "batch_size": 1}}[latent]
+    prompt["94"] = {"class_type": latent, "inputs": size}
+    prompt["95"] = {"class_type": "LatentMultiply", "inputs": {"samples": ["94", 0], "multiplier": math.nan}}
+    prompt["92"]["inputs"]["latent_image"] = ["95", 0]
+    assert why in plan_search_error(prompt)
+
+
+def test_a_speed_past_the_knobs_reach_is_said_in_the_summary(demo_prompt):
+    """4 steps always compute 3 (the first and last two): 2x asks for more than the 1.33x they allow."""
+    from tools import comfy_exec
+
+    prompt = with_inputs(demo_prompt, "AdaCachePatchModel", target_speedup=2.0)
+    text = viewer_text(comfy_exec.execute(prompt), prompt)
+    assert "speed knob: 2x is more than this run can do: at most 1.33x (3 of its 4 steps are always computed)" in text
+
+
+def test_an_infinite_psnr_written_as_1e999_is_refused(demo_prompt):
+    """JSON reads 1e999 as infinity, which the word Infinity was already refused as."""
+    text = ('{"format": "adacache-plan/1", "architecture": "Wan 2.1 / 2.2", "blocks": 8, "reuse": "forecast", '
+            '"searched_on": "", "sigmas": [1.0, 0.5, 0.0], "drop_order": [1], "psnr": [1e999]}')
+    message = refusal(with_inputs(demo_prompt, "AdaCachePatchModel", plan=text))
+    assert message is not None and "inf is not a finite number" in message, message
