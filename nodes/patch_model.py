@@ -108,9 +108,11 @@ def check_settings(**inputs) -> bool | str:
     """
     values = {k: v for k, v in inputs.items() if k in PATCH_SETTINGS and v is not None}
     try:
-        if inputs.get("plan") is not None:  # typed in (through the API); a linked plan is checked in execute
-            SearchedPlan.from_text(inputs["plan"])
-        settings_from_inputs(**values | {"offload_cache": False}, moreg=None, num_blocks=None)
+        # typed in (through the API); a linked plan is checked in execute. Checked with the knob and reuse typed here
+        # (a plan searched for 'hold' on a 'forecast' node, or a plan at knob 0): known before anything runs.
+        plan = None if inputs.get("plan") is None else SearchedPlan.from_text(inputs["plan"])
+        settings_from_inputs(**values | {"offload_cache": False}, moreg=None, num_blocks=None,
+                             searched_plan=plan if "reuse" in values else None)  # a linked reuse is known in execute
     except SettingsError as e:
         return str(e)
     return True

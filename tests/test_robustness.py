@@ -517,3 +517,16 @@ def test_an_infinite_psnr_written_as_1e999_is_refused(demo_prompt):
             '"searched_on": "", "sigmas": [1.0, 0.5, 0.0], "drop_order": [1], "psnr": [1e999]}')
     message = refusal(with_inputs(demo_prompt, "AdaCachePatchModel", plan=text))
     assert message is not None and "inf is not a finite number" in message, message
+
+
+@pytest.mark.parametrize("settings, why", [
+    ({"reuse": "hold"}, "plan: it was searched with reuse 'forecast' and this node reuses with 'hold'"),
+    ({"target_speedup": 0.0}, "plan: a searched plan tells the speed knob which steps to give up first"),
+])
+def test_a_plan_that_cannot_apply_to_the_node_is_refused_at_queue_time(demo_prompt, settings, why):
+    """Knowable from the typed widgets; it failed only when the node ran before."""
+    plan = ('{"format": "adacache-plan/1", "architecture": "Wan 2.1 / 2.2", "blocks": 8, "reuse": "forecast", '
+            '"searched_on": "", "sigmas": [1.0, 0.5, 0.0], "drop_order": [1], "psnr": [40.0]}')
+    assert refusal(with_inputs(demo_prompt, "AdaCachePatchModel", plan=plan)) is None
+    message = refusal(with_inputs(demo_prompt, "AdaCachePatchModel", plan=plan, **settings))
+    assert message is not None and why in message, message
