@@ -132,6 +132,7 @@ class AdaCacheSession:
         self.arch = arch
         self.num_blocks = num_blocks
         self.label = label
+        self.quiet = False  # True: no console line per run (AdaCache Plan Search samples hundreds; it reports per level)
         self.runs: collections.deque[RunTrace] = collections.deque(maxlen=RUNS_KEPT)
         self.call: _Call | None = None
         self._run: _Run | None = None
@@ -224,8 +225,8 @@ class AdaCacheSession:
             trace.cache_bytes = run.span.nbytes() + run.probe.nbytes()
             self.runs.append(trace)
             s = trace.summary()
-            LOG.info("AdaCache [%s]: computed %s/%s steps (ideal speedup %.2fx)", self.label,
-                     s["computed_steps"], s["total_steps"], s["ideal_speedup"] or 1.0)
+            LOG.log(logging.DEBUG if self.quiet else logging.INFO, "AdaCache [%s]: computed %s/%s steps (ideal speedup "
+                    "%.2fx)", self.label, s["computed_steps"], s["total_steps"], s["ideal_speedup"] or 1.0)
 
     # -- APPLY_MODEL -------------------------------------------------------------------------------
     def apply_model_wrapper(self, executor, *args, **kwargs):

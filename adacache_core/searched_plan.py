@@ -112,6 +112,12 @@ class SearchedPlan:
                    tuple(math.inf if p is None else number(p) for p in data["psnr"]), note(data["searched_on"], "searched_on", MAX_NOTE))
 
 
+def search_runs(optional: int, candidates: int, min_computed_optional: int = 0) -> int:
+    """How many sampling runs :func:`search_drop_order` makes with ``optional`` droppable steps (per prompt): one per
+    candidate per level, and a level with fewer options left tries them all (``candidates`` 0: every one)."""
+    return sum(min(candidates, left) if candidates else left for left in range(optional, min_computed_optional, -1))
+
+
 def search_drop_order(sigmas: list[float], forced: set[int], forecast: bool, candidates: int,
                       score: Callable[[frozenset[int]], float], min_computed: int = 0,
                       on_level: Callable[[int, int, float, int], None] | None = None,

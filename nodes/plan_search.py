@@ -4,8 +4,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import time
 
+import comfy.sample
 import comfy.samplers
+import comfy.utils
 import torch
 from comfy_api.latest import io
 
@@ -13,7 +16,7 @@ from ..adacache_core import SettingsError
 from ..adacache_core.comfy_bridge import patch_model
 from ..adacache_core.config import PATCH_SETTINGS, settings_from_inputs, shown
 from ..adacache_core.measures import forced_steps, psnr
-from ..adacache_core.searched_plan import SearchedPlan, search_drop_order
+from ..adacache_core.searched_plan import SearchedPlan, search_drop_order, search_runs
 from .patch_model import setting_input
 from .types import check_sampling_choices, node_label
 
@@ -93,13 +96,20 @@ class AdaCachePlanSearch(io.ComfyNode):
         if session is None:
             raise SettingsError("model: AdaCache Plan Search samples through AdaCache's hooks and this model is not "
                                 "supported (see the warning above); connect a model AdaCache Patch Model supports")
-        import nodes as comfy_nodes  # ComfyUI's own nodes.py: sample exactly as KSampler does
-
+        session.quiet = True  # one console line per level instead of one per run
         prompts = [positive] if second_positive is None else [positive, second_positive]
+        forced = forced_steps(steps)
+        progress = SearchProgress(len(prompts) * (1 + search_runs(steps - len(forced), candidates)), steps)
 
         def sample(prompt):
-            return comfy_nodes.common_ksampler(patched, seed, steps, cfg, sampler_name, scheduler, prompt, negative,
-                                               latent_image)[0]["samples"]
+            """As ComfyUI's KSampler samples (nodes.common_ksampler), the progress counted over the whole search."""
+            latent = comfy.sample.fix_empty_latent_channels(patched, latent_image["samples"])
+            noise = comfy.sample.prepare_noise(latent, seed, latent_image.get("batch_index"))
+            samples = comfy.sample.sample(patched, noise, steps, cfg, sampler_name, scheduler, prompt, negative, latent,
+                                          noise_mask=latent_image.get("noise_mask"), callback=progress.at_step,
+                                          disable_pbar=True, seed=seed)
+            progress.run_done()
+            return samples
 
         references = [sample(prompt) for prompt in prompts]  # target_speedup 1: every step computed, as unpatched
         if not all(bool(torch.isfinite(reference).all()) for reference in references):
@@ -125,12 +135,37 @@ class AdaCachePlanSearch(io.ComfyNode):
             return total / len(prompts)
 
         def report(computed: int, dropped: int, value: float, runs: int) -> None:
-            LOG.info("AdaCache Plan Search: %d of %d steps computed, %.2f dB (step %d given up; %d runs so far)",
-                     computed, steps, value, dropped, runs)
+            LOG.info("AdaCache Plan Search: %d of %d steps computed, %.2f dB (step %d given up); %s", computed, steps,
+                     value, dropped, progress.describe())
 
-        found = search_drop_order(sigmas, forced_steps(steps), reuse == "forecast", candidates, score, on_level=report)
+        found = search_drop_order(sigmas, forced, reuse == "forecast", candidates, score, on_level=report)
         plan = dataclasses.replace(plan, drop_order=tuple(s for s, _ in found), psnr=tuple(v for _, v in found))
         return io.NodeOutput(plan.to_text())
+
+
+class SearchProgress:
+    """One progress bar for the whole search (sampling steps of every run), and the time left."""
+
+    def __init__(self, runs: int, steps: int):
+        self.runs, self.steps, self.done = runs, steps, 0
+        self.bar = comfy.utils.ProgressBar(runs * steps)
+        self.started = time.monotonic()
+
+    def at_step(self, step: int, *_) -> None:
+        """The sampler's callback: ``step`` of the current run done."""
+        self.bar.update_absolute(self.done * self.steps + step + 1)
+
+    def run_done(self) -> None:
+        self.done += 1
+        self.bar.update_absolute(self.done * self.steps)
+
+    def describe(self) -> str:
+        left = (time.monotonic() - self.started) / max(self.done, 1) * (self.runs - self.done)
+        return f"{self.done} of {self.runs} runs, about {_duration(left)} left"
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
 def check_cfg(cfg) -> None:

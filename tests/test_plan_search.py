@@ -236,9 +236,10 @@ def test_plan_search_refuses_bad_counts_and_unsupported_models(runtime, tiny):
         plan_search(unsupported, conds["fast"], empty)
 
 
-def test_plan_search_in_the_demo_workflow_through_the_execution_engine(runtime):
+def test_plan_search_in_the_demo_workflow_through_the_execution_engine(runtime, caplog):
     """The demo workflow with a Plan Search feeding Patch Model's plan, queued as ComfyUI queues it: the run
-    the viewer saves was planned from the searched plan (6 steps, a small latent, 2 candidates per step)."""
+    the viewer saves was planned from the searched plan (6 steps, a small latent, 2 candidates per step).
+    The search shows one progress bar for all its runs, and one console line per level, not per run."""
     from tools import comfy_exec, comfy_runtime
     from tools.workflow import ui_to_api
 
@@ -253,7 +254,27 @@ def test_plan_search_in_the_demo_workflow_through_the_execution_engine(runtime):
         "latent_image": sampler["latent_image"], "seed": 0, "steps": 6, "cfg": sampler["cfg"], "sampler_name": "euler",
         "scheduler": "simple", "reuse": "forecast", "candidates": 2}}
     prompt[ids["AdaCachePatchModel"]]["inputs"]["plan"] = ["900", 0]
-    comfy_exec.execute(prompt)
+    import comfy.utils
+    from comfy_execution.utils import get_executing_context
+
+    bar, hook = [], comfy.utils.PROGRESS_BAR_HOOK
+
+    def record(value, total, preview, prompt_id=None, node_id=None):  # as a server's hook sees progress
+        if (node_id or get_executing_context().node_id) == "900":
+            bar.append((value, total))
+
+    comfy.utils.set_progress_bar_global_hook(record)
+    try:
+        with caplog.at_level(logging.INFO, logger="adacache"):
+            comfy_exec.execute(prompt)
+    finally:
+        comfy.utils.set_progress_bar_global_hook(hook)
+    # 1 reference + 2 + 2 + 1 candidate runs (3 optional steps of 6) = 6 runs of 6 steps, on one bar that never restarts
+    assert {total for _, total in bar} == {36} and [v for v, _ in bar] == sorted(v for v, _ in bar) and bar[-1][0] == 36
+    search_lines = [r.getMessage() for r in caplog.records if "Plan Search" in r.getMessage()]
+    assert len(search_lines) == 3 and "3 of 6 runs, about" in search_lines[0] and "6 of 6 runs" in search_lines[-1]
+    per_run = [r for r in caplog.records if "[plan search" in r.getMessage() and "computed" in r.getMessage()]
+    assert not per_run  # silent during the search: they read like results
     (saved,) = (runtime.output_dir / "plan_search_test").glob("run_*.json")
     (run,) = json.loads(saved.read_text()).values()
     assert any("from the plan AdaCache Plan Search found (6 steps euler/simple" in note for note in run["notes"])
