@@ -56,10 +56,8 @@ def headline(runs: list[tuple[str, RunTrace]]) -> tuple[str, str]:
         details = [f"reuse: {reuse}", "MoReg connected, not used by the speed knob"]
     else:
         details = [f"reuse: {reuse}", "MoReg on"]
-    for (label, _), cfg in zip(runs, settings):
-        knob = cfg.get("target_speedup")
-        by = f"speed knob {knob:g}x" if knob else f"preset {cfg.get('preset')}"
-        details.append(f"{label}: {by}" if len(runs) > 1 else f"steps chosen by the {by}")
+    for label, trace in runs:
+        details.append(f"{label}: {trace.steps_chosen_by()}" if len(runs) > 1 else f"steps chosen by {trace.steps_chosen_by()}")
     if len(runs) == 1 and summaries[0]["estimated_speedup"] is not None:
         details.append(f"estimated from the run's timings: {summaries[0]['estimated_speedup']:.2f}x")
     return title, "   \u00b7   ".join(details)

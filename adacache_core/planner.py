@@ -93,6 +93,7 @@ class RunPlanner:
         trace.budget = self.budget
         # speed-knob mode: the steps to compute, planned before the run (speed_plan.py, searched_plan.py)
         self.plan = None
+        trace.chosen_by = "paper schedule"
         if self.budget is not None:
             order, planned_from = self._drop_order()
             self.plan = speed_plan.kept_steps(order, self.steps, self.forced, self.budget)
@@ -111,16 +112,18 @@ class RunPlanner:
 
     def _drop_order(self) -> tuple[list[int], str]:
         """The order in which the knob gives up steps, and where it comes from: the searched plan where it fits
-        this run, else the estimate from the sampler's step sizes."""
+        this run, else the knob's own estimate (speed_plan.py)."""
+        self.trace.chosen_by = "speed knob"
         estimate = speed_plan.drop_order(self.sigmas, self.steps, self.forced, self.config.reuse == "forecast")
         searched = self.config.searched_plan
         if searched is None:
-            return estimate, "from the sampler's step sizes"
+            return estimate, "by the knob's estimate (the first steps, which set the layout, kept longest)"
         why = searched.mismatch(self.sigmas, self.config.reuse)
         if why is not None:
             self.trace.notes.append(f"{PLAN_NOT_USED}: {why}; search again with this "
                                     "sampler's steps and scheduler")
-            return estimate, "from the sampler's step sizes"
+            return estimate, "by the knob's estimate (the first steps, which set the layout, kept longest)"
+        self.trace.chosen_by = "plan"
         return searched.order_for(estimate), f"from the plan AdaCache Plan Search found ({searched.searched_on})"
 
     def step_of(self, sigma: float) -> int:

@@ -76,6 +76,7 @@ class RunTrace:
     probe_residual: str | None = None  # what the probe measured: "attention" (gated self-attention) or "block"
     input_latent: str | None = None  # latent_fingerprint of the latent the sampler started from
     output_latent: str | None = None  # ... and of the samples it returned (None: the run did not complete)
+    chosen_by: str = ""  # what chose the computed steps: "speed knob", "plan" (AdaCache Plan Search) or "paper schedule"
 
     # -- reading ---------------------------------------------------------------------------------
     def branches(self) -> list[str]:
@@ -91,6 +92,20 @@ class RunTrace:
 
     def visited_steps(self, branch: str | None = None) -> list[int]:
         return sorted({c.step for c in self.calls if branch is None or branch in c.branches})
+
+    def steps_chosen_by(self) -> str:
+        """What chose the computed steps, in an artist's words."""
+        knob = self.settings.get("target_speedup")
+        if self.chosen_by == "plan":
+            return f"a plan from AdaCache Plan Search (speed knob {knob:g}x)"
+        if self.chosen_by == "speed knob":
+            return f"the speed knob ({knob:g}x)"
+        return f"the paper's schedule (preset {self.settings.get('preset')})"
+
+    def warnings(self) -> list[str]:
+        """The notes an artist should see: all but those the summary's lines already say (what the knob planned,
+        how sequence-parallel ranks measure)."""
+        return [n for n in self.notes if not n.startswith(("speed knob ", "sequence parallel: "))]
 
     def summary(self) -> dict:
         per_branch = {}

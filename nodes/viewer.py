@@ -46,7 +46,17 @@ def _reuse_state(cfg: dict) -> str:
     return "hold (the paper)"
 
 
-def summary_text(label: str, trace: RunTrace) -> str:
+def summary_text(label: str, trace: RunTrace, detail: str = DETAILS[0]) -> str:
+    """Three plain lines (steps computed, speed-up, what chose the steps) and any warnings; 'engineering' adds the
+    settings, codebook, probe and timings behind them."""
+    if detail == DETAILS[0]:
+        s = trace.summary()
+        measured = s["estimated_speedup"]
+        lines = [f"{label}: {s['computed_steps']} of {s['total_steps']} steps computed",
+                 f"  speed-up: up to {_fmt(s['ideal_speedup'], 'x')}"
+                 + (f", {measured:.2f}x measured from this run's timings" if measured else ""),
+                 f"  steps chosen by {trace.steps_chosen_by()}"]
+        return "\n".join(lines + [f"  note: {n}" for n in trace.warnings()])
     s = trace.summary()
     branches = ", ".join(f"{b} {v['computed']}/{v['total']}" for b, v in s["per_branch"].items())
     cfg = trace.settings
@@ -222,7 +232,7 @@ class CacheScheduleViewer(io.ComfyNode):
             messages = ["connect the patched model (or, under Raylight, ray_actors) to show its schedule"]
         elif ranks and runs and runs[-1][1] in ranks[0].runs:
             messages.append(agreement(ranks, runs[-1][1]))
-        text = "\n".join([summary_text(name, trace) for name, trace in runs] + messages)
+        text = "\n".join([summary_text(name, trace, detail) for name, trace in runs] + messages)
         chart = schedule_chart(runs, detail) if runs else message_chart("\n".join(messages))
         if runs:
             folder, filename, counter, _, _ = folder_paths.get_save_image_path(filename_prefix, folder_paths.get_output_directory())

@@ -154,7 +154,7 @@ def test_the_raylight_node_installs_adacache_in_a_real_ray_actor(runtime, ray_wo
     viewer = nodes.NODE_CLASS_MAPPINGS["AdaCacheScheduleViewer"]
     text = viewer.execute(samples={"samples": latent}, filename_prefix="adacache/raylight_test", ray_actors=ray_worker).args[1]
     assert "Raylight: all 1 workers computed the same steps" in text, text
-    assert f"/{rh.STEPS} steps" in text and f"computed {rh.STEPS}/{rh.STEPS}" not in text, text
+    assert f" of {rh.STEPS} steps computed" in text and f"{rh.STEPS} of {rh.STEPS} steps" not in text, text
 
 
 def test_the_raylight_node_follows_a_plan_and_refuses_one_for_another_model(runtime, ray_worker):

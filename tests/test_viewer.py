@@ -39,10 +39,15 @@ def test_summary_and_json_come_from_the_recorded_run(runtime, wan):
     image, text = out.args
     assert_chart(image)
     run = h.session_of(patched).last_run
-    assert "computed 6/10 steps (uncond 6/10, cond 6/10)" in text
-    assert "ideal speedup 1.67x" in text
-    assert "probe blocks [1] (block residual)" in text
-    assert "MoReg off, reuse hold (the paper)" in text
+    # the overview: three plain lines
+    lines = text.rsplit("\nrun data: ", 1)[0].splitlines()
+    assert lines[0] == "model: 6 of 10 steps computed" and lines[1].startswith("  speed-up: up to 1.67x")
+    assert lines[2] == "  steps chosen by the paper's schedule (preset custom)" and len(lines) == 3
+    engineering = view(patched, latent, detail="engineering").args[1]  # the numbers behind them
+    assert "computed 6/10 steps (uncond 6/10, cond 6/10)" in engineering
+    assert "ideal speedup 1.67x" in engineering
+    assert "probe blocks [1] (block residual)" in engineering
+    assert "MoReg off, reuse hold (the paper)" in engineering
     saved = text.rsplit("run data: ", 1)[1].strip()
     data = json.loads((runtime.output_dir / saved).read_text())
     assert data["model"]["summary"]["computed_steps"] == len(run.computed_steps()) == 6
@@ -54,7 +59,7 @@ def test_summary_names_the_reuse_and_the_moreg_scale(runtime, wan):
     settings = dict(preset="custom", custom_codebook="10:3", reuse="forecast", moreg=h.moreg(motion_scale=0.2))
     patched = h.adacache(runtime, wan, **settings)
     latent = h.ksample(patched, h.conditioning(seed=1), h.conditioning(seed=2), torch.zeros(1, 16, 3, 8, 8), steps=10)
-    text = view(patched, latent).args[1]
+    text = view(patched, latent, detail="engineering").args[1]
     assert "MoReg on, scale 0.2, reuse forecast (along step)" in text
 
 
@@ -63,8 +68,8 @@ def test_each_viewer_shows_the_run_that_produced_its_samples(runtime, wan):
     a = h.adacache(runtime, wan, preset="custom", custom_codebook="10:3")
     first = h.ksample(a, h.conditioning(), h.conditioning(seed=2), torch.zeros(1, 16, 3, 8, 8), steps=10)
     second = h.ksample(a, h.conditioning(), h.conditioning(seed=2), torch.zeros(1, 16, 3, 8, 8), steps=20)
-    assert "model: Wan 2.1 / 2.2, 10 steps" in view(a, first).args[1]
-    assert "model: Wan 2.1 / 2.2, 20 steps" in view(a, second).args[1]
+    assert "model: 6 of 10 steps computed" in view(a, first).args[1]
+    assert "model: 9 of 20 steps computed" in view(a, second).args[1]
     image, text = view(a, torch.zeros(1, 16, 3, 8, 8)).args  # samples no run of this model produced
     assert "none of its last 2 runs produced these samples" in text and "steps" not in text
     assert image.shape[-1] == 3 and image.std() > 0.01  # the message as a picture
@@ -84,7 +89,7 @@ def test_two_experts_are_found_through_the_latent_they_hand_on(runtime):
     h.ksample(high, *conds, torch.zeros(1, 16, 3, 8, 8), steps=8)
     image, text = view(high, out, model_2=low).args
     assert_chart(image, rows=2)  # one row per expert: cond and uncond computed the same steps
-    assert "model 1: Wan 2.1 / 2.2, 6 steps" in text and "model 2: Wan 2.1 / 2.2, 6 steps" in text
+    assert text.count(" of 6 steps computed") == 2 and "model 1: " in text and "model 2: " in text
 
 
 def test_an_interrupted_run_is_not_finished_and_not_shown(runtime, wan):
@@ -109,7 +114,7 @@ def test_an_interrupted_run_is_not_finished_and_not_shown(runtime, wan):
     assert run.finished is False and run.output_latent is None
     assert h.session_of(patched).runs[-2].finished is True
     text = view(patched, done).args[1]
-    assert "model: Wan 2.1 / 2.2, 10 steps" in text  # the completed run that produced these samples
+    assert "model: 6 of 10 steps computed" in text  # the completed run that produced these samples
     text = view(patched, torch.ones(1, 16, 3, 8, 8)).args[1]
     assert "(its last run was interrupted)" in text
 
@@ -121,7 +126,7 @@ def test_extreme_step_counts(runtime, wan, steps, caplog):
         latent = h.ksample(patched, h.conditioning(), h.conditioning(seed=2), torch.zeros(1, 16, 1, 4, 4), steps=steps)
     image, text = view(patched, latent).args
     assert_chart(image)
-    assert f"{steps} steps" in text
+    assert f"of {steps} steps computed" in text
     too_short = [r.getMessage() for r in caplog.records if "nothing to reuse" in r.getMessage()]
     if steps < 4:  # one clear line in the console and in the viewer (a 4-step LightX2V run gives 2 per expert)
         assert len(too_short) == 1 and f"note: {steps} step(s): the first and last two steps are always computed" in text
@@ -148,7 +153,7 @@ def test_without_matplotlib_the_viewer_shows_a_message_card(runtime, wan, monkey
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
     image, text = view(patched, latent).args
-    assert "computed 6/10 steps" in text
+    assert "6 of 10 steps computed" in text
     assert image.shape == (1, 210, 1200, 3) and image.std() > 0.01  # a card with the message, not blank
 
 
@@ -159,7 +164,7 @@ def test_the_overview_has_a_headline_and_blue_computed_grey_reused_steps(runtime
     trace = h.session_of(patched).last_run
     title, subtitle = chart.headline([("model", trace)])
     assert title == "6 of 10 steps computed: up to 1.67x faster"
-    assert subtitle.startswith("reuse: hold   \u00b7   MoReg on   \u00b7   steps chosen by the preset custom   \u00b7   estimated")
+    assert subtitle.startswith("reuse: hold   \u00b7   MoReg on   \u00b7   steps chosen by the paper's schedule (preset custom)   \u00b7   estimated")
     # cond and uncond computed the same steps: one row in the overview, one each in the engineering picture
     assert [label for label, _, _ in chart.strip_rows([("model", trace)], merge_equal=True)] == ["model"]
     assert [label for label, _, _ in chart.strip_rows([("model", trace)], merge_equal=False)] == ["uncond", "cond"]
@@ -191,9 +196,11 @@ def test_the_engineering_picture_adds_the_measurements(runtime, wan):
     patched = h.adacache(runtime, wan, preset="custom", custom_codebook="10:3", moreg=h.moreg(motion_scale=0.2))
     latent = h.ksample(patched, h.conditioning(seed=1), h.conditioning(seed=2), torch.zeros(1, 16, 3, 8, 8), steps=10)
     overview, text = view(patched, latent).args
-    engineering, same_text = view(patched, latent, detail="engineering").args
+    engineering, fuller_text = view(patched, latent, detail="engineering").args
     assert engineering.shape == (1, 720, 1200, 3) and engineering.std() > 0.05
-    assert same_text.split("run data: ")[0] == text.split("run data: ")[0]
+    overview_lines, engineering_lines = (t.split("run data: ")[0].strip().splitlines() for t in (text, fuller_text))
+    assert len(overview_lines) == 3 and len(engineering_lines) > 3  # the numbers behind the three lines
+    assert "codebook used" in fuller_text and "codebook used" not in text
     assert share_of_colour(engineering, "#e76f51") > 0  # MoReg's multiplier, drawn only there
     assert share_of_colour(overview, "#e76f51") == 0
     assert chart.DETAILS == ("overview", "engineering")
