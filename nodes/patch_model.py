@@ -67,8 +67,8 @@ class AdaCachePatchModel(io.ComfyNode):
             description=(
                 "Speeds up video diffusion transformers by reusing the model's work on some sampling steps "
                 "(AdaCache, arXiv 2411.02397). Put it between the model loader (and LoRAs) and the sampler.\n\n"
-                "target_speedup is the speed knob: 2 computes about half of the steps, planned from the sampler's "
-                "step sizes; 0 turns the knob off and the preset's codebook decides after each computed step how "
+                "target_speedup is the speed knob: 2 computes about half of the steps; the first fifth of the run, "
+                "where the picture's layout is set, is skipped last. 0 turns the knob off and the preset's codebook decides after each computed step how "
                 "long to reuse (the paper's adaptive schedule, where MoReg Settings act). 'reuse: forecast' "
                 "continues the last change on a skipped step; 'hold' keeps it as it was. A 'plan' from AdaCache Plan "
                 "Search makes the knob skip the steps found least harmful on this model.\n\n"

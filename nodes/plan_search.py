@@ -37,8 +37,8 @@ class AdaCachePlanSearch(io.ComfyNode):
                 "Finds which steps your model can skip with the least harm, by sampling: it starts with every step "
                 "computed and gives up one step at a time, each time the one whose loss changes the result least. "
                 "Connect 'plan' to AdaCache Patch Model: its speed knob then skips the steps found here instead of "
-                "estimating them from the sampler's step sizes: closer to the uncached video at the same speed, and "
-                "steadier as you turn the knob.\n\n"
+                "its own estimate: closer to the uncached video at the same speed, and steadier as you turn the "
+                "knob.\n\n"
                 "It samples about candidates x steps times per prompt: run it once on a small latent (few frames, low "
                 "resolution) with the steps, sampler and scheduler you will use, and keep the plan. The plan only "
                 "applies to runs with the same steps and scheduler on this model."),
