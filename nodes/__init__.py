@@ -2,6 +2,7 @@
 from comfy_api.latest import ComfyExtension, io
 
 from .calibrate import AdaCacheCalibrate
+from .compare import AdaCacheCompare
 from .demo import DemoLatentPreview, DemoPrompt
 from .moreg import MoRegSettingsNode
 from .patch_model import AdaCachePatchModel
@@ -10,7 +11,7 @@ from .raylight import AdaCachePatchModelRaylight
 from .viewer import CacheScheduleViewer
 
 NODES: list[type[io.ComfyNode]] = [AdaCachePatchModel, AdaCachePatchModelRaylight, MoRegSettingsNode, AdaCacheCalibrate,
-                                  AdaCachePlanSearch, CacheScheduleViewer, DemoPrompt, DemoLatentPreview]
+                                  AdaCachePlanSearch, CacheScheduleViewer, AdaCacheCompare, DemoPrompt, DemoLatentPreview]
 
 
 class AdaCacheExtension(ComfyExtension):

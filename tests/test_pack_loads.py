@@ -8,6 +8,7 @@ REPO = Path(__file__).resolve().parent.parent
 EXPECTED = {
     "AdaCachePatchModel": ("AdaCache Patch Model", "AdaCache"),
     "AdaCacheMoRegSettings": ("MoReg Settings", "AdaCache"),
+    "AdaCacheCompare": ("AdaCache Compare", "AdaCache"),
 }
 
 
@@ -55,4 +56,5 @@ def test_front_end_extension_is_registered(runtime):
 
     web = [Path(d) for d in nodes.EXTENSION_WEB_DIRS.values()]
     assert REPO / "web" in web
-    assert (REPO / "web" / "schedule_viewer.js").read_text().count("AdaCacheScheduleViewer") == 1
+    script = (REPO / "web" / "schedule_viewer.js").read_text()
+    assert script.count("AdaCacheScheduleViewer") == 1 and script.count("AdaCacheCompare") == 1  # both show their text

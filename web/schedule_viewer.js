@@ -1,5 +1,5 @@
-// Shows the Cache Schedule Viewer's summary text on the node after it runs (the chart image is
-// shown by ComfyUI itself, from the node's "images" UI output).
+// Shows the Cache Schedule Viewer's summary text, and AdaCache Compare's verdict, on the node after it
+// runs (the picture is shown by ComfyUI itself, from the node's "images" UI output).
 //
 // Hooks: the API's "executed" event for a run in this tab, and the extension hook
 // onNodeOutputsUpdated for outputs the front end restores (a reopened workflow or queue item).
@@ -8,7 +8,7 @@
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
-const NODE_TYPE = "AdaCacheScheduleViewer";
+const NODE_TYPES = new Set(["AdaCacheScheduleViewer", "AdaCacheCompare"]);
 
 const WIDGET = "adacache_summary";
 const LINE_HEIGHT = 15;  // px, matches the textarea's font below
@@ -54,7 +54,7 @@ function showSummary(node, text) {
 // The viewer node an output belongs to (by the node id of the root graph), or null.
 function viewerNode(id) {
     const node = app.graph?.getNodeById(Number(id)) ?? app.graph?.getNodeById(id);
-    return node?.type === NODE_TYPE ? node : null;
+    return NODE_TYPES.has(node?.type) ? node : null;
 }
 
 app.registerExtension({
