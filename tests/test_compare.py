@@ -80,3 +80,30 @@ def test_the_difference_picture_is_black_where_nothing_changed_and_amplified_whe
 def test_results_that_cannot_be_compared_are_refused_naming_both(runtime, other, why):
     with pytest.raises(runtime.pack.adacache_core.SettingsError, match=why.replace("(", r"\(").replace(")", r"\)")):
         compare(runtime, torch.zeros(2, 8, 8, 3), other)
+
+
+def test_in_the_demo_turning_the_knob_reruns_only_the_adacache_branch(runtime):
+    """As a server between two queued prompts (one executor, ComfyUI's own cache): the uncached sampler runs once."""
+    import json
+
+    from tools import comfy_exec
+    from tools.workflow import ui_to_api
+
+    prompt = ui_to_api(json.loads((comfy_runtime.REPO_ROOT / "workflows" / "adacache_demo_tiny_model.json").read_text()))
+    ids = {}
+    for node_id, node in prompt.items():
+        if node["class_type"] == "KSampler":
+            node["inputs"]["steps"] = 8
+            ids["patch" if prompt[node["inputs"]["model"][0]]["class_type"] == "AdaCachePatchModel" else "plain"] = node_id
+        if node["class_type"] == "EmptyHunyuanLatentVideo":
+            node["inputs"].update(width=32, height=32, length=9)
+        ids.setdefault(node["class_type"], node_id)
+    executor, verdicts, cached = None, [], []
+    for speed in (1.0, 4.0):
+        prompt[ids["AdaCachePatchModel"]]["inputs"]["target_speedup"] = speed
+        executor = comfy_exec.execute(prompt, executor)
+        verdicts.append(executor.history_result["outputs"][ids["AdaCacheCompare"]]["text"][0])
+        cached.append(set(next((d["nodes"] for e, d in executor.status_messages if e == "execution_cached"), [])))
+    assert ids["plain"] in cached[1] and ids["patch"] not in cached[1]  # only the AdaCache branch sampled again
+    assert verdicts[0].startswith("The same to the eye.") and "latents: PSNR identical" in verdicts[0]
+    assert "latents: PSNR identical" not in verdicts[1]

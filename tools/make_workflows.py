@@ -176,6 +176,9 @@ def raylight(spec: Spec) -> dict:
     return wf.to_ui(spec.note)
 
 
+SAMPLING = {"seed": 7, "steps": 30, "cfg": 5.0, "sampler_name": "euler", "scheduler": "simple"}  # the demo's two samplers
+
+
 def tiny_demo(spec: Spec) -> dict:
     """The demo on the bundled tiny model (no template has it): runs anywhere, headless, in seconds."""
     wf = WorkflowBuilder()
@@ -190,7 +193,7 @@ def tiny_demo(spec: Spec) -> dict:
     pos = wf.add("AdaCacheDemoPrompt", {"motion": "fast"}, pos=(0, 400), title="Positive")
     neg = wf.add("AdaCacheDemoPrompt", {"motion": "empty"}, pos=(0, 400), title="Negative")
     latent = wf.add("EmptyHunyuanLatentVideo", {"width": 128, "height": 128, "length": 33}, pos=(380, 0))
-    sampler = wf.add("KSampler", {"seed": 7, "steps": 30, "cfg": 5.0, "sampler_name": "euler", "scheduler": "simple"}, pos=(760, 0))
+    sampler = wf.add("KSampler", SAMPLING, pos=(760, 0))
     for src, name in ((patch, "model"), (pos, "positive"), (neg, "negative"), (latent, "latent_image")):
         wf.connect(src, 0, sampler, name)
     preview = wf.add("AdaCacheDemoLatentPreview", pos=(1140, 0))
@@ -204,6 +207,17 @@ def tiny_demo(spec: Spec) -> dict:
     wf.connect(sampler, 0, view, "samples")
     chart = wf.add("SaveImage", {"filename_prefix": "adacache_demo/schedule"}, pos=(1520, 0))
     wf.connect(view, 0, chart, "images")
+    # the uncached run of the same prompt and seed, and AdaCache Compare: ComfyUI keeps the uncached branch's result
+    # while the knob turns, so only the AdaCache branch runs again
+    uncached = wf.add("KSampler", SAMPLING, pos=(760, 500), title="KSampler (uncached, for comparison)")
+    for src, name in ((loader, "model"), (pos, "positive"), (neg, "negative"), (latent, "latent_image")):
+        wf.connect(src, 0, uncached, name)
+    uncached_preview = wf.add("AdaCacheDemoLatentPreview", pos=(1140, 500))
+    wf.connect(uncached, 0, uncached_preview, "samples")
+    compare = wf.add("AdaCacheCompare", pos=(1520, 500))
+    for src, name in ((uncached_preview, "uncached"), (preview, "adacache"), (uncached, "uncached_latent"),
+                      (sampler, "adacache_latent")):
+        wf.connect(src, 0, compare, name)
     return wf.to_ui(spec.note)
 
 
@@ -212,11 +226,12 @@ WAN22_SWITCH_NOTE = 106  # the template's note on switching between its two path
 
 WORKFLOWS = {
     "adacache_demo_tiny_model.json": Spec(
-        None, "AdaCache demo on the bundled tiny Wan 2.1 model (trained by tools/train_tiny_wan.py on synthetic moving "
-        "blobs). Put demo_models/tiny_wan21_motion.safetensors in models/diffusion_models. Turn target_speedup up for "
-        "speed or down for fidelity and compare the viewer's picture. With target_speedup 0 the paper's codebook decides; "
-        "MoReg's motion_scale is then tuned by hand for this model (0.15: its block residual's motion scores are "
-        "0.04-0.36; the paper's 0.385 fits Open-Sora).", tiny_demo),
+        None, "AdaCache demo on the bundled tiny video model (it makes a few seconds of moving blobs). Put "
+        "demo_models/tiny_wan21_motion.safetensors in models/diffusion_models and press Run. Then turn target_speedup "
+        "on AdaCache Patch Model up for speed or down for fidelity and run again: the Cache Schedule Viewer shows which "
+        "steps ran, and AdaCache Compare shows the result beside the uncached one with a sentence on what changed "
+        "(the uncached sampler runs once; ComfyUI keeps its result). MoReg Settings act only at target_speedup 0, "
+        "where the paper's schedule decides; its motion_scale is set for this model.", tiny_demo),
     "wan2.1_t2v_1.3B_adacache.json": Spec("text_to_video_wan", "Wan 2.1 T2V 1.3B with AdaCache, on ComfyUI's template. " + KNOB),
     "wan2.1_t2v_1.3B_adacache_calibrated.json": Spec(
         "text_to_video_wan", "Wan 2.1 T2V 1.3B with AdaCache and MoReg calibrated on this model: the two AdaCache "
