@@ -22,6 +22,10 @@ would compute at each speed: the search's levels nest too, so this asks how a pl
 search on one video does on the other videos, of its own model or of the other one.
 ``--chain-variant 5x8x8`` (or ``5x8x8_k6``) takes the search made with ``--latent 5x8x8`` (and
 ``--candidates 6``) of bench_schedule_search.py. Writes knob_<model>_chain_<chain>[_<variant>].json.
+
+``--ranking step-sizes`` samples the schedules the knob chose before it followed real-model evidence
+(speed_plan.STEP_SIZE_RANKING, the sampler's step sizes alone), for comparison on the same videos.
+Writes knob_<model>_stepsizes.json.
 """
 from __future__ import annotations
 
@@ -44,9 +48,11 @@ def main() -> None:
     ap.add_argument("--report", action="store_true", help="print the tables from the saved results; sample nothing")
     ap.add_argument("--chain", choices=("motion", "heldout"), help="sample this model's searched schedules instead")
     ap.add_argument("--chain-variant", help="with --chain: the end of the search file's name, e.g. 5x8x8 or 5x8x8_k6")
+    ap.add_argument("--ranking", choices=("real-model", "step-sizes"), default="real-model",
+                    help="step-sizes: sample the schedules of the knob's earlier ranking instead of the knob")
     args = ap.parse_args()
     size = f"_{args.chain_variant}" if args.chain_variant else ""
-    suffix = f"_chain_{args.chain}{size}" if args.chain else ""
+    suffix = (f"_chain_{args.chain}{size}" if args.chain else "") + ("_stepsizes" if args.ranking == "step-sizes" else "")
     results_path = REPO / "benchmarks" / "results" / f"knob_{args.model}{suffix}.json"
     if args.report:
         rows = json.loads(results_path.read_text())["rows"]
@@ -57,6 +63,8 @@ def main() -> None:
     from tools.tiny_video_data import latent_motion
 
     chains = {reuse: searched_chain(f"{args.chain}_{reuse}{size}", args.steps) for reuse in MODES} if args.chain else None
+    if args.ranking == "step-sizes":
+        chains = {reuse: step_size_chain(base, args.steps, reuse == "forecast") for reuse in MODES}
     rows = []
     for cls, pos in conds.items():
         for seed in range(args.seeds):
@@ -90,6 +98,19 @@ def searched_chain(name: str, steps: int) -> dict[int, frozenset[int]]:
         sys.exit(f"--chain: search_{name}.json ran {search['meta']['steps']} steps, not --steps {steps}")
     (levels,) = search["videos"].values()
     return {level["computed"]: frozenset(level["steps"]) for level in levels}
+
+
+def step_size_chain(base, steps: int, forecast: bool) -> dict[int, frozenset[int]]:
+    """The step-size ranking's schedule per computed-step count, on the sigmas KSampler uses (simple scheduler)."""
+    import comfy.samplers
+
+    from adacache_core import speed_plan
+    from adacache_core.measures import forced_steps
+
+    sigmas = comfy.samplers.calculate_sigmas(base.get_model_object("model_sampling"), "simple", steps).tolist()
+    forced = set(forced_steps(steps))
+    order = speed_plan.drop_order(sigmas, steps, forced, forecast, speed_plan.STEP_SIZE_RANKING)
+    return {n: frozenset(speed_plan.kept_steps(order, steps, forced, n)) for n in range(len(forced), steps + 1)}
 
 
 def mean_of(rows: list[dict], key: str, **where) -> float:
