@@ -8,7 +8,8 @@ against the unpatched run, right motion energy kept, both against the compute fr
 the knob, block executions / unpatched for the peers). The knob with `forecast` per motion class
 (thin) and on average (thick), with `hold` on average, the knob following the plan AdaCache Plan Search finds
 on two prompts (results/knob_<model>_chain_<model>_5x8x8_k6_joint.json, where it exists; `forecast`, dashed),
-and each peer's mean curve. No sampling here.
+each peer's mean curve where bench_peers.py has run on that model, and the knob's earlier ranking by the sampler's
+step sizes (results/knob_<model>_stepsizes.json, where it exists; dotted). No sampling here.
 """
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ import statistics
 from tiny_runs import REPO
 
 RESULTS = REPO / "benchmarks" / "results"
-MODELS = {"motion": "tuned on", "heldout": "held out (nobody tuned on it)"}
+MODELS = {"motion": "blobs, tuned on", "heldout": "blobs, held out (nobody tuned on it)",
+          "clips": "real clips, held out (the early steps matter)"}
 PLAN_SEARCH = "5x8x8_k6_joint"  # bench_knob.py --chain M --chain-variant: the plan AdaCache Plan Search finds (two prompts)
 PEERS = ("EasyCache", "First-Block Cache", "TeaCache (fitted to the model)", "MagCache (fitted to the model)",
          "uniform every k")
@@ -65,7 +67,10 @@ def main() -> None:
     for row, (model, role) in zip(axes, MODELS.items()):
         result = json.loads((RESULTS / f"knob_{model}.json").read_text())
         knob = knob_curves(result["rows"], result["meta"]["steps"])
-        peers = peer_curves(json.loads((RESULTS / f"peers_{model}.json").read_text())["rows"])
+        peers_path = RESULTS / f"peers_{model}.json"
+        peers = peer_curves(json.loads(peers_path.read_text())["rows"]) if peers_path.exists() else {}
+        earlier_path = RESULTS / f"knob_{model}_stepsizes.json"
+        earlier = knob_curves(json.loads(earlier_path.read_text())["rows"], result["meta"]["steps"]) if earlier_path.exists() else None
         plan_path = RESULTS / f"knob_{model}_chain_{model}_{PLAN_SEARCH}.json"
         searched = knob_curves(json.loads(plan_path.read_text())["rows"], result["meta"]["steps"]) if plan_path.exists() else None
         for col, ax in enumerate(row):
@@ -79,6 +84,10 @@ def main() -> None:
                     points = knob[(reuse, "mean")]
                     ax.plot([p[0] for p in points], [p[1 + col] for p in points], "-", color=color, marker="o", lw=2.2,
                             label=f"AdaCache speed knob, {reuse}" + (" (default)" if reuse == "forecast" else ""))
+            if earlier is not None:
+                points = earlier[("forecast", "mean")]
+                ax.plot([p[0] for p in points], [p[1 + col] for p in points], ":", color="tab:red", marker="x", lw=1.5,
+                        label="speed knob ranked by step sizes (before), forecast")
             if searched is not None:
                 points = searched[("forecast", "mean")]
                 ax.plot([p[0] for p in points], [p[1 + col] for p in points], "--", color="darkred", marker="s", lw=2,

@@ -57,6 +57,14 @@ def test_other_settings_validate_with_clear_messages():
         MoRegConfig(window=(0.9, 0.1))
 
 
+def test_a_settings_error_is_safe_to_log_whatever_it_quotes():
+    """ComfyUI logs the message; a lone surrogate in it stopped the server's prompt worker (its log could not encode
+    it inside the error handler), and control characters reach the console as they are."""
+    message = str(SettingsError("plan: searched on \udcff with \x1b[2J, line\nnext"))
+    assert message == "plan: searched on \\udcff with \\x1b[2J, line\nnext"
+    message.encode("utf-8")  # no UnicodeEncodeError
+
+
 def test_change_terms_match_hand_computed_values():
     prev = torch.tensor([[1.0, -2.0], [3.0, 0.0]])
     now = torch.tensor([[1.5, -2.0], [2.0, 1.0]])

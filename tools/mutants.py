@@ -137,6 +137,13 @@ MUTANTS = (
     Mutant("speed-plan-window-misses-the-slope-step", "adacache_core/speed_plan.py",
            "window = kept[max(0, i - 2): i + 3]", "window = kept[max(0, i - 1): i + 3]",
            ("tests/test_speed_knob.py", "-k", "local_costing")),
+    # -- texts from a user's input (config.py, node_text.py) -------------------------------------------
+    Mutant("settings-error-message-not-made-printable", "adacache_core/config.py",
+           "super().__init__(printable(message))", "super().__init__(message)",
+           ("tests/test_core.py", "-k", "safe_to_log")),
+    Mutant("plan-notes-take-unprintable-text", "adacache_core/node_text.py",
+           "if not value.isprintable():", "if False:",
+           ("tests/test_robustness.py", "-k", "bad_plan_texts or bad_calibration_texts")),
     # -- the searched plan (searched_plan.py, planner.py) ----------------------------------------------
     Mutant("plan-search-drops-the-worst-step", "adacache_core/searched_plan.py",
            "drop = max(sorted(scores), key=scores.get)", "drop = min(sorted(scores), key=scores.get)",
@@ -184,7 +191,7 @@ def run_tests(root: Path, tests: tuple[str, ...]) -> tuple[int, float, str]:
     started = time.perf_counter()
     try:
         done = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests], cwd=root,
-                              env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+                              env=env, capture_output=True, text=True, errors="replace", timeout=TIMEOUT_S)
         status, output = done.returncode, done.stdout + done.stderr
     except subprocess.TimeoutExpired as e:
         status, output = -1, f"timed out after {TIMEOUT_S} s: {e}"
