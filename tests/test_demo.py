@@ -1,6 +1,9 @@
 """The main job end to end: the demo workflow through ComfyUI's execution engine, twice."""
 import math
 
+import numpy as np
+from PIL import Image
+
 
 def test_demo_runs_patched_and_unpatched_and_writes_its_outputs(runtime):
     from tools import run_demo
@@ -20,3 +23,7 @@ def test_demo_runs_patched_and_unpatched_and_writes_its_outputs(runtime):
     assert 0.98 < report["ssim_preview"] <= 1
     for rel in report["files"].values():
         assert (runtime.output_dir / rel).stat().st_size > 0
+    # the README's picture is this run's (regenerate: .venv/bin/python tools/run_demo.py --readme)
+    made, shown = (np.asarray(Image.open(p).convert("RGB"), dtype=np.float32)
+                   for p in (runtime.output_dir / report["files"]["readme_picture"], run_demo.README_PICTURE))
+    assert made.shape == shown.shape and np.abs(made - shown).mean() < 1.0, "docs/schedule_chart.png is not the demo's"

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
+import shutil
 import json
 import statistics
 import sys
@@ -33,6 +35,7 @@ from tools.quality import psnr, ssim  # noqa: E402
 from tools.workflow import ui_to_api  # noqa: E402
 
 DEMO = comfy_runtime.REPO_ROOT / "workflows" / "adacache_demo_tiny_model.json"
+README_PICTURE = comfy_runtime.REPO_ROOT / "docs" / "schedule_chart.png"
 ADACACHE_ONLY = {"AdaCachePatchModel", "AdaCacheMoRegSettings", "AdaCacheScheduleViewer"}
 
 
@@ -130,8 +133,21 @@ def run(output: Path | None = None, motion: str | None = None, repeats: int = 5)
             "video_unpatched": str(newest(out / "adacache_demo", "unpatched_video_*.webp").relative_to(out)),
         },
     }
+    picture = out / "adacache_demo" / "readme_schedule_chart.png"
+    readme_picture(rt.pack, trace).save(picture)
+    report["files"]["readme_picture"] = str(picture.relative_to(out))
     (out / "demo_report.json").write_text(json.dumps(report, indent=1))
     return report
+
+
+def readme_picture(pack, trace: dict):
+    """The run's overview chart as a PIL image, without the speed-up estimated from its timings (which differ from
+    run to run): the README's picture (docs/schedule_chart.png; --readme writes it there, tests/test_demo.py checks)."""
+    from PIL import Image
+
+    run = pack.adacache_core.trace.RunTrace.from_dict(trace)
+    run.calls = [dataclasses.replace(call, seconds=0.0) for call in run.calls]
+    return Image.fromarray(pack.adacache_core.chart.schedule_chart([("model", run)]))
 
 
 def main() -> None:
@@ -139,8 +155,11 @@ def main() -> None:
     ap.add_argument("--output", type=Path, default=comfy_runtime.REPO_ROOT / "output" / "demo")
     ap.add_argument("--motion", default=None, help="override the demo prompt's motion class (static, slow, fast, orbit)")
     ap.add_argument("--repeats", type=int, default=5, help="timed runs of each variant, interleaved; the medians count")
+    ap.add_argument("--readme", action="store_true", help="also write the run's picture to docs/schedule_chart.png")
     args = ap.parse_args()
     report = run(args.output, args.motion, args.repeats)
+    if args.readme:
+        shutil.copyfile(Path(report["output_dir"]) / report["files"]["readme_picture"], README_PICTURE)
     print()
     print(f"AdaCache demo on the tiny Wan 2.1 model ({report['motion']})")
     print(f"  computed steps      {report['computed_steps']}/{report['total_steps']}, model calls "
