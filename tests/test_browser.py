@@ -402,7 +402,11 @@ def test_demo_runs_and_viewer_shows_chart_and_summary(page, server):
                     image: [n.imgs[0].naturalWidth, n.imgs[0].naturalHeight], src: n.imgs[0].src}; }""")
         assert viewer["summary"] == viewer["shown"]  # the textarea on the node holds the summary
         assert viewer["visible"]
-        assert "computed" in viewer["summary"] and "steps" in viewer["summary"] and "speedup" in viewer["summary"]
+        assert "steps computed" in viewer["summary"] and "speed-up" in viewer["summary"]
+        assert "steps chosen by the speed knob" in viewer["summary"]
+        compare = page.evaluate("""() => app.graph.nodes.find(n => n.type === 'AdaCacheCompare')
+            .widgets.find(w => w.name === 'adacache_summary').value""")
+        assert compare.splitlines()[0] in VERDICTS and "frames: PSNR" in compare, compare  # AdaCache Compare's sentence
         assert "/view?" in viewer["src"]
         # The overview: a headline over one row of steps (cond and uncond computed the same steps),
         # computed steps in blue, reused in grey, nothing in the red that read as an error.
@@ -425,6 +429,25 @@ def test_demo_runs_and_viewer_shows_chart_and_summary(page, server):
         assert colours["computed"] > 0.01 and colours["moreg"] > 0 and colours["red"] == 0, colours
         print("engineering screenshot:", _screenshot_viewer(page, "viewer_engineering.png"))
 
+        # Turning the knob reruns only the AdaCache branch: ComfyUI's cache keeps the uncached sampler's result.
+        ids = page.evaluate("""() => { const n = app.graph.nodes.find(n => n.type === 'AdaCachePatchModel');
+            n.widgets.find(w => w.name === 'target_speedup').value = 3;
+            const samplers = app.graph.nodes.filter(s => s.type === 'KSampler');
+            const uncached = samplers.find(s => s.title.includes('uncached'));
+            return {uncached: String(uncached.id), adacache: String(samplers.find(s => s !== uncached).id)}; }""")
+        before = set(server.get_json("/history"))
+        page.get_by_role("button", name="Run", exact=True).first.click()
+        t0 = time.monotonic()
+        while not (set(server.get_json("/history")) - before) or server.get_json("/queue")["queue_running"]:
+            assert time.monotonic() - t0 < RUN_TIMEOUT_MS / 1000, "the prompt with the knob at 3 did not finish"
+            time.sleep(0.5)
+        (latest,) = (h for k, h in server.get_json("/history").items() if k not in before)
+        cached = next(d["nodes"] for e, d in latest["status"]["messages"] if e == "execution_cached")
+        assert ids["uncached"] in cached and ids["adacache"] not in cached, (ids, cached)
+
+
+VERDICTS = ("The same to the eye.", "Small differences in fine detail; look at the difference picture.",
+            "Visible changes: compare the frames (lower target_speedup for a result closer to the uncached one).")
 
 # The viewer's colours (adacache_core/chart.py): computed, reused, MoReg's line (engineering only), and
 # the red the chart used for computed steps before.
