@@ -17,8 +17,9 @@ divided by the gap it was measured over (``SLOPE_NOISE * k / gap``), up to the f
 holds there: right after steps 0 and 1 (span_memory.forms_line).
 
 The weight follows what real models show (sources in benchmarks/data/real_weight_schedules.json): the
-first steps of a run set the composition and are the last to be given up (the "head"), and past the head
-every step weighs about the same, whatever the sampler's step size. Ranks are found greedily, as a search
+first steps of a run set the composition and are the last to be given up (the "head"); past the head a
+step weighs as far as the sampler moves there, so the same staleness costs more where the sampler takes
+large steps. Ranks are found greedily, as a search
 with real sampling does: start with every step computed and drop, one at a time, the step whose reuse adds
 the least estimated error. Steps that must be computed (``forced``) are never dropped.
 """
@@ -48,9 +49,9 @@ class StepRanking:
     """
 
     head: float = 0.2  # the fraction of the run whose steps set the composition
-    head_softness: float = 0.02  # how gradually the protection ends, as a fraction of the run
-    head_weight: float = 1000.0  # how much more a head step weighs than a later one
-    step_size_power: float = 0.0  # 1: a step weighs as far as the sampler moves there (in sigma); 0: all alike
+    head_softness: float = 0.01  # how gradually the protection ends, as a fraction of the run
+    head_weight: float = 1000.0  # how much more a head step weighs than a later one of the same step size
+    step_size_power: float = 1.0  # 1: a step weighs as far as the sampler moves there (in sigma); 0: all alike
 
     def weights(self, sigmas: list[float], steps: int) -> list[float]:
         """The weight of each step's reuse error, one per step."""
@@ -63,9 +64,10 @@ class StepRanking:
         return 1.0 / (1.0 + math.exp(min((progress - self.head) / self.head_softness, 700.0)))
 
 
-# The knob's ranking: fitted to LeMiCa's published Wan 2.1 schedules (benchmarks/fit_step_ranking.py).
+# The knob's ranking: fitted to LeMiCa's published Wan 2.1 schedules (benchmarks/fit_step_ranking.py; the choice
+# among the close fits: benchmarks/RESULTS.md, "Real models first").
 REAL_MODEL_RANKING = StepRanking()
-# The ranking from the sampler's step sizes alone, as before the fit: for comparisons in the benchmarks.
+# The ranking from the sampler's step sizes alone, as before the head: for comparisons in the benchmarks.
 STEP_SIZE_RANKING = StepRanking(head_weight=0.0, step_size_power=1.0)
 
 

@@ -48,11 +48,15 @@ def main() -> None:
     ap.add_argument("--report", action="store_true", help="print the tables from the saved results; sample nothing")
     ap.add_argument("--chain", choices=("motion", "heldout"), help="sample this model's searched schedules instead")
     ap.add_argument("--chain-variant", help="with --chain: the end of the search file's name, e.g. 5x8x8 or 5x8x8_k6")
-    ap.add_argument("--ranking", choices=("real-model", "step-sizes"), default="real-model",
-                    help="step-sizes: sample the schedules of the knob's earlier ranking instead of the knob")
+    ap.add_argument("--ranking", default="real-model",
+                    help="step-sizes: sample the schedules of the knob's earlier ranking instead of the knob; or "
+                         "POWER,HEAD,SOFTNESS,WEIGHT: a speed_plan.StepRanking to try (file suffix _ranking_...)")
+    ap.add_argument("--reuse", choices=MODES, action="append", help="only this reuse mode (repeatable; default both)")
     args = ap.parse_args()
+    modes = tuple(args.reuse or MODES)
     size = f"_{args.chain_variant}" if args.chain_variant else ""
-    suffix = (f"_chain_{args.chain}{size}" if args.chain else "") + ("_stepsizes" if args.ranking == "step-sizes" else "")
+    suffix = (f"_chain_{args.chain}{size}" if args.chain else "") + {"step-sizes": "_stepsizes", "real-model": ""}.get(
+        args.ranking, "_ranking_" + args.ranking.replace(",", "_"))
     results_path = REPO / "benchmarks" / "results" / f"knob_{args.model}{suffix}.json"
     if args.report:
         rows = json.loads(results_path.read_text())["rows"]
@@ -63,14 +67,14 @@ def main() -> None:
     from tools.tiny_video_data import latent_motion
 
     chains = {reuse: searched_chain(f"{args.chain}_{reuse}{size}", args.steps) for reuse in MODES} if args.chain else None
-    if args.ranking == "step-sizes":
-        chains = {reuse: step_size_chain(base, args.steps, reuse == "forecast") for reuse in MODES}
+    if args.ranking != "real-model":
+        chains = {reuse: ranked_chain(base, args.steps, reuse == "forecast", args.ranking) for reuse in modes}
     rows = []
     for cls, pos in conds.items():
         for seed in range(args.seeds):
             ref = h.ksample(base, pos, empty, latent, steps=args.steps, seed=seed)
             energy = latent_motion(ref)
-            for reuse in MODES:
+            for reuse in modes:
                 for speed in SPEEDS:
                     if chains is None:
                         model = h.adacache(None, base, target_speedup=speed, reuse=reuse)
@@ -100,8 +104,9 @@ def searched_chain(name: str, steps: int) -> dict[int, frozenset[int]]:
     return {level["computed"]: frozenset(level["steps"]) for level in levels}
 
 
-def step_size_chain(base, steps: int, forecast: bool) -> dict[int, frozenset[int]]:
-    """The step-size ranking's schedule per computed-step count, on the sigmas KSampler uses (simple scheduler)."""
+def ranked_chain(base, steps: int, forecast: bool, ranking: str) -> dict[int, frozenset[int]]:
+    """The schedule per computed-step count of another ranking ('step-sizes', or POWER,HEAD,SOFTNESS,WEIGHT), on the
+    sigmas KSampler uses (simple scheduler)."""
     import comfy.samplers
 
     from adacache_core import speed_plan
@@ -109,7 +114,12 @@ def step_size_chain(base, steps: int, forecast: bool) -> dict[int, frozenset[int
 
     sigmas = comfy.samplers.calculate_sigmas(base.get_model_object("model_sampling"), "simple", steps).tolist()
     forced = set(forced_steps(steps))
-    order = speed_plan.drop_order(sigmas, steps, forced, forecast, speed_plan.STEP_SIZE_RANKING)
+    if ranking == "step-sizes":
+        chosen = speed_plan.STEP_SIZE_RANKING
+    else:
+        power, head, softness, weight = map(float, ranking.split(","))
+        chosen = speed_plan.StepRanking(head, softness, weight, power)
+    order = speed_plan.drop_order(sigmas, steps, forced, forecast, chosen)
     return {n: frozenset(speed_plan.kept_steps(order, steps, forced, n)) for n in range(len(forced), steps + 1)}
 
 
@@ -149,7 +159,7 @@ def report(rows: list[dict], classes: list[str], model: str) -> str:
              "when asking for less speed", "",
              "| reuse | class | " + " | ".join(f"{s:g}x" for s in SPEEDS) + " | worst drop |",
              "|---|---|" + "---|" * (len(SPEEDS) + 1)]
-    for reuse in MODES:
+    for reuse in dict.fromkeys(r["reuse"] for r in rows):
         for cls in [*classes, None]:
             where = {"reuse": reuse} | ({"class": cls} if cls else {})
             curve = [mean_of(rows, "psnr", speed=s, **where) for s in SPEEDS]

@@ -22,8 +22,8 @@ from adacache_core import speed_plan  # noqa: E402
 from adacache_core.measures import forced_steps  # noqa: E402
 
 DATA = json.loads((REPO / "benchmarks" / "data" / "real_weight_schedules.json").read_text())
-GRID = dict(step_size_power=(0.0, 0.25, 0.5, 1.0), head=(0.08, 0.12, 0.16, 0.2), head_softness=(0.01, 0.02, 0.04),
-            head_weight=(10.0, 100.0, 1000.0))
+GRID = dict(step_size_power=(0.0, 0.25, 0.5, 0.75, 1.0), head=(0.12, 0.16, 0.2, 0.22), head_softness=(0.01, 0.02, 0.04),
+            head_weight=(100.0, 1000.0, 10000.0))
 
 
 def flow_sigmas(steps: int, shift: float) -> list[float]:

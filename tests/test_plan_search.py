@@ -245,8 +245,10 @@ def test_plan_search_in_the_demo_workflow_through_the_execution_engine(runtime, 
 
     prompt = ui_to_api(json.loads((comfy_runtime.REPO_ROOT / "workflows" / "adacache_demo_tiny_model.json").read_text()))
     ids = {node["class_type"]: node_id for node_id, node in prompt.items()}
+    for node in prompt.values():  # the AdaCache sampler and the uncached one the demo compares with
+        if node["class_type"] == "KSampler":
+            node["inputs"]["steps"] = 6
     sampler = prompt[ids["KSampler"]]["inputs"]
-    sampler["steps"] = 6
     prompt[ids["EmptyHunyuanLatentVideo"]]["inputs"].update(width=32, height=32, length=9)
     prompt[ids["AdaCacheScheduleViewer"]]["inputs"]["filename_prefix"] = "plan_search_test/run"
     prompt["900"] = {"class_type": "AdaCachePlanSearch", "inputs": {
