@@ -21,7 +21,7 @@ from tiny_runs import REPO
 
 RESULTS = REPO / "benchmarks" / "results"
 MODELS = {"motion": "blobs, tuned on", "heldout": "blobs, held out (nobody tuned on it)",
-          "clips": "real clips, held out (the early steps matter)"}
+          "clips": "real clips, the ranking chosen here"}
 PLAN_SEARCH = "5x8x8_k6_joint"  # bench_knob.py --chain M --chain-variant: the plan AdaCache Plan Search finds (two prompts)
 PEERS = ("EasyCache", "First-Block Cache", "TeaCache (fitted to the model)", "MagCache (fitted to the model)",
          "uniform every k")
