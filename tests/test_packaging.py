@@ -47,7 +47,7 @@ def test_the_registry_archive_holds_only_what_users_run(checkout):
     assert {n.split("/")[0] for n in names} == SHIPPED
     assert "demo_models/tiny_wan21_motion.safetensors" in names  # the demo model users try
     assert "workflows/wan2.1_t2v_1.3B_adacache.jpg" in names  # thumbnails travel with their workflows
-    assert not [n for n in names if n.startswith("demo_models/") and "heldout" in n]  # the held-out test model stays out
+    assert not [n for n in names if n.startswith("demo_models/") and ("heldout" in n or "clips" in n)]  # test models stay out
     assert not [n for n in names if n.startswith("benchmarks/") and n.endswith(".py")]  # the results page, not the scripts
 
 
