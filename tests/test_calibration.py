@@ -10,6 +10,7 @@ from adacache_core.calibration import MotionCalibration
 
 VIDEO = torch.zeros(1, 16, 9, 16, 16)
 STEPS = 30
+BLOB_MODELS = ("heldout", "motion")  # the tiny models trained on moving blobs, whose prompts are motion classes
 
 
 def calibrate(model, positive, negative, latent=VIDEO, earlier=None, seed=100, **overrides):
@@ -24,8 +25,8 @@ def calibrate(model, positive, negative, latent=VIDEO, earlier=None, seed=100, *
 
 
 @pytest.fixture(scope="module")
-def tiny_models(runtime):
-    return {name: h.load_tiny(name) for name in h.TINY_MODELS}
+def tiny_models(runtime):  # the blob models: their prompts are motion classes (static to fast)
+    return {name: h.load_tiny(name) for name in BLOB_MODELS}
 
 
 def test_calibration_run_is_the_unpatched_run_and_records_motion_per_noise_level(tiny_models):
@@ -119,7 +120,7 @@ def test_calibration_must_match_the_probe_and_model_it_is_used_with(tiny_models)
         calibrate(base, conds["slow"], empty, latent=torch.zeros(1, 16, 1, 8, 8))
 
 
-@pytest.mark.parametrize("name", sorted(h.TINY_MODELS))
+@pytest.mark.parametrize("name", BLOB_MODELS)
 def test_calibrated_moreg_makes_the_schedule_follow_the_video_on_both_models(tiny_models, name):
     """The default preset with MoReg calibrated on this model (one run per class, seed 100), at another seed:
     the fastest class computes at least 1.3x the steps of the still one, and the classes differ. With the
