@@ -97,6 +97,23 @@ TINY_MODELS = {"motion": ("tiny_wan21_motion", ("static", "slow", "orbit", "fast
                                               "text_to_video_wan-1", "video_hunyuan_video_1.5_720p_t2v-1"))}
 
 
+def short_demo_prompt(steps: int) -> dict:
+    """The demo workflow as an API prompt, both samplers (AdaCache and uncached) at ``steps`` on a 32x32x9 latent:
+    a real graph that runs in seconds. Needs ComfyUI booted (the workflow is read with its node list)."""
+    import json
+
+    from tools import comfy_runtime
+    from tools.workflow import ui_to_api
+
+    prompt = ui_to_api(json.loads((comfy_runtime.REPO_ROOT / "workflows" / "adacache_demo_tiny_model.json").read_text()))
+    for node in prompt.values():
+        if node["class_type"] == "KSampler":
+            node["inputs"]["steps"] = steps
+        if node["class_type"] == "EmptyHunyuanLatentVideo":
+            node["inputs"].update(width=32, height=32, length=9)
+    return prompt
+
+
 def load_tiny(name: str):
     """(ModelPatcher loaded by ComfyUI's own loader, {class: conditioning}, unconditional conditioning)."""
     import comfy.sd

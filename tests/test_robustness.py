@@ -22,15 +22,7 @@ MEGABYTE = "1" * (1 << 20)
 
 @pytest.fixture(scope="module")
 def demo_prompt(runtime):
-    from tools.workflow import ui_to_api
-
-    prompt = ui_to_api(json.loads((comfy_runtime.REPO_ROOT / "workflows" / "adacache_demo_tiny_model.json").read_text()))
-    for node in prompt.values():
-        if node["class_type"] == "KSampler":
-            node["inputs"]["steps"] = 4
-        if node["class_type"] == "EmptyHunyuanLatentVideo":
-            node["inputs"].update(width=32, height=32, length=9)
-    return prompt
+    return h.short_demo_prompt(4)
 
 
 def written_files(runtime) -> dict[str, tuple[int, int]]:

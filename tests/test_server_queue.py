@@ -5,9 +5,12 @@ shortened to 4 steps on a small latent).
 """
 import json
 import time
+import urllib.error
 import urllib.request
 
 import pytest
+
+import helpers as h
 from browser_harness import ComfyServer
 
 from tools import comfy_runtime
@@ -25,16 +28,8 @@ def server(runtime, tmp_path_factory):  # runtime: the workflow is turned into a
 
 
 def demo_prompt(**patch_inputs) -> dict:
-    from tools.workflow import ui_to_api
-
-    prompt = ui_to_api(json.loads((comfy_runtime.REPO_ROOT / "workflows" / "adacache_demo_tiny_model.json").read_text()))
-    for node in prompt.values():
-        if node["class_type"] == "KSampler":
-            node["inputs"]["steps"] = 4
-        if node["class_type"] == "EmptyHunyuanLatentVideo":
-            node["inputs"].update(width=32, height=32, length=9)
-        if node["class_type"] == "AdaCachePatchModel":
-            node["inputs"].update(patch_inputs)
+    prompt = h.short_demo_prompt(4)
+    next(n for n in prompt.values() if n["class_type"] == "AdaCachePatchModel")["inputs"].update(patch_inputs)
     return prompt
 
 
