@@ -40,7 +40,7 @@ class AdaCacheCalibrate(io.ComfyNode):
                 io.Float.Input("cfg", default=5.0, min=0.0, max=100.0, step=0.1, round=0.01, tooltip="As in your sampler."),
                 io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS, tooltip="As in your sampler."),
                 io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, tooltip="As in your sampler."),
-                setting_input("probe_blocks"),
+                setting_input("probe_blocks", optional=False),  # required since the first release
                 setting_input("probe_residual"),
                 frame_strides_input(),
                 io.String.Input("earlier_calibration", optional=True, force_input=True,

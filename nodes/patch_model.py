@@ -10,43 +10,64 @@ from ..adacache_core.comfy_bridge import patch_model
 from ..adacache_core.searched_plan import SearchedPlan
 from .types import MoRegSettings, node_label
 
-# How each setting of config.PATCH_SETTINGS shows on the node: its tooltip, and for numbers the widget's
-# step. Optional: the inputs added after the first release (workflows saved before lack them).
+# How each setting of config.PATCH_SETTINGS shows on the node, in the node's order: the speed knob first, then
+# the paper's settings, which act only at knob 0 (their labels say so). Each entry: the tooltip, for numbers the
+# widget's step, the label where it differs from the name. Workflows saved in the order before keep their values
+# (saved_widget_values, and web/saved_workflows.js in the front end).
 WIDGETS = {
+    "target_speedup": dict(step=0.25,
+                           tooltip="The speed knob: 2 runs the model on half the steps. Up = faster, down = more faithful. "
+                                   "1 or less: every step runs, as without AdaCache. 0: off, the preset decides."),
+    "reuse": dict(
+                  tooltip="What a skipped step uses: 'forecast' (default) continues the last change, sharper at the "
+                          "same speed; 'hold' keeps it as it was (the paper), a little less memory."),
     "preset": dict(tooltip="Only when target_speedup is 0: how long the paper's schedule reuses, from fastest to "
                            "slowest (most faithful); 'custom' uses custom_codebook."),
     "custom_codebook": dict(tooltip="Only for preset 'custom': 'threshold:steps' pairs, thresholds ascending. Bigger numbers "
                                     "reuse longer: faster, less faithful."),
     "probe_blocks": dict(tooltip="Which block's change decides when to compute: 'middle' (as the paper) or block numbers "
                                  "from 0, like '13' or '6, 20'. Leave it unless you experiment."),
+    "probe_residual": dict(
+                           tooltip="What the probe watches: 'block' (default), the whole block; 'attention', the paper's own "
+                                   "probe (Wan, LTX-Video, PixArt), which computes more steps with the same preset."),
     "start_percent": dict(step=0.01, tooltip="Reuse may start at this point of the sampling (0 = first step). Raise it to "
                                              "compute all early steps, which set the layout."),
     "end_percent": dict(step=0.01, tooltip="Reuse stops at this point (1 = last step). Lower it to compute the final detail "
                                            "steps. Equal to start_percent: AdaCache off."),
     "offload_cache": dict(tooltip="On: keep the cache in system RAM instead of VRAM. Saves a little VRAM, costs a copy on "
                                   "each reused step."),
-    "target_speedup": dict(step=0.25, optional=True,
-                           tooltip="The speed knob: 2 runs the model on half the steps. Up = faster, down = more faithful. "
-                                   "1 or less: every step runs, as without AdaCache. 0: off, the preset decides."),
-    "sequence_parallel": dict(optional=True,
+    "sequence_parallel": dict(
                               tooltip="Only for one video split over several GPUs (Raylight, xDiT): keeps all GPUs' decisions "
                                       "the same. Leave it on 'auto'; 'always' for image models. On one GPU it does nothing."),
-    "probe_residual": dict(optional=True,
-                           tooltip="What the probe watches: 'block' (default), the whole block; 'attention', the paper's own "
-                                   "probe (Wan, LTX-Video, PixArt), which computes more steps with the same preset."),
-    "reuse": dict(optional=True,
-                  tooltip="What a skipped step uses: 'forecast' (default) continues the last change, sharper at the "
-                          "same speed; 'hold' keeps it as it was (the paper), a little less memory."),
 }
-MOREG_INPUT_AFTER = "target_speedup"  # the MoReg Settings socket sits after this widget
+# The widget order of workflows saved before the knob came first (their first value is the preset's name).
+WIDGET_ORDER_BEFORE_KNOB_FIRST = ("preset", "custom_codebook", "probe_blocks", "start_percent", "end_percent",
+                                  "offload_cache", "target_speedup", "sequence_parallel", "probe_residual", "reuse")
+# The paper's adaptive schedule's settings: they choose steps only with the knob at 0, and their labels say so.
+KNOB_0_ONLY = ("preset", "custom_codebook", "probe_blocks", "probe_residual")
+MOREG_INPUT_AFTER = "preset"  # the MoReg Settings socket sits after this widget (it acts at knob 0 too)
 
 
-def setting_input(name: str):
+def saved_widget_values(values: list) -> list:
+    """A saved Patch Model's widget values in today's order (what web/saved_workflows.js does in the front end).
+
+    Workflows saved before the knob came first start with the preset's name; the values are moved to
+    their settings' new places, and a setting the file predates takes its default, as it did on load before.
+    """
+    if not values or not isinstance(values[0], str):
+        return values
+    saved = dict(zip(WIDGET_ORDER_BEFORE_KNOB_FIRST, values))
+    return [saved[name] if name in saved else PATCH_SETTINGS[name].default for name in WIDGETS]
+
+
+def setting_input(name: str, optional: bool = True, label: str | None = None):
     """The node input of one Patch Model setting: type, default and range from config.PATCH_SETTINGS.
 
+    Optional, so that the node's widgets keep the order of WIDGETS (the front end puts required widgets
+    before optional ones) and an input left out of an API prompt takes its default.
     Shared with AdaCache Calibrate (probe_blocks, probe_residual: a calibration is only valid for its probe).
     """
-    setting, widget = PATCH_SETTINGS[name], WIDGETS[name]
+    setting, widget = PATCH_SETTINGS[name], WIDGETS[name] | {"optional": optional, "display_name": label}
     if setting.options is not None:
         return io.Combo.Input(name, options=list(setting.options), default=setting.default, **widget)
     if setting.bounds is not None:
@@ -58,6 +79,7 @@ def setting_input(name: str):
 
 
 class AdaCachePatchModel(io.ComfyNode):
+    saved_widget_values = staticmethod(saved_widget_values)  # for tools/workflow.ui_to_api
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -129,8 +151,8 @@ def plan_input() -> io.String.Input:
 def settings_inputs() -> list:
     """AdaCache Patch Model's settings (every input but the model), shared with its Raylight variant."""
     inputs = []
-    for name in PATCH_SETTINGS:
-        inputs.append(setting_input(name))
+    for name in WIDGETS:
+        inputs.append(setting_input(name, label=f"{name} (knob 0)" if name in KNOB_0_ONLY else None))
         if name == MOREG_INPUT_AFTER:
             inputs.append(MoRegSettings.Input("moreg", optional=True,
                                               tooltip="Optional MoReg Settings: computes more steps when the video moves. "

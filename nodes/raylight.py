@@ -8,13 +8,14 @@ from comfy_api.latest import io
 from ..adacache_core import raylight_workers as workers
 from ..adacache_core.config import SettingsError, settings_from_inputs
 from ..adacache_core.searched_plan import SearchedPlan
-from .patch_model import check_settings, plan_input, settings_inputs
+from .patch_model import check_settings, plan_input, saved_widget_values, settings_inputs
 from .types import RayActors, node_label
 
 LOG = logging.getLogger("adacache")
 
 
 class AdaCachePatchModelRaylight(io.ComfyNode):
+    saved_widget_values = staticmethod(saved_widget_values)  # for tools/workflow.ui_to_api
     """The Patch Model's settings, sent as plain data to every Raylight worker (adacache_core/raylight_workers.py).
 
     Not a subclass of AdaCachePatchModel: ComfyUI's V3 nodes cache their schema's types on the class,

@@ -48,7 +48,7 @@ def test_every_tooltip_is_short_and_free_of_test_model_figures(runtime):
 
 def test_the_tooltip_check_fails_on_a_tooltip_grown_past_the_limit(runtime):
     infos = copy.deepcopy(pack_node_infos(runtime))
-    infos["AdaCachePatchModel"]["input"]["required"]["preset"][1]["tooltip"] += "x" * TOOLTIP_LIMIT
+    infos["AdaCachePatchModel"]["input"]["optional"]["preset"][1]["tooltip"] += "x" * TOOLTIP_LIMIT
     assert [p.split(":")[0] for p in tooltip_problems(infos)] == ["AdaCachePatchModel.preset"]
 
 
@@ -82,7 +82,13 @@ def test_every_relative_link_points_to_a_file(path):
     assert missing == [], f"{path.name} links to files that do not exist: {missing}"
 
 
-def test_the_front_end_renames_the_presets_as_the_server_does(runtime):
-    script = (REPO / "web" / "renamed_presets.js").read_text()
-    table = json.loads(re.search(r"const RENAMED_PRESETS = (\{.*\});", script).group(1))
-    assert table == runtime.pack.adacache_core.config.RENAMED_PRESETS
+def test_the_front_end_moves_and_renames_saved_values_as_the_server_does(runtime):
+    """web/saved_workflows.js repeats the server's tables: the widget orders, the defaults, the renamed presets."""
+    script = (REPO / "web" / "saved_workflows.js").read_text()
+    renamed = json.loads(re.search(r"const RENAMED_PRESETS = (\{.*\});", script).group(1))
+    knob_first = json.loads(re.search(r"const KNOB_FIRST = (\{.*\});", script).group(1))
+    config, patch_model = runtime.pack.adacache_core.config, runtime.pack.nodes.patch_model
+    assert renamed == config.RENAMED_PRESETS
+    assert knob_first == {"before": list(patch_model.WIDGET_ORDER_BEFORE_KNOB_FIRST), "now": list(patch_model.WIDGETS),
+                          "defaults": {name: s.default for name, s in config.PATCH_SETTINGS.items()}}
+    assert set(patch_model.WIDGETS) == set(config.PATCH_SETTINGS) == set(patch_model.WIDGET_ORDER_BEFORE_KNOB_FIRST)

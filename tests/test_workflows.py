@@ -72,13 +72,53 @@ def test_workflow_is_valid_in_comfyui(registry, placeholder_models, path):
     needs_raylight(workflow)
     types = {n["type"] for n in workflow["nodes"]}
     assert check_links(workflow) == []
-    assert {"AdaCacheMoRegSettings", "AdaCacheScheduleViewer"} <= types
+    assert "AdaCacheScheduleViewer" in types
     assert types & {"AdaCachePatchModel", "AdaCachePatchModelRaylight"}
     prompt = ui_to_api(workflow)
+    # MoReg Settings only where they act: on a Patch Model whose knob is at 0 (the paper's schedule)
+    patches = [v["inputs"] for v in prompt.values() if v["class_type"].startswith("AdaCachePatchModel")]
+    assert all(("moreg" in p) == (p["target_speedup"] == 0) for p in patches)
+    assert ("AdaCacheMoRegSettings" in types) == any("moreg" in p for p in patches)
     valid, error, outputs, node_errors = comfy_exec.validate(prompt)
     assert valid, (error, node_errors)
     viewer = [k for k, v in prompt.items() if v["class_type"] == "AdaCacheScheduleViewer"]
     assert viewer and set(viewer) <= set(outputs)
+
+
+COMPARE_WORKFLOWS = [p for p in WORKFLOWS if any(n["type"] == "AdaCacheCompare" for n in json.loads(p.read_text())["nodes"])]
+
+
+@pytest.mark.parametrize("path", COMPARE_WORKFLOWS, ids=lambda p: p.name)
+def test_the_compare_branch_is_bypassed_and_valid_when_turned_on(registry, placeholder_models, path):
+    """The real-model workflows ship the uncached run and AdaCache Compare bypassed (a full run more), in a group
+    that says how to turn them on; turned on, they compare the unpatched model's run with the patched one's."""
+    from tools import comfy_exec
+    from tools.workflow import ui_to_api
+
+    workflow = json.loads(path.read_text())
+    compare = next(n for n in workflow["nodes"] if n["type"] == "AdaCacheCompare")
+    if path.name == "adacache_demo_tiny_model.json":  # the demo runs it: the uncached branch is cheap there
+        assert compare["mode"] == 0
+        return
+    from tools.make_thumbnails import node_box
+
+    group = next(g for g in workflow["groups"] if "Ctrl+B" in g["title"])  # the group that says how to turn it on
+    gx, gy, gw, gh = group["bounding"]
+    branch = [n for n in workflow["nodes"] if gx <= node_box(n)[0] and node_box(n)[2] <= gx + gw
+              and gy <= node_box(n)[1] and node_box(n)[3] <= gy + gh]
+    assert sorted(n["type"] for n in branch) == ["AdaCacheCompare", "KSampler", "VAEDecode"]
+    assert all(n["mode"] == 4 for n in branch)
+    assert all(str(n["id"]) not in ui_to_api(workflow) for n in branch)
+    for node in branch:
+        node["mode"] = 0
+    prompt = ui_to_api(workflow)
+    valid, error, outputs, node_errors = comfy_exec.validate(prompt)
+    assert valid, (error, node_errors)
+    inputs = prompt[str(compare["id"])]["inputs"]
+    samplers = {name: prompt[inputs[name][0]] for name in ("uncached_latent", "adacache_latent")}
+    model_of = {name: prompt[s["inputs"]["model"][0]]["class_type"] for name, s in samplers.items()}
+    assert model_of["adacache_latent"] == "AdaCachePatchModel" and model_of["uncached_latent"] != "AdaCachePatchModel"
+    assert samplers["uncached_latent"]["inputs"] | {"model": None} == samplers["adacache_latent"]["inputs"] | {"model": None}
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)

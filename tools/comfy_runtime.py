@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import contextlib
 import importlib.util
 import logging
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -29,46 +27,25 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 TINY_MODEL_DIR = REPO_ROOT / "demo_models"  # the tiny models tools/train_tiny_wan.py trained
 
 
-@contextlib.contextmanager
-def _one_line_for_missing_torchaudio():
-    """ComfyUI's built-in audio nodes need torchaudio, which this runtime does not install (nothing here
-    uses audio). ComfyUI then logs a traceback per audio module, which reads as a failure; this holds
-    ComfyUI's warnings back while it loads and, when torchaudio is all that failed, says so in one
-    line. Any other failure is logged exactly as ComfyUI wrote it."""
-    held: list[logging.LogRecord] = []
+def required_front_end(comfy_root: Path) -> str:
+    """The comfyui-frontend-package version a ComfyUI tree's requirements.txt names."""
+    for line in (comfy_root / "requirements.txt").read_text().splitlines():
+        if line.startswith("comfyui-frontend-package=="):
+            return line.split("==")[1].strip()
+    raise RuntimeError(f"{comfy_root}/requirements.txt names no comfyui-frontend-package version")
 
-    class Hold(logging.Filter):
-        def filter(self, record: logging.LogRecord) -> bool:
-            if record.levelno >= logging.ERROR:
-                return True
-            held.append(record)
-            return False
 
-    root, hold = logging.getLogger(), Hold()
-    root.addFilter(hold)
+def front_end_root(version: str) -> Path | None:
+    """Where tools/setup_env.sh put this front-end version: None when it is the venv's own package (ComfyUI
+    serves that by default), else its static folder in .venv/frontend-<version> (serve it by --front-end-root)."""
+    from importlib import metadata
+
     try:
-        yield
-    finally:
-        root.removeFilter(hold)
-        text = "\n".join(r.getMessage() for r in held)
-        failures = re.findall(r"Cannot import (\S+) module for custom nodes: (.*)", text)
-        audio_only = bool(failures) and all("torchaudio" in why for _, why in failures)
-        for record in held:
-            if not (audio_only and _about_the_import_failures(record.getMessage())):
-                root.handle(record)
-        if audio_only:
-            names = ", ".join(Path(path).name for path, _ in failures)
-            logging.warning(f"ComfyUI's audio nodes are not loaded ({names}): torchaudio is not installed; "
-                            "the AdaCache pack, its tests and demo do not use audio")
-
-
-_IMPORT_FAILURE_LINES = ("torchaudio", "IMPORT FAILED", "did not import correctly", "new missing dependencies",
-                         "Please do a: pip install")
-
-
-def _about_the_import_failures(message: str) -> bool:
-    """A line of ComfyUI's report on built-in nodes that failed to import (or a blank line of it)."""
-    return not message.strip() or any(part in message for part in _IMPORT_FAILURE_LINES)
+        if metadata.version("comfyui-frontend-package") == version:
+            return None
+    except metadata.PackageNotFoundError:
+        pass
+    return REPO_ROOT / ".venv" / f"frontend-{version}" / "comfyui_frontend_package" / "static"
 
 
 def find_comfyui() -> Path:
@@ -167,10 +144,9 @@ def boot(output_dir: str | os.PathLike | None = None, extra_args: list[str] | No
     logging.getLogger().setLevel(logging.WARNING)
     loop = asyncio.new_event_loop()
     try:
-        with _one_line_for_missing_torchaudio():
-            import nodes
+        import nodes
 
-            loop.run_until_complete(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
+        loop.run_until_complete(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
         builtin = {k: (v, nodes.NODE_DISPLAY_NAME_MAPPINGS.get(k)) for k, v in nodes.NODE_CLASS_MAPPINGS.items()}
         ok = loop.run_until_complete(nodes.load_custom_node(str(REPO_ROOT)))
     finally:

@@ -3,7 +3,7 @@
     .venv/bin/python tools/make_workflows.py
 
 Each workflow but the tiny-model demo is a template of the comfyui-workflow-templates package with
-the pack's nodes inserted: AdaCache Patch Model (with MoReg Settings) between the model and the
+the pack's nodes inserted: AdaCache Patch Model between the model and the
 node that samples it, and a Cache Schedule Viewer on the sampler's output. Every template setting
 is kept; what a workflow changes beyond its own nodes is listed in docs/template_differences.md, written from
 the comparison with the template (tools/templates.py), never by hand.
@@ -19,7 +19,8 @@ from pathlib import Path
 
 sys.path.append(str(Path(__file__).resolve().parent.parent))
 from tools import comfy_runtime, make_thumbnails, templates  # noqa: E402
-from tools.workflow import NodeRef, WorkflowBuilder, widget_names  # noqa: E402
+from tools.make_thumbnails import node_box  # noqa: E402
+from tools.workflow import GAP, NodeRef, WorkflowBuilder, widget_names  # noqa: E402
 
 OUT = comfy_runtime.REPO_ROOT / "workflows"
 DOC = comfy_runtime.REPO_ROOT / "docs" / "template_differences.md"
@@ -27,7 +28,7 @@ DOC = comfy_runtime.REPO_ROOT / "docs" / "template_differences.md"
 SAMPLERS = {"KSampler", "KSamplerAdvanced", "SamplerCustom", "BasicGuider", "XFuserKSamplerAdvanced"}
 PATCH_SOCKET = {"AdaCachePatchModel": "model", "AdaCachePatchModelRaylight": "ray_actors"}
 COLUMN = 360  # the width of the column made for the pack's nodes
-KNOB = "AdaCache's speed knob at 2x with forecast (MoReg and the preset act only with target_speedup 0)."
+KNOB = "AdaCache's speed knob at 2x: turn target_speedup up for speed, down for fidelity."
 
 
 @dataclass(frozen=True)
@@ -54,9 +55,10 @@ def from_template(name: str, keep_group: str | None = None, drop_group: str | No
     return wf
 
 
-def adacache(wf: WorkflowBuilder, patch: str = "AdaCachePatchModel", **patch_widgets) -> list[tuple[NodeRef, NodeRef]]:
-    """Patch Model + MoReg Settings before every enabled node that samples a model (left to right),
-    in a column made for them; returns (patch, moreg) pairs."""
+def adacache(wf: WorkflowBuilder, patch: str = "AdaCachePatchModel", with_moreg: bool = False,
+             **patch_widgets) -> list[tuple[NodeRef, NodeRef | None]]:
+    """Patch Model (with MoReg Settings, which act only at knob 0) before every enabled node that samples a
+    model (left to right), in a column made for them; returns (patch, moreg or None) pairs."""
     takes = PATCH_SOCKET[patch]
     consumers = sorted((NodeRef(n["id"], n["type"]) for n in wf.nodes if n["type"] in SAMPLERS and n.get("mode", 0) == 0
                         and any(s["name"] == takes and s.get("link") for s in n["inputs"])),
@@ -67,9 +69,10 @@ def adacache(wf: WorkflowBuilder, patch: str = "AdaCachePatchModel", **patch_wid
     for consumer in consumers:
         source, slot = wf.source(consumer, takes)
         patched = wf.add(patch, patch_widgets, pos=(x, wf.node(consumer)["pos"][1]))
-        moreg = wf.add("AdaCacheMoRegSettings", pos=(x, wf.node(patched)["pos"][1]))
+        moreg = wf.add("AdaCacheMoRegSettings", pos=(x, wf.node(patched)["pos"][1])) if with_moreg else None
         wf.connect(source, slot, patched, takes)
-        wf.connect(moreg, 0, patched, "moreg")
+        if moreg is not None:
+            wf.connect(moreg, 0, patched, "moreg")
         wf.connect(patched, 0, consumer, takes)
         pairs.append((patched, moreg))
     return pairs
@@ -91,9 +94,44 @@ def viewer(wf: WorkflowBuilder, models: list[NodeRef]) -> NodeRef:
     return view
 
 
+COMPARE_GROUP = "Compare with the uncached run: select this group and press Ctrl+B to turn it on (bypassed: it costs a full run)"
+
+
+def compare_branch(wf: WorkflowBuilder, patch: NodeRef) -> None:
+    """The same KSampler run on the unpatched model, decoded, and AdaCache Compare of the two: bypassed, in a
+    group that says how to turn it on (ComfyUI then keeps the uncached result while the knob turns)."""
+    sampler = next(NodeRef(n["id"], n["type"]) for n in wf.nodes
+                   if n["type"] == "KSampler" and wf.source(NodeRef(n["id"], n["type"]), "model")[0].id == patch.id)
+    decoder = next(NodeRef(n["id"], n["type"]) for n in wf.nodes if n["type"] in ("VAEDecode", "VAEDecodeTiled")
+                   and n.get("mode", 0) == 0 and wf.source(NodeRef(n["id"], n["type"]), "samples")[0].id == sampler.id)
+    below = max(node_box(n)[3] for n in wf.nodes) + 2 * GAP
+    x = wf.node(sampler)["pos"][0]
+    uncached = wf.add("KSampler", dict(zip(widget_names("KSampler"), wf.node(sampler)["widgets_values"])),
+                      pos=(x, below), title="KSampler (uncached, for comparison)")
+    for name in ("positive", "negative", "latent_image"):
+        wf.connect(*wf.source(sampler, name), uncached, name)
+    wf.connect(*wf.source(patch, "model"), uncached, "model")
+    decoded_uncached = wf.add(decoder.class_type, pos=(x + COLUMN, below))
+    wf.connect(uncached, 0, decoded_uncached, "samples")
+    wf.connect(*wf.source(decoder, "vae"), decoded_uncached, "vae")
+    compare = wf.add("AdaCacheCompare", pos=(x + 2 * COLUMN, below))
+    for src, slot, name in ((decoded_uncached, 0, "uncached"), (decoder, 0, "adacache"), (uncached, 0, "uncached_latent"),
+                            (sampler, 0, "adacache_latent")):
+        wf.connect(src, slot, compare, name)
+    boxes = [node_box(wf.node(ref)) for ref in (uncached, decoded_uncached, compare)]
+    for ref in (uncached, decoded_uncached, compare):
+        wf.node(ref)["mode"] = 4  # bypassed
+    left, top = min(b[0] for b in boxes) - GAP, min(b[1] for b in boxes) - GAP - 40
+    wf.groups.append({"title": COMPARE_GROUP, "color": "#3f789e", "font_size": 20, "flags": {},
+                      "bounding": [left, top, max(b[2] for b in boxes) + GAP - left, max(b[3] for b in boxes) + GAP - top]})
+
+
 def patched(spec: Spec) -> dict:
     wf = from_template(spec.template, **spec.paths)
-    viewer(wf, [p for p, _ in adacache(wf)])
+    pairs = adacache(wf)
+    viewer(wf, [p for p, _ in pairs])
+    if len(pairs) == 1 and wf.find("KSampler"):  # one sampler to compare (the two-expert and custom-sampler ones: not yet)
+        compare_branch(wf, pairs[0][0])
     return wf.to_ui(spec.note)
 
 
@@ -105,7 +143,7 @@ def calibrated(spec: Spec) -> dict:
     clip = wf.source(negative, "clip")[0]
     sampling = {k: v for k, v in zip(widget_names("KSampler"), wf.node(sampler)["widgets_values"])
                 if k in ("steps", "cfg", "sampler_name", "scheduler")}
-    (patch, moreg), = adacache(wf, target_speedup=0.0)  # MoReg chooses steps only with the speed knob off
+    (patch, moreg), = adacache(wf, with_moreg=True, target_speedup=0.0)  # MoReg chooses steps only with the speed knob off
     calibration = None
     for i, text in enumerate(("a quiet mountain lake at dawn, still water, static camera",
                               "people dancing at a night festival, fast handheld camera")):
@@ -183,13 +221,8 @@ def tiny_demo(spec: Spec) -> dict:
     """The demo on the bundled tiny model (no template has it): runs anywhere, headless, in seconds."""
     wf = WorkflowBuilder()
     loader = wf.add("UNETLoader", {"unet_name": "tiny_wan21_motion.safetensors"}, pos=(0, 0))
-    # Hand-tuned on this model: its block residual's motion scores are 0.04-0.36, so "normal" motion is
-    # 0.15, not 0.385; the block residual separates its motion classes better than the attention
-    # residual does (benchmarks/RESULTS.md, "What the probe measures")
-    patch = wf.add("AdaCachePatchModel", {"probe_residual": "block"}, pos=(380, 0))
-    moreg = wf.add("AdaCacheMoRegSettings", {"motion_scale": 0.15}, pos=(380, 0))
+    patch = wf.add("AdaCachePatchModel", pos=(380, 0))
     wf.connect(loader, 0, patch, "model")
-    wf.connect(moreg, 0, patch, "moreg")
     pos = wf.add("AdaCacheDemoPrompt", {"motion": "fast"}, pos=(0, 400), title="Positive")
     neg = wf.add("AdaCacheDemoPrompt", {"motion": "empty"}, pos=(0, 400), title="Negative")
     latent = wf.add("EmptyHunyuanLatentVideo", {"width": 128, "height": 128, "length": 33}, pos=(380, 0))
@@ -230,8 +263,7 @@ WORKFLOWS = {
         "demo_models/tiny_wan21_motion.safetensors in models/diffusion_models and press Run. Then turn target_speedup "
         "on AdaCache Patch Model up for speed or down for fidelity and run again: the Cache Schedule Viewer shows which "
         "steps ran, and AdaCache Compare shows the result beside the uncached one with a sentence on what changed "
-        "(the uncached sampler runs once; ComfyUI keeps its result). MoReg Settings act only at target_speedup 0, "
-        "where the paper's schedule decides; its motion_scale is set for this model.", tiny_demo),
+        "(the uncached sampler runs once; ComfyUI keeps its result).", tiny_demo),
     "wan2.1_t2v_1.3B_adacache.json": Spec("text_to_video_wan", "Wan 2.1 T2V 1.3B with AdaCache, on ComfyUI's template. " + KNOB),
     "wan2.1_t2v_1.3B_adacache_calibrated.json": Spec(
         "text_to_video_wan", "Wan 2.1 T2V 1.3B with AdaCache and MoReg calibrated on this model: the two AdaCache "

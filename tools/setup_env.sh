@@ -36,18 +36,36 @@ else
   echo "setup: using the pinned ComfyUI from $comfy_carrier"
 fi
 
-# ComfyUI's web front end is a separate package; install the exact version that this ComfyUI's
-# requirements.txt names (the browser test serves it). Quick when it is already there.
+# ComfyUI's web front end is a separate package. The venv holds the one the pinned ComfyUI requires; a
+# ComfyUI at COMFYUI_PATH that requires another gets it beside the venv's packages, in
+# .venv/frontend-<version> (tools/comfy_runtime.front_end_root finds it; ComfyUI serves it by --front-end-root).
+frontend_of() {  # the comfyui-frontend-package==X line of a ComfyUI tree's requirements.txt
+  grep -E '^comfyui-frontend-package==' "$1/requirements.txt" | tr -d '[:space:]' || true
+}
+pinned_root=$(cd "$repo" && env -u COMFYUI_PATH "$venv/bin/python" -c "from tools.comfy_runtime import find_comfyui; print(find_comfyui())")
 comfy_root=$(cd "$repo" && "$venv/bin/python" -c "from tools.comfy_runtime import find_comfyui; print(find_comfyui())")
-frontend=$(grep -E '^comfyui-frontend-package==' "$comfy_root/requirements.txt" | tr -d '[:space:]' || true)
+frontend=$(frontend_of "$pinned_root")
 if [ -z "$frontend" ]; then
-  echo "setup: $comfy_root/requirements.txt names no comfyui-frontend-package version" >&2
+  echo "setup: $pinned_root/requirements.txt names no comfyui-frontend-package version" >&2
   exit 2
 fi
 have=$("$venv/bin/python" -c "import importlib.metadata as m; print('comfyui-frontend-package==' + m.version('comfyui-frontend-package'))" 2>/dev/null || true)
 if [ "$have" != "$frontend" ]; then
-  echo "setup: installing $frontend (the front end this ComfyUI requires)"
+  echo "setup: installing $frontend (the front end the pinned ComfyUI requires)"
   "$venv/bin/python" -m pip install --quiet --no-deps "$frontend"
+fi
+required=$(frontend_of "$comfy_root")
+if [ -n "$required" ] && [ "$required" != "$frontend" ] && [ ! -d "$venv/frontend-${required#*==}/comfyui_frontend_package/static" ]; then
+  echo "setup: installing $required into $venv/frontend-${required#*==} (the front end of the ComfyUI at COMFYUI_PATH)"
+  "$venv/bin/python" -m pip install --quiet --no-deps --target "$venv/frontend-${required#*==}" "$required"
+fi
+
+# A newer ComfyUI (the second CI run's ../shared/third_party/comfyui-0.20.1) imports torchaudio in its LTX-2 and
+# audio code. torchaudio 2.11.1 asks for torch 2.11.1 but runs on this torch (2.14.1): installed without its
+# dependencies, so that it cannot replace torch.
+if ! "$venv/bin/python" -c "import torchaudio" 2>/dev/null; then
+  echo "setup: installing torchaudio==2.11.1 (newer ComfyUI's LTX-2 and audio code)"
+  "$venv/bin/python" -m pip install --quiet --no-deps "torchaudio==2.11.1"
 fi
 
 # The browser test also serves a newer front end, the one users of a newer ComfyUI get (1.58.1, the

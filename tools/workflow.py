@@ -300,6 +300,8 @@ def ui_to_api(workflow: dict) -> dict:
             link = links[through[0]]
         return None if skipped(by_id[link[1]]) else [str(link[1]), link[2]]
 
+    import nodes
+
     prompt = {}
     for node in workflow["nodes"]:
         if skipped(node):
@@ -307,6 +309,9 @@ def ui_to_api(workflow: dict) -> dict:
         info = node_info(node["type"])
         linked = {s["name"]: s["link"] for s in node.get("inputs", []) if s.get("link") is not None}
         values = list(node.get("widgets_values", []))
+        migrate = getattr(nodes.NODE_CLASS_MAPPINGS[node["type"]], "saved_widget_values", None)
+        if migrate is not None:  # a node whose widgets moved: what its web extension does on load
+            values = migrate(values)
         inputs, i = {}, 0
         for name, spec in ordered_inputs(info):
             if is_widget(spec):
