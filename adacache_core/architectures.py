@@ -71,8 +71,10 @@ class SideBlocks:
     zeroed: tuple[str, ...]
     placement: str | int
 
-    def modules(self, diffusion_model: object):
-        return _attribute(diffusion_model, self.attribute)
+    def modules(self, diffusion_model: object) -> list:
+        """The side blocks: a list of them, or one module the model calls after several main blocks (WanDancer)."""
+        found = _attribute(diffusion_model, self.attribute)
+        return list(found) if hasattr(found, "__len__") else [found]
 
     def after_blocks(self, diffusion_model: object) -> set[int]:
         """Indices of the main blocks after which one of these side blocks adds its output."""
@@ -122,8 +124,8 @@ class Architecture:
     def patch_of(self, diffusion_model: object) -> tuple[int, int, int] | None:
         if self.patch_size is None:
             return None
-        if isinstance(self.patch_size, tuple):
-            return tuple(int(_attribute(diffusion_model, path)) for path in self.patch_size)  # type: ignore[return-value]
+        if isinstance(self.patch_size, tuple):  # an axis without its own patch size (CogVideoX 1.0 in time): 1
+            return tuple(int(_attribute(diffusion_model, path) or 1) for path in self.patch_size)  # type: ignore[return-value]
         value = _attribute(diffusion_model, self.patch_size)
         if isinstance(value, int):
             return (1, value, value)
@@ -227,6 +229,18 @@ ARCHITECTURES: tuple[Architecture, ...] = (
                  (BlockList("double_stream_blocks", returns=("image_tokens", "text_tokens")),
                   BlockList("single_stream_blocks", returns=("image_tokens",))),
                  stream="image_tokens", patch_size=None, merged_stream="img_first"),
+    # Newer ComfyUI (0.20.1). Kandinsky 5's own per-block replacement calls its visual blocks with an argument
+    # they lack there: hooked through their forward. Its few text blocks run on every step.
+    Architecture("Kandinsky 5", ("Kandinsky5",), (BlockList("visual_transformer_blocks", returns=("visual_embed",)),),
+                 stream="visual_embed"),
+    # No per-block replacement; blocks return (video, text) tokens; 1.5 patches time too (patch_size_t, None on 1.0).
+    Architecture("CogVideoX", ("CogVideoXTransformer3DModel",),
+                 (BlockList("blocks", returns=("hidden_states", "encoder_hidden_states")),), stream="hidden_states",
+                 patch_size=("patch_size_t", "patch_size", "patch_size")),
+    # WanDancer runs Wan's blocks; its music injector, one module called after every block, adds the music after
+    # some of them (injected_block_id): a side block, silenced on reused steps as VACE's hints.
+    Architecture("WanDancer", ("WanDancerModel",), DOUBLE, attention_residual=WAN_ATTENTION,
+                 side_blocks=(SideBlocks("music_injector", ("x",), (), "music_injector.injected_block_id"),)),
     # Caption and image tokens form one stream from the first layer on: the residual covers both.
     # Newer ComfyUI runs "double_block" patches (Z-Image control) after each layer.
     Architecture("Lumina 2 / Z-Image", ("NextDiT",), (BlockList("layers", returns=("x",)),), stream="x",
@@ -237,6 +251,12 @@ ARCHITECTURES: tuple[Architecture, ...] = (
 REFUSED = {
     "WanModel_S2V": ("Wan S2V", "its audio injector adds to the stream after the last block too (layer 39 of 40), "
                                 "outside the span of blocks a cache can measure"),
+    "LTXAVModel": ("LTX-2", "its blocks carry the video and the audio tokens as a pair, which the cache does not "
+                            "split yet (LTX-Video without audio is supported)"),
+    "CausalWanModel": ("Causal Wan", "its autoregressive sampling runs the blocks without ComfyUI's per-block "
+                                     "replacement, so a cache would never act"),
+    "SCAILWanModel": ("Wan SCAIL", "its stream holds reference frames and pose tokens beside the video's, which the "
+                                   "cache's frame grid does not know yet"),
 }
 
 

@@ -122,7 +122,51 @@ FAMILIES = {
                                                  n_kv_heads=2, multiple_of=16, ffn_dim_multiplier=2.0, qk_norm=True, cap_feat_dim=24,
                                                  axes_dims=[8, 12, 12], axes_lens=[300, 512, 512]),
                                  (1, 16, 8, 8), (5, 24), {}, "layers"),
+    # In newer ComfyUI only (0.20.1; tests/test_architectures.py skips them on the pinned 0.3.75).
+    "Kandinsky 5": Family("Kandinsky5", dict(in_visual_dim=16, out_visual_dim=16, in_text_dim=24, in_text_dim2=8, time_dim=32,
+                                             model_dim=64, ff_dim=128, visual_embed_dim=132, patch_size=(1, 2, 2),
+                                             num_text_blocks=1, num_visual_blocks=3, axes_dims=(8, 12, 12)),
+                          (1, 16, 3, 8, 8), (5, 24), {"pooled_output": (1, 8)}, "visual_transformer_blocks"),
+    # 1.0: patches in space only, learned positions (dim/3 even for its sin-cos table); 1.5: patches time too, rope.
+    "CogVideoX": Family("CogVideoX_T2V", dict(num_attention_heads=2, attention_head_dim=48, in_channels=16, out_channels=16,
+                                              time_embed_dim=32, text_embed_dim=24, num_layers=3, sample_width=8, sample_height=8,
+                                              sample_frames=9, max_text_seq_length=5),
+                        (1, 16, 3, 8, 8), (5, 24), {}),
+    "CogVideoX 1.5": Family("CogVideoX_T2V", dict(num_attention_heads=2, attention_head_dim=32, in_channels=16, out_channels=16,
+                                                  time_embed_dim=32, text_embed_dim=24, num_layers=3, patch_size=2, patch_size_t=2,
+                                                  use_rotary_positional_embeddings=True, sample_width=8, sample_height=8,
+                                                  sample_frames=9, max_text_seq_length=5),
+                            (1, 16, 4, 8, 8), (5, 24), {}, frames_per_token=2, architecture="CogVideoX"),
+    # Music features (audio_embed, 35 per frame) injected after blocks 0 and 2 by the model's music injector.
+    "WanDancer": Family("WAN22_WanDancer", dict(dim=64, ffn_dim=128, num_heads=2, num_layers=4, in_dim=36, out_dim=16,
+                                                text_dim=24, audio_inject_layers=[0, 2], music_dim=16, music_heads=2,
+                                                music_latent_dim=16),
+                        (1, 16, 3, 8, 8), (5, 24), {"audio_embed": (1, 10, 35)}, after_attention="norm3"),
 }
+
+# Families ComfyUI runs that the pack refuses (adacache_core/architectures.py, REFUSED): built to see the refusal.
+REFUSED_FAMILIES = {
+    "LTX-2": Family("LTXAV", dict(in_channels=128, audio_in_channels=128, cross_attention_dim=64, audio_cross_attention_dim=32,
+                                  attention_head_dim=32, num_attention_heads=2, audio_attention_head_dim=16,
+                                  audio_num_attention_heads=2, caption_channels=32, num_layers=3,
+                                  connector_attention_head_dim=8, connector_num_attention_heads=2, connector_num_layers=1),
+                    (1, 128, 2, 4, 4), (5, 64), {"attention_mask": (1, 5)}, "transformer_blocks"),
+}
+
+
+def available(family: Family) -> str | None:
+    """Why this ComfyUI cannot build the family (a model it does not have), or None."""
+    import comfy.supported_models
+
+    if not hasattr(comfy.supported_models, family.config):
+        return f"ComfyUI {comfy_version()} has no {family.config} model (newer ComfyUI, e.g. 0.20.1, has)"
+    return None
+
+
+def comfy_version() -> str:
+    import comfyui_version
+
+    return comfyui_version.__version__
 
 
 # Settings that newer ComfyUI's model detection adds for these families (0.3.75 knows none of them),
