@@ -10,6 +10,8 @@ from adacache_core.planner import RunPlanner
 from adacache_core.trace import RunTrace
 from helpers import lengths, run_data_json
 
+pytestmark = pytest.mark.once  # tests/conftest.py: the same on every ComfyUI
+
 
 def test_lookup_is_strict_and_falls_back_to_last_length():
     cb = PRESETS["paper: fastest (fast, 30 steps)"]

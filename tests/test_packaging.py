@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.once  # tests/conftest.py: the same on every ComfyUI
+
 REPO = Path(__file__).resolve().parent.parent
 COMFY_CLI = REPO / ".venv" / "comfy-cli-1.23.0"  # installed by tools/setup_env.sh
 SHIPPED = {"__init__.py", "nodes", "adacache_core", "web", "workflows", "demo_models", "pyproject.toml", "README.md",

@@ -22,7 +22,15 @@ MEGABYTE = "1" * (1 << 20)
 
 @pytest.fixture(scope="module")
 def demo_prompt(runtime):
-    return h.short_demo_prompt(4)
+    """The demo, short, with MoReg Settings on its Patch Model as the calibrated workflow carries them (the scale
+    set for this model): the cases reach MoReg's inputs too."""
+    prompt = h.short_demo_prompt(4)
+    patch = next(k for k, v in prompt.items() if v["class_type"] == "AdaCachePatchModel")
+    prompt["90"] = {"class_type": "AdaCacheMoRegSettings",
+                    "inputs": dict(motion_scale=0.15, motion_power=8.0, motion_divisor=1.0, gradient_weight=10.0,
+                                   frame_strides="1", window_start=0.1, window_end=0.9)}
+    prompt[patch]["inputs"]["moreg"] = ["90", 0]
+    return prompt
 
 
 def written_files(runtime) -> dict[str, tuple[int, int]]:

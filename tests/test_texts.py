@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.once  # tests/conftest.py: the same on every ComfyUI
+
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
 TOOLTIP_LIMIT = 200  # characters: what the input does and which way to turn it; details go to the description

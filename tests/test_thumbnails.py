@@ -10,6 +10,8 @@ from PIL import Image
 
 from tools import make_thumbnails
 
+pytestmark = pytest.mark.once  # tests/conftest.py: the same on every ComfyUI
+
 REPO = Path(__file__).resolve().parent.parent
 WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
 REGENERATE = "run `.venv/bin/python tools/make_thumbnails.py` and commit the thumbnails"

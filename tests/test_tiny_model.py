@@ -13,6 +13,8 @@ import helpers as h
 from tools import comfy_runtime
 from tools.tiny_video_data import HELDOUT_CLASSES, MOTION_CLASSES, VideoSpec, latent_motion, sample_video
 
+pytestmark = pytest.mark.once  # tests/conftest.py: the same on every ComfyUI
+
 SEEDS = (0, 1, 2)
 # per model: its data, classes, block count, and how clearly its samples move as trained (frame-to-frame
 # change: slow over still per seed, fastest over still on average; measured here, CFG 3, seeds 0-2:

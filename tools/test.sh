@@ -19,7 +19,8 @@ if [ -f "$newer/comfy/model_patcher.py" ]; then
   newer=$(cd "$newer" && pwd)
   echo "== the tests on ComfyUI 0.20.1 ($newer)"
   COMFYUI_PATH="$newer" bash tools/setup_env.sh
-  COMFYUI_PATH="$newer" .venv/bin/python -m pytest tests "$@" || status=$?
+  # what is the same on every ComfyUI (tests marked `once`) ran above
+  ADACACHE_SECOND_COMFYUI=1 COMFYUI_PATH="$newer" .venv/bin/python -m pytest tests "$@" || status=$?
 elif [ "${CI:-}" = true ]; then
   echo "== ComfyUI 0.20.1 is not at $newer (../shared/third_party): CI needs it" >&2
   status=1
