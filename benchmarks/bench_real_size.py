@@ -10,8 +10,8 @@ KSampler with CFG, the pack's node), in one process, side by side:
   computed steps out of N (speedup vs the ideal N/k); the cache offloaded to the CPU; ComfyUI's
   EasyCache at a threshold giving a similar computed-step count.
 Reports time per step, end to end, peak memory (process RSS; peak allocated on a GPU) and block
-executions; appends the run to benchmarks/results/real_size_<config>_<device>.json and a table to
-benchmarks/RESULTS.md (older rows stay: they are the history of the overhead).
+executions; appends the run to benchmarks/results/real_size_<config>_<device>.json (every run kept, oldest
+first: the history of the overhead) and prints its table, for benchmarks/RESULTS.md's "Real model sizes".
 """
 from __future__ import annotations
 
@@ -215,8 +215,6 @@ def main(argv: list[str] | None = None) -> dict:
         history = history if isinstance(history, list) else [history]
         history.append(result | {"command": command, "date": time.strftime("%Y-%m-%d")})
         path.write_text(json.dumps(history, indent=1))
-        with open(REPO / "benchmarks" / "RESULTS.md", "a") as f:
-            f.write(table)
     return result
 
 

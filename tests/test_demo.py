@@ -18,7 +18,7 @@ def test_demo_runs_patched_and_unpatched_and_writes_its_outputs(runtime):
     assert (report["note"] is not None) == (report["measured_speedup"] > report["ideal_speedup"])
     # measured with the workflow as saved (speed knob 2x, forecast): 15/30 steps, 44.8 dB, SSIM 0.991. The knob keeps
     # the first fifth of the run, as real models need; this blob model rewards reusing it instead (53.7 dB with the
-    # knob's earlier ranking, benchmarks/RESULTS.md). 6 dB are left for another platform's arithmetic
+    # knob's earlier ranking, benchmarks/ARCHIVE.md). 6 dB are left for another platform's arithmetic
     assert math.isfinite(report["psnr_latents_db"]) and report["psnr_latents_db"] > 38
     assert 0.98 < report["ssim_preview"] <= 1
     for rel in report["files"].values():
