@@ -1,4 +1,4 @@
-"""AdaCache core: the method, free of ComfyUI (torch only). The bridge lives in comfy_bridge."""
+"""AdaCache core: the method, free of ComfyUI except comfy_bridge (the hooks) and chart (numpy, PIL, matplotlib)."""
 from .config import (CUSTOM_PRESET, DEFAULT_PRESET, PRESETS, AdaCacheConfig, Codebook, MoRegConfig, SettingsError,
                      parse_codebook, parse_probe_blocks, parse_strides, resolve_codebook)
 from .trace import CallRecord, DecisionRecord, RunTrace

@@ -23,6 +23,8 @@ layout:            dotted attribute of the model naming its hidden-state layout 
 adds_before_blocks: the model adds to the stream before every block, outside the hook (Cosmos 1's
                    per-block position embedding): on reused steps the last block returns what the
                    first one returned, so those additions are not counted again
+paired_stream:     the stream is a (video, audio) pair of token tensors (LTX-2): each part has its own cached
+                   residual, the probe measures the video part
 attention_residual: how to take a block's gated self-attention residual, the quantity the paper's
                    probe measures (:class:`AttentionResidual`); None: the probe measures the whole
                    block's residual
@@ -115,7 +117,16 @@ class Architecture:
     side_blocks: tuple[SideBlocks, ...] = ()
     layout: str | None = None
     adds_before_blocks: bool = False
+    paired_stream: bool = False
     attention_residual: AttentionResidual | None = None
+
+    def parts(self, stream) -> tuple:
+        """The stream's tensors: both of a paired stream (the video first), else the one."""
+        return tuple(stream) if self.paired_stream else (stream,)
+
+    def joined(self, parts):
+        """The inverse of :meth:`parts`."""
+        return tuple(parts) if self.paired_stream else parts[0]
 
     def batch_axis(self, diffusion_model: object) -> int:
         """Where the batch sits in the hidden states the blocks pass on."""
@@ -200,6 +211,9 @@ ARCHITECTURES: tuple[Architecture, ...] = (
     Architecture("HunyuanVideo", ("HunyuanVideo",), FLUX_LIKE, inplace_blocks=True, merged_stream="img_first",
                  controls_between=True),
     Architecture("Mochi", ("AsymmDiTJoint",), DOUBLE),
+    # LTX-2 (newer ComfyUI) passes its blocks the video and the audio tokens as a pair and updates both in place.
+    Architecture("LTX-2", ("LTXAVModel",), (BlockList("transformer_blocks", "double_block"),),
+                 patch_size="patchifier.patch_size", inplace_blocks=True, paired_stream=True),
     # Tokens are (frames, height, width) in the patchifier's order; blocks add to x in place.
     Architecture("LTX-Video", ("LTXVModel",), (BlockList("transformer_blocks", "double_block"),),
                  patch_size="patchifier.patch_size", inplace_blocks=True, attention_residual=LTX_ATTENTION),
@@ -251,8 +265,6 @@ ARCHITECTURES: tuple[Architecture, ...] = (
 REFUSED = {
     "WanModel_S2V": ("Wan S2V", "its audio injector adds to the stream after the last block too (layer 39 of 40), "
                                 "outside the span of blocks a cache can measure"),
-    "LTXAVModel": ("LTX-2", "its blocks carry the video and the audio tokens as a pair, which the cache does not "
-                            "split yet (LTX-Video without audio is supported)"),
     "CausalWanModel": ("Causal Wan", "its autoregressive sampling runs the blocks without ComfyUI's per-block "
                                      "replacement, so a cache would never act"),
     "SCAILWanModel": ("Wan SCAIL", "its stream holds reference frames and pose tokens beside the video's, which the "

@@ -2,11 +2,10 @@
 
 Why: MoReg's factor is ``(motion / scale) ** power``. The paper set ``scale`` (0.385) on Open-Sora;
 the motion score of another model sits elsewhere, so at the paper's scale every video of that model
-gets about the same factor, and the schedule no longer follows the video (benchmarks/RESULTS.md,
-"Adaptivity": on both of the project's tiny models the fastest video computed as many steps as
-the still one). Worse, the score is not constant over a run even for one video: early on the
-latent is mostly noise, whose frames differ whatever the prompt, and the score falls as the noise
-goes; only in the second half do still and moving videos separate.
+gets about the same factor, and the schedule no longer follows the video. Worse, the score is not
+constant over a run even for one video: early on the latent is mostly noise, whose frames differ
+whatever the prompt, and the score falls as the noise goes; only in the second half do still and
+moving videos separate.
 
 So a calibration records, on the user's own model and prompt(s) with every step computed (the
 output is exactly the unpatched one), the motion score at every noise level (sigma). A calibrated

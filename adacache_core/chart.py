@@ -86,7 +86,7 @@ def strip_rows(runs: list[tuple[str, RunTrace]], merge_equal: bool) -> list[tupl
     return rows
 
 
-def _draw_strips(ax, runs, rows, step_labels_from_one: bool) -> None:
+def _draw_strips(ax, runs, rows) -> None:
     from matplotlib.patches import Patch
     from matplotlib.ticker import FuncFormatter, MaxNLocator
 
@@ -105,8 +105,7 @@ def _draw_strips(ax, runs, rows, step_labels_from_one: bool) -> None:
     ax.set_ylim(len(rows) - 0.4, -0.6)  # the first row on top
     ax.set_xlim(-0.5, max(offset, 1) - 0.5)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    if step_labels_from_one:
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{int(x) + 1}"))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{int(x) + 1}"))  # steps numbered from 1 in both pictures
     ax.set_xlabel("sampling step")
     ax.figure.legend(handles=[Patch(color=COMPUTED, label="computed: the model ran"),
                               Patch(color=REUSED, label="reused: the model skipped")],
@@ -137,11 +136,11 @@ def schedule_chart(runs: list[tuple[str, RunTrace]], detail: str = "overview") -
     fig.subplots_adjust(left=150 / width, right=1 - (20 if detail == "overview" else 90) / width, top=1 - 100 / height, bottom=50 / height, hspace=0.08)
     if detail == "overview":
         ax_s = fig.add_subplot(1, 1, 1)
-        _draw_strips(ax_s, runs, rows, step_labels_from_one=True)
+        _draw_strips(ax_s, runs, rows)
     else:
         ax, ax_s = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, max(1, len(rows)) * 0.45]})
         _draw_measurements(ax, runs)
-        _draw_strips(ax_s, runs, rows, step_labels_from_one=False)
+        _draw_strips(ax_s, runs, rows)
     fig.text(12 / width, 1 - 12 / height, title, fontsize=16, fontweight="bold", ha="left", va="top")
     fig.text(12 / width, 1 - 44 / height, textwrap.fill(subtitle, 175), fontsize=10.5, color="#444444", ha="left", va="top")
     return _render(fig)

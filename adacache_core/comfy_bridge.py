@@ -37,6 +37,7 @@ import comfy.model_management
 import comfy.patcher_extension
 
 from . import forward_override, sequence_parallel
+from .replay import Recording, Replay
 from .architectures import (Architecture, AttentionResidual, BlockList, SideBlocks, find_architecture, supported_names,
                             unsupported_reason)
 from .config import AdaCacheConfig
@@ -72,7 +73,7 @@ class _Call:
     position: float  # where the call is, for the span memory: its sigma or step (config.forecast_variable)
     line: bool  # its residual and the previous one may set the forecast's line (span_memory.forms_line)
     grid: tuple[int, int, int] | None
-    span_input: dict = field(default_factory=dict)  # block list -> its first block's input
+    span_input: dict = field(default_factory=dict)  # block list -> its first block's input (its parts: Architecture.parts)
     span_output: dict = field(default_factory=dict)  # block list -> first block's output (adds_before_blocks)
     image_tokens: int | None = None  # length of this rank's first-list stream: the image tokens it holds
     flat_stream: bool = True  # the stream is (batch, tokens, channels), not split by image axes (Cosmos)
@@ -81,8 +82,11 @@ class _Call:
 @dataclass
 class _Run:
     planner: RunPlanner
-    span: SpanMemory  # (block list, branch layout) -> summed residual of its blocks (and its slope, to forecast)
+    span: SpanMemory  # (block list, branch layout, stream part) -> summed residual of its blocks (and its slope)
     probe: ProbeMeasurement  # the probe blocks' last residuals, the attention catch, the process group
+    recording: Recording | None = None  # this run as it goes (AdaCacheSession.record)
+    replay: Replay | None = None  # the earlier run whose first steps this one takes back
+    conds: dict = field(default_factory=dict)  # a cond's uuid -> its number in the run (the branch layouts' keys)
 
 
 class _BlockHook:
@@ -146,6 +150,10 @@ class AdaCacheSession:
         self._lasts: dict[int, int] = {}  # last block number of a list -> the list's number
         # blocks hooked through their forward: those without replacement, and side blocks
         self.forward_hooks: list[tuple[BlockList | SideBlocks, int, _BlockHook | _SideBlockHook]] = []
+        self.record = False  # True: every run is recorded (last_recording), to be replayed in part (replay.py)
+        self.last_recording: Recording | None = None
+        self._replay_next: Replay | None = None
+        self.model_calls_replayed = 0
 
     def __deepcopy__(self, memo) -> "AdaCacheSession":
         # ModelPatcher.clone() deep-copies model_options (where the session and the block hooks
@@ -159,12 +167,14 @@ class AdaCacheSession:
         self._list_of = [self.arch.block_lists.index(block_list) for block_list, _ in blocks]
         self._firsts, self._lasts = _list_bounds(self._list_of)
 
-    def plan_exactly(self, computed: frozenset[int], searched_plan) -> None:
-        """Make the next runs compute exactly the steps ``computed`` (AdaCache Plan Search samples one
-        candidate schedule after another on one patched model): the knob at that budget, giving up
-        the other steps of ``searched_plan``'s sigmas."""
-        self.config = replace(self.config, target_speedup=searched_plan.steps / len(computed),
-                              searched_plan=searched_plan.giving_up_all_but(computed))
+    def compute_exactly(self, computed: frozenset[int] | None, replaying: Recording | None = None, until: int = 0) -> None:
+        """Make the next runs compute exactly the steps ``computed`` (None: as the settings say again).
+        AdaCache Plan Search samples one candidate schedule after another on one patched model so.
+
+        ``replaying``: a recorded run that computed the same steps before ``until``; the next run takes its
+        model outputs for those steps instead of calling the model (replay.py)."""
+        self.config = replace(self.config, exact_steps=computed)
+        self._replay_next = None if replaying is None else Replay(replaying, until)
 
     @property
     def last_run(self) -> RunTrace | None:
@@ -205,7 +215,9 @@ class AdaCacheSession:
                 probe_modules[probe] = (block, getattr(block, self.attention.module))
         self._run = _Run(planner, SpanMemory(self.config.reuse == "forecast", self._store),
                          ProbeMeasurement(self.config, self.arch, planner, self._store, self.attention, probe_modules,
-                                          sequence_parallel.has_sharded_weights(diffusion_model)))
+                                          sequence_parallel.has_sharded_weights(diffusion_model)),
+                         Recording() if self.record else None, self._replay_next)
+        self._replay_next = None
         overrides = forward_override.install_all((block_list.modules(diffusion_model)[i], hook, block_list.returns)
                                                  for block_list, i, hook in self.forward_hooks)
         output = None
@@ -222,6 +234,9 @@ class AdaCacheSession:
             self.call = None
             run, self._run = self._run, None
             trace = run.planner.finish(completed=output is not None)
+            if run.recording is not None:
+                self.last_recording = run.recording.finished(trace.computed_steps())
+            self.model_calls_replayed += 0 if run.replay is None else run.replay.model_calls_saved
             trace.cache_bytes = run.span.nbytes() + run.probe.nbytes()
             self.runs.append(trace)
             s = trace.summary()
@@ -244,10 +259,20 @@ class AdaCacheSession:
         sigma = float(options["sigmas"].flatten()[0])
         planner = run.planner
         step = planner.step_of(sigma)
-        computes = planner.enter(step)
         chunks = options.get("cond_or_uncond") or [0]
-        key = tuple(zip(chunks, options.get("uuids") or [None] * len(chunks)))
-        if not computes and not run.span.has((self._list_of[-1], key)):
+        branches = [BRANCH_NAMES.get(c, str(c)) for c in chunks]
+        if run.replay is not None:
+            replayed = self._replayed(run, CallRecord(step=step, sigma=sigma, branches=branches, computed=False,
+                                                      seconds=0.0), x)
+            if replayed is not None:
+                return replayed
+        if run.recording is not None and run.recording.starts(step):
+            run.recording.step_started(step, run.span.state())
+        computes = planner.enter(step)
+        # the branch layout; its conds numbered by first appearance in the run (ComfyUI gives them new uuids on every
+        # run, and a replayed run's cache state must fit the run it came from)
+        key = tuple((c, run.conds.setdefault(u, len(run.conds))) for c, u in zip(chunks, options.get("uuids") or [None] * len(chunks)))
+        if not computes and not run.span.has((self._list_of[-1], key, 0)):
             computes = True  # this branch layout has no cache yet: compute it, leave the schedule as is
         if not computes and self.arch.controls_between and (control or options.get("patches", {}).get("double_block")):
             # additions outside the blocks would be counted twice on top of the cached residual
@@ -255,7 +280,8 @@ class AdaCacheSession:
             note = "ControlNet or a model patch adds to the blocks' outputs: every step of this run was computed"
             if note not in planner.trace.notes:
                 planner.trace.notes.append(note)
-        grid = self.arch.token_grid(tuple(x.shape), self.patch_size) if self.patch_size else None
+        shape = (kwargs.get("latent_shapes") or [x.shape])[0]  # newer ComfyUI packs (video, audio) latents (LTX-2)
+        grid = self.arch.token_grid(tuple(shape), self.patch_size) if self.patch_size else None
         if grid is not None and planner.trace.token_grid is None:
             planner.trace.token_grid = list(grid)
         self.call = _Call(key=key, computes=computes, measures=computes and planner.measuring,
@@ -268,9 +294,28 @@ class AdaCacheSession:
             call, self.call = self.call, None
         if x.is_cuda:
             torch.cuda.synchronize(x.device)  # honest per-call times for the viewer
-        planner.trace.calls.append(CallRecord(step=step, sigma=sigma, branches=[BRANCH_NAMES.get(c, str(c)) for c in chunks],
-                                              computed=call.computes, seconds=time.perf_counter() - started))
+        planner.trace.calls.append(CallRecord(step=step, sigma=sigma, branches=branches, computed=call.computes,
+                                              seconds=time.perf_counter() - started))
+        if run.recording is not None:
+            run.recording.add(step, call.computes, out)
         return out
+
+    def _replayed(self, run: _Run, record: CallRecord, x: torch.Tensor) -> torch.Tensor | None:
+        """A replayed step's recorded output (``record``: this call, for the run data); None from the step where
+        the replay ends on, whose cache state it restores first. Recorded again if this run is recorded too."""
+        replay, recording, step = run.replay, run.recording, record.step
+        if not replay.covers(step):
+            if not replay.restored:
+                run.span.restore(replay.recording.span_at[step])  # the cache as the recorded run had it here
+                replay.restored = True
+            return None
+        if recording is not None and recording.starts(step):
+            recording.step_started(step, replay.recording.span_at[step])
+        out, record.computed = replay.next_output(step)
+        run.planner.trace.calls.append(record)
+        if recording is not None:
+            recording.add(step, record.computed, out)
+        return out.to(x.device)
 
     # -- per block ---------------------------------------------------------------------------------
     def reuse_block(self, index: int, call: _Call, args: dict) -> dict:
@@ -282,9 +327,11 @@ class AdaCacheSession:
         stream = self.arch.stream
         first_of = self._firsts.get(index)
         if first_of is not None:
-            x = args[stream]
-            residual = self._run.span.recall((first_of, call.key), call.position, x.device, x.dtype)
-            out = x + self.arch.from_tokens(residual, x, self.batch_axis)
+            parts = []
+            for part, x in enumerate(self.arch.parts(args[stream])):
+                residual = self._run.span.recall((first_of, call.key, part), call.position, x.device, x.dtype)
+                parts.append(x + self.arch.from_tokens(residual, x, self.batch_axis))
+            out = self.arch.joined(parts)
             if self.arch.adds_before_blocks:
                 call.span_output[first_of] = out.clone()  # the model adds to ``out`` in place before the next block
             return {**args, stream: out}
@@ -299,14 +346,14 @@ class AdaCacheSession:
         first_of = self._firsts.get(index)
         if first_of is None and not probe:
             return None
-        x = args[self.arch.stream]
-        keep = x.clone() if self.arch.inplace_blocks else x
+        parts = self.arch.parts(args[self.arch.stream])
+        keep = tuple(x.clone() for x in parts) if self.arch.inplace_blocks else parts
         if first_of is not None:
             call.span_input[first_of] = keep
             if index == 0:
-                call.image_tokens = self._tokens(x).shape[1]
-                call.flat_stream = x.dim() == 3
-        return keep if probe else None
+                call.image_tokens = self._tokens(parts[0]).shape[1]
+                call.flat_stream = parts[0].dim() == 3
+        return keep[0] if probe else None
 
     def attention_probe(self, index: int, call: _Call | None, args: dict):
         """Context for one block call: catches a probe block's attention output on a measuring step (probe.py)."""
@@ -318,13 +365,13 @@ class AdaCacheSession:
         last_of = self._lasts.get(index)
         if before is None and last_of is None:
             return
-        stream = self._tokens(out[self.arch.stream])
+        parts = [self._tokens(x) for x in self.arch.parts(out[self.arch.stream])]
         if attention or before is not None:
-            residual = self._tokens(attention[0]) if attention else stream - self._tokens(before)
+            residual = self._tokens(attention[0]) if attention else parts[0] - self._tokens(before)
             self._run.probe.measure(index, call, residual, self._list_of[index], options)
         if last_of is not None:
-            self._run.span.remember((last_of, call.key), call.position, stream - self._tokens(call.span_input[last_of]),
-                                   line=call.line)
+            for part, (now, then) in enumerate(zip(parts, call.span_input[last_of])):
+                self._run.span.remember((last_of, call.key, part), call.position, now - self._tokens(then), line=call.line)
 
     def _store(self, t: torch.Tensor) -> torch.Tensor:
         return t if self._offload is None else t.to(self._offload)

@@ -158,6 +158,11 @@ def resolve_codebook(preset: str, custom: str = "") -> Codebook:
     return PRESETS[preset]
 
 
+def is_whole(value, low: int, high: int) -> bool:
+    """A whole number (an int, not a bool) from ``low`` to ``high``: the one test every count the pack reads passes."""
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
 def check_number(name: str, value, low: float, high: float) -> float:
     """``value`` as a finite float within [low, high], or a SettingsError naming the input and the range."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -208,7 +213,7 @@ class MoRegConfig:
         for name, attribute in MOREG_INPUTS.items():
             check_number(name, getattr(self, attribute), *MOREG_RANGES[name])
         if not self.strides or len(self.strides) > MAX_FRAME_STRIDES or any(
-                isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= MAX_STRIDE for s in self.strides):
+                not is_whole(s, 1, MAX_STRIDE) for s in self.strides):
             raise SettingsError(f"frame_strides: {shown(self.strides)} must be 1 to {MAX_FRAME_STRIDES} whole numbers "
                                 f"from 1 to {MAX_STRIDE}, e.g. '1' or '1, 2'")
         _check_fraction("window_start", self.window[0])
@@ -280,15 +285,14 @@ def parse_probe_blocks(text: str, num_blocks: int | None) -> tuple[int, ...]:
 
 
 SEQUENCE_PARALLEL_MODES = ("auto", "always", "off")  # see sequence_parallel.py
-# What the probe measures: the whole block's output minus its input (the default: more quality per
-# computed step on both tiny models, benchmarks/RESULTS.md) or the block's gated self-attention
-# residual (the paper's 't-attn', where the architecture table knows the gate).
+# What the probe measures: the whole block's output minus its input (the default) or the block's gated
+# self-attention residual (the paper's 't-attn', where the architecture table knows the gate).
 PROBE_RESIDUALS = ("block", "attention")
 DEFAULT_PROBE_RESIDUAL = "block"
 # What a reused step adds: the last computed residual as it is (the paper), or a forecast from the
 # last two computed ones (span_memory.py), extrapolated along FORECAST_VARIABLES.
 REUSE_MODES = ("hold", "forecast")
-DEFAULT_REUSE = "forecast"  # measured best on the held-out tiny model (benchmarks/RESULTS.md, "The speed knob")
+DEFAULT_REUSE = "forecast"
 # The speed knob (speed_plan.py): a newly placed node asks for this speed-up; 0 turns the knob off
 # and lets the preset's codebook decide (the paper's adaptive schedule); up to 1 asks for no
 # speed-up (every step computed), so the whole widget range means something.
@@ -348,8 +352,10 @@ class AdaCacheConfig:
     reuse: str = _default("reuse")
     searched_plan: object | None = None  # a searched_plan.SearchedPlan (which builds on this module): the knob's
     # drop order, searched on this model by AdaCache Plan Search, in place of the estimate from the step sizes
-    forecast_variable: str = "step"  # one of FORECAST_VARIABLES: what the forecast extrapolates along (measured:
-    # the step index held up on both tiny models, sigma lost on the held-out one; benchmarks/RESULTS.md)
+    exact_steps: frozenset[int] | None = None  # compute exactly these steps and reuse the others, whatever the knob and
+    # the codebook say: AdaCache Plan Search's trial runs and the benchmarks sample chosen schedules so
+    forecast_variable: str = "step"  # one of FORECAST_VARIABLES: what the forecast extrapolates along (the node
+    # always uses the step index; benchmarks compare it with sigma)
 
     def __post_init__(self) -> None:
         if self.target_speedup is not None and (isinstance(self.target_speedup, bool)

@@ -9,7 +9,7 @@ import json
 import math
 from collections.abc import Callable
 
-from .config import SettingsError, shown
+from .config import SettingsError, is_whole, shown
 
 _PARSE_ERRORS = (ValueError, KeyError, TypeError, AttributeError, RecursionError, OverflowError)
 
@@ -49,7 +49,7 @@ def number(value) -> float:
 
 
 def whole(value, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+    if not is_whole(value, low, high):
         raise ValueError(f"{shown(value)} is not a whole number from {low} to {high}")
     return value
 

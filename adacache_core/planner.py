@@ -1,8 +1,10 @@
 """The per-run decision engine: which steps compute, which reuse (framework-free).
 
 One ``RunPlanner`` lives for one sampling run of one patched model. The ComfyUI bridge tells it
-which step each model call belongs to and hands it the probe measurements of computed steps; the
-planner turns them into the paper's schedule. Measurements of a computed step are summed over all
+which step each model call belongs to and hands it the probe measurements of computed steps. With
+the speed knob on, the steps are planned before the run (speed_plan.kept_steps, in the order of a
+Plan Search plan where one fits); with the knob at 0, the measurements choose them as the paper's
+schedule does (the preset's codebook, MoReg). Measurements of a computed step are summed over all
 calls of that step (cond and uncond, batched or not) and only turned into a decision when the next
 step starts, so the order in which branches run does not matter.
 """
@@ -90,11 +92,14 @@ class RunPlanner:
         self._last_computed: int | None = None
         self.budget = None if config.target_speedup is None else min(self.steps, max(
             len(self.forced), round(self.steps / config.target_speedup)))  # a speed-up up to 1 computes every step
-        trace.budget = self.budget
         # speed-knob mode: the steps to compute, planned before the run (speed_plan.py, searched_plan.py)
         self.plan = None
         trace.chosen_by = "paper schedule"
-        if self.budget is not None:
+        if config.exact_steps is not None:  # this set and no other (Plan Search's trial runs, the benchmarks)
+            self.plan = frozenset(config.exact_steps)
+            self.budget = len(self.plan)
+            trace.chosen_by = "exact steps"
+        elif self.budget is not None:
             order, planned_from = self._drop_order()
             self.plan = speed_plan.kept_steps(order, self.steps, self.forced, self.budget)
             unused = "the preset's codebook" + (" and MoReg do" if config.moreg is not None else " does")
@@ -104,6 +109,7 @@ class RunPlanner:
                 trace.notes.append(f"speed knob: {config.target_speedup:g}x is more than this run can do: at most "
                                    f"{self.steps / len(self.forced):.3g}x ({len(self.forced)} of its {self.steps} steps "
                                    "are always computed)")
+        trace.budget = self.budget
         self._prev_factor = 1.0  # MoReg's previous factor; the official code starts it at 1.0
         self._step: int | None = None
         self._computes = True

@@ -2,8 +2,8 @@
 
 Why: the knob ranks steps by an estimate made before the run (speed_plan.py), the same for every
 model. Which reused steps really hurt differs from model to model and from video to video; a search
-with real sampling on the user's model and prompts measures it instead (how far that carries to other
-prompts: benchmarks/RESULTS.md).
+with real sampling on the user's model and prompts measures it instead. It is measured on the prompts
+and latent it searched with; other prompts of the model may rank steps differently.
 
 The search (:func:`search_drop_order`) is greedy, as the reference in
 benchmarks/bench_schedule_search.py: start with every step computed and give up, one at a time, the
@@ -23,11 +23,11 @@ import math
 from collections.abc import Callable
 
 from . import node_text, speed_plan
-from .config import REUSE_MODES, SettingsError, shown
+from .config import REUSE_MODES, SettingsError, is_whole, shown
 from .node_text import note, number, short, whole
 
 FORMAT = "adacache-plan/1"
-MAX_STEPS = 1000
+MAX_PLAN_STEPS = 1000
 MAX_PLAN_TEXT = 100_000  # characters: 1000 steps with full float precision fit
 MAX_NOTE = 300  # characters of the description of what the plan was searched on
 SIGMA_TOLERANCE = 1e-4  # relative: the text keeps six significant digits
@@ -47,10 +47,10 @@ class SearchedPlan:
 
     def __post_init__(self) -> None:
         steps = len(self.sigmas) - 1
-        if not 1 <= steps <= MAX_STEPS or not all(isinstance(s, float) and math.isfinite(s) for s in self.sigmas):
-            raise SettingsError(f"plan: needs 2 to {MAX_STEPS + 1} finite sigmas, got {len(self.sigmas)}")
+        if not 1 <= steps <= MAX_PLAN_STEPS or not all(isinstance(s, float) and math.isfinite(s) for s in self.sigmas):
+            raise SettingsError(f"plan: needs 2 to {MAX_PLAN_STEPS + 1} finite sigmas, got {len(self.sigmas)}")
         if len(set(self.drop_order)) != len(self.drop_order) or not all(
-                isinstance(s, int) and not isinstance(s, bool) and 0 <= s < steps for s in self.drop_order):
+                is_whole(s, 0, steps - 1) for s in self.drop_order):
             raise SettingsError(f"plan: the drop order must name distinct steps from 0 to {steps - 1}")
         if len(self.psnr) > len(self.drop_order):
             raise SettingsError("plan: has more PSNR values than dropped steps")
@@ -81,11 +81,6 @@ class SearchedPlan:
         """The drop order of a run: the searched one, then the estimate's order for any step it did not reach."""
         searched = set(self.drop_order)
         return [*self.drop_order, *(s for s in estimate if s not in searched)]
-
-    def giving_up_all_but(self, computed: frozenset[int]) -> "SearchedPlan":
-        """This plan with the steps not in ``computed`` given up first: at a budget of ``len(computed)`` steps,
-        a run computes exactly ``computed`` (the search samples its candidates so)."""
-        return dataclasses.replace(self, drop_order=tuple(s for s in range(self.steps) if s not in computed), psnr=())
 
     def describe(self) -> dict:
         """Short summary for the run data and the viewer."""

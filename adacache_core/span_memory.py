@@ -25,9 +25,7 @@ def forms_line(step: int) -> bool:
 
     Not at step 1: the run's first residual is computed on its noisiest latent (pure noise when the run
     starts from noise), and one step later the two differ mostly by the noise leaving the latent, so
-    their line points the wrong way (reusing only step 2, on that line, lost 8 to 14 dB against holding
-    step 1 on both tiny models; benchmarks/RESULTS.md, "The forecast's first-step rule"). Step 1's
-    residual is held until the next computed step.
+    their line points the wrong way. Step 1's residual is held until the next computed step.
     """
     return step != 1
 
@@ -52,6 +50,13 @@ class SpanMemory:
 
     def has(self, key) -> bool:
         return key in self._last
+
+    def state(self) -> tuple[dict, dict]:
+        """What the memory holds now. Its entries are replaced, never changed, so copies of the maps keep it."""
+        return dict(self._last), dict(self._slope)
+
+    def restore(self, state: tuple[dict, dict]) -> None:
+        self._last, self._slope = dict(state[0]), dict(state[1])
 
     def recall(self, key, position: float, device, dtype) -> torch.Tensor:
         """What to add at ``position``: the held residual, or its forecast there."""

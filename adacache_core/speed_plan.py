@@ -31,12 +31,9 @@ from dataclasses import dataclass
 from .span_memory import MAX_REACH
 
 # Where the forecast has reached as far as it may and holds, each further step costs this many units
-# of bend: a held residual misses by its whole drift, which the forecast removes. Chosen on the
-# tuned-on tiny model (1 spent too much compute on late pairs; 4 and 16 gave the same schedules).
+# of bend: a held residual misses by its whole drift, which the forecast removes.
 HOLD_COST = 4.0
-# The slope's jitter against the bend, in the same units. Chosen on the tuned-on tiny model among 0, 0.25,
-# 0.5 and 1; the earlier bend k (k + gap) / 2, which made pairs of computed steps look cheap, measured
-# lower there and on the held-out model (benchmarks/RESULTS.md, "The speed knob").
+# The slope's jitter against the bend, in the same units (how both were chosen: benchmarks/RESULTS.md).
 SLOPE_NOISE = 0.25
 
 

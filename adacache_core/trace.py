@@ -76,7 +76,8 @@ class RunTrace:
     probe_residual: str | None = None  # what the probe measured: "attention" (gated self-attention) or "block"
     input_latent: str | None = None  # latent_fingerprint of the latent the sampler started from
     output_latent: str | None = None  # ... and of the samples it returned (None: the run did not complete)
-    chosen_by: str = ""  # what chose the computed steps: "speed knob", "plan" (AdaCache Plan Search) or "paper schedule"
+    chosen_by: str = ""  # what chose the computed steps: "speed knob", "plan" (AdaCache Plan Search), "exact steps"
+    # (config.exact_steps) or "paper schedule"
 
     # -- reading ---------------------------------------------------------------------------------
     def branches(self) -> list[str]:
@@ -100,6 +101,8 @@ class RunTrace:
             return f"a plan from AdaCache Plan Search (speed knob {knob:g}x)"
         if self.chosen_by == "speed knob":
             return f"the speed knob ({knob:g}x)"
+        if self.chosen_by == "exact steps":
+            return "a fixed set of steps (a trial run of AdaCache Plan Search)"
         return f"the paper's schedule (preset {self.settings.get('preset')})"
 
     def warnings(self) -> list[str]:

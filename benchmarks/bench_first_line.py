@@ -43,7 +43,7 @@ def main() -> None:
     def sample(pos, settings: dict, computed: frozenset | None) -> tuple[torch.Tensor, int]:
         """Sample with the node's ``settings``; ``computed``: exactly these steps (the planner overridden)."""
         model = h.adacache(None, base, reuse="forecast", **settings)
-        with computing_exactly(h, model, computed, args.steps) if computed is not None else contextlib.nullcontext():
+        with computing_exactly(h, model, computed) if computed is not None else contextlib.nullcontext():
             out = h.ksample(model, pos, empty, latent, steps=args.steps)
         return out, len(h.session_of(model).last_run.computed_steps())
 

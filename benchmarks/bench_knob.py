@@ -81,7 +81,7 @@ def main() -> None:
                         out = h.ksample(model, pos, empty, latent, steps=args.steps, seed=seed)
                     else:
                         model = h.adacache(None, base, reuse=reuse)
-                        with computing_exactly(h, model, chains[reuse][round(args.steps / speed)], args.steps):
+                        with computing_exactly(h, model, chains[reuse][round(args.steps / speed)]):
                             out = h.ksample(model, pos, empty, latent, steps=args.steps, seed=seed)
                     rows.append({"class": cls, "seed": seed, "reuse": reuse, "speed": speed,
                                  "computed": len(h.session_of(model).last_run.computed_steps()),

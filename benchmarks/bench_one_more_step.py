@@ -6,7 +6,7 @@
 With ``reuse: forecast`` (30 steps, euler/simple, CFG 5, block probe), per motion class at seed 0,
 in one process, against the unpatched run: the schedule the knob plans at ``--speed``, the one it
 plans with one step more (the step a slower setting adds), and that first schedule plus each other
-single step in turn (the planner overridden, tiny_runs.computing_exactly).
+single step in turn (the exact-steps schedule, tiny_runs.computing_exactly).
 
 The knob promises that asking for less speed never costs quality. This shows, at one setting,
 whether the step it adds is the one that helps: prints per added step the mean change of PSNR of
@@ -46,7 +46,7 @@ def main() -> None:
         knob_next = slower - start
 
         def quality(computed: frozenset[int]) -> float:
-            with computing_exactly(h, model, computed, args.steps):
+            with computing_exactly(h, model, computed):
                 return psnr(h.ksample(model, pos, empty, latent, steps=args.steps), ref)
 
         start_psnr = quality(start)

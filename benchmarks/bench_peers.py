@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_peers.py --model heldout [--seeds 3]
     .venv/bin/python benchmarks/bench_peers.py --model motion  [--seeds 3]
+    .venv/bin/python benchmarks/bench_peers.py --model clips   [--seeds 3]
 
 Every method runs through ComfyUI's real KSampler (30 steps, euler/simple, CFG 5) on one of the
 project's tiny Wan 2.1 models, per motion class and seed, side by side with the unpatched run:
@@ -27,10 +28,10 @@ project's tiny Wan 2.1 models, per motion class and seed, side by side with the 
   with what a user picks off the shelf (its Wan 2.1 T2V 1.3B coefficients / magnitude ratios) and
   with its own calibration recipe applied to the tiny model on seed 100 (TeaCache: a degree-4
   polynomial from the timestep embedding's relative L1 change to the model output's; MagCache: the
-  per-step ratio of the block stack residual's token norms, per branch). Both packs import
-  ``precompute_freqs_cis`` from ``comfy.ldm.lightricks.model``, which ComfyUI 0.3.75 no longer
-  has, so neither loads there as published; the benchmark gives them a stand-in that raises if
-  called (only their LTX-Video path calls it) and measures their Wan path as written.
+  per-step ratio of the block stack residual's token norms, per branch). Both load on ComfyUI
+  0.3.75 as published and their Wan path is measured as written (on a ComfyUI without
+  ``comfy.ldm.lightricks.model.precompute_freqs_cis``, which they import, they get a stand-in that
+  raises if called: only their LTX-Video path calls it).
 
 Compute is counted from real block executions (forward hooks on every block), as a fraction of
 the unpatched run's. Per method and setting: compute, PSNR against unpatched, motion energy ratio.
@@ -120,7 +121,7 @@ def load_pack(folder: Path, name: str):
 
     if not hasattr(ltx, "precompute_freqs_cis"):
         def precompute_freqs_cis(*args, **kwargs):
-            raise NotImplementedError("removed from ComfyUI; stand-in for the benchmark, which runs no LTX-Video")
+            raise NotImplementedError("not in this ComfyUI; stand-in for the benchmark, which runs no LTX-Video")
         ltx.precompute_freqs_cis = precompute_freqs_cis
     spec = importlib.util.spec_from_file_location(f"peer_{name}_nodes", folder / "nodes.py")
     module = importlib.util.module_from_spec(spec)
@@ -238,7 +239,7 @@ def methods(packs: dict) -> list[tuple[str, object]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", choices=("motion", "heldout"), default="heldout")
+    ap.add_argument("--model", choices=("motion", "heldout", "clips"), default="heldout")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--teacache", type=Path, help="folder of a ComfyUI-TeaCache checkout at 91dff8e")

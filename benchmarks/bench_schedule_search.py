@@ -61,7 +61,7 @@ def main() -> None:
 
     def sample_with(computed: frozenset[int], pos, seed: int) -> torch.Tensor:
         """Sample computing exactly ``computed``; checks that the pack did."""
-        with computing_exactly(h, model, computed, args.steps):
+        with computing_exactly(h, model, computed):
             out = h.ksample(model, pos, empty, latent, steps=args.steps, cfg=args.cfg, seed=seed)
         got = h.session_of(model).last_run.computed_steps()
         assert set(got) == set(computed), (got, sorted(computed))

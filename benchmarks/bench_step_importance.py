@@ -34,7 +34,7 @@ def main() -> None:
             reference = h.ksample(base, pos, empty, latent, steps=steps, seed=seed)
             losses = {}
             for k in sorted(set(range(steps)) - forced):
-                with computing_exactly(h, model, frozenset(range(steps)) - {k}, steps):
+                with computing_exactly(h, model, frozenset(range(steps)) - {k}):
                     losses[k] = psnr(h.ksample(model, pos, empty, latent, steps=steps, seed=seed), reference)
             rows[f"{cls}:{seed}"] = losses
             fifths = [[v for k, v in losses.items() if k * 5 // steps == f] for f in range(5)]

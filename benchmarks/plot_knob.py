@@ -9,7 +9,9 @@ the knob, block executions / unpatched for the peers). The knob with `forecast` 
 (thin) and on average (thick), with `hold` on average, the knob following the plan AdaCache Plan Search finds
 on two prompts (results/knob_<model>_chain_<model>_5x8x8_k6_joint.json, where it exists; `forecast`, dashed),
 each peer's mean curve where bench_peers.py has run on that model, and the knob's earlier ranking by the sampler's
-step sizes (results/knob_<model>_stepsizes.json, where it exists; dotted). No sampling here.
+step sizes (results/knob_<model>_stepsizes.json, where it exists; dotted). Also benchmarks/results/artist_chart.png,
+the README's one panel: quality against speed-up for the knob's default and the peers on ARTIST_MODEL. No sampling
+here.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ RESULTS = REPO / "benchmarks" / "results"
 MODELS = {"motion": "blobs, tuned on", "heldout": "blobs, held out (nobody tuned on it)",
           "clips": "real clips, the ranking chosen here"}
 PLAN_SEARCH = "5x8x8_k6_joint"  # bench_knob.py --chain M --chain-variant: the plan AdaCache Plan Search finds (two prompts)
+ARTIST_MODEL = "clips"  # the README's one-panel chart: the test model whose first steps matter as on real models
 PEERS = ("EasyCache", "First-Block Cache", "TeaCache (fitted to the model)", "MagCache (fitted to the model)",
          "uniform every k")
 
@@ -100,6 +103,28 @@ def main() -> None:
     fig.suptitle("Speed knob 1.25x-4x (thin red: each motion class, forecast) against the peers' sweeps")
     fig.tight_layout()
     path = RESULTS / "knob_chart.png"
+    fig.savefig(path, dpi=100)
+    print(f"wrote {path.relative_to(REPO)}")
+    artist_chart(plt)
+
+
+def artist_chart(plt, model: str = ARTIST_MODEL) -> None:
+    """The README's picture: one panel, how close to the uncached video (PSNR) against how much faster (1 / compute),
+    the speed knob (its default, forecast) and each peer on the same tiny model."""
+    result = json.loads((RESULTS / f"knob_{model}.json").read_text())
+    knob = knob_curves(result["rows"], result["meta"]["steps"])[("forecast", "mean")]
+    peers = peer_curves(json.loads((RESULTS / f"peers_{model}.json").read_text())["rows"])
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for peer, points in peers.items():
+        ax.plot([1 / p[0] for p in points], [p[1] for p in points], ":", marker=".", alpha=0.9, label=peer)
+    ax.plot([1 / p[0] for p in knob], [p[1] for p in knob], "-", color="tab:red", marker="o", lw=2.5,
+            label="AdaCache speed knob (default)")
+    ax.set(xlabel="how much faster (the model runs on 1/x of the steps)", ylabel="closeness to the uncached video (PSNR, dB)",
+           title=f"Faster costs fidelity: higher is better at each speed (small test model '{model}')")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = RESULTS / "artist_chart.png"
     fig.savefig(path, dpi=100)
     print(f"wrote {path.relative_to(REPO)}")
 

@@ -36,22 +36,13 @@ def load(args: argparse.Namespace):
 
 
 @contextlib.contextmanager
-def computing_exactly(h, model, computed: frozenset[int], steps: int):
-    """Inside: every sampling run of the pack that patched ``model`` computes exactly the steps in
-    ``computed`` and reuses the rest (the planner class is patched, so other models of that pack too).
-
-    The planner's own choice is replaced by membership, so a benchmark can sample any schedule,
-    including ones the knob would never pick.
-    """
-    planner_class = sys.modules[type(h.session_of(model)).__module__].RunPlanner
-    original = planner_class._decide
-
-    def decide(planner, step: int) -> None:
-        original(planner, step)
-        planner.forced, planner._next_computed = computed, steps  # nothing but ``computed`` runs
-
-    planner_class._decide = decide
+def computing_exactly(h, model, computed: frozenset[int]):
+    """Inside: every sampling run of the patched ``model`` computes exactly the steps in ``computed`` and
+    reuses the rest (the pack's exact-steps schedule, as AdaCache Plan Search samples its candidates), so a
+    benchmark can sample any schedule, including ones the knob would never pick."""
+    session = h.session_of(model)
+    session.compute_exactly(frozenset(computed))
     try:
         yield
     finally:
-        planner_class._decide = original
+        session.compute_exactly(None)

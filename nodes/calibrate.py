@@ -7,12 +7,12 @@ from comfy_api.latest import io
 from ..adacache_core import AdaCacheConfig, Codebook, MoRegConfig, SettingsError, parse_probe_blocks, parse_strides
 from ..adacache_core.calibration import MAX_RUNS, MotionCalibration, measured
 from ..adacache_core.comfy_bridge import patch_model
-from ..adacache_core.config import PATCH_SETTINGS, shown
+from ..adacache_core.config import PATCH_SETTINGS, is_whole, shown
 from .moreg import frame_strides_input
 from .patch_model import setting_input
 from .types import check_sampling_choices, node_label
 
-MIN_STEPS, MAX_STEPS = 2, 10000  # a calibration needs motion measured at two noise levels at least
+MIN_CALIBRATION_STEPS, MAX_CALIBRATION_STEPS = 2, 10000  # a calibration needs motion measured at two noise levels at least
 
 
 class AdaCacheCalibrate(io.ComfyNode):
@@ -34,7 +34,7 @@ class AdaCacheCalibrate(io.ComfyNode):
                 io.Latent.Input("latent_image", tooltip="A video latent (at least two latent frames) of the size you will generate."),
                 io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=True,
                              tooltip="Keep it fixed: ComfyUI then reuses the calibration until another input changes."),
-                io.Int.Input("steps", default=30, min=MIN_STEPS, max=MAX_STEPS,
+                io.Int.Input("steps", default=30, min=MIN_CALIBRATION_STEPS, max=MAX_CALIBRATION_STEPS,
                              tooltip="As in your sampler. The calibration is stored by noise level, so runs with "
                                      "other step counts or schedulers still use it."),
                 io.Float.Input("cfg", default=5.0, min=0.0, max=100.0, step=0.1, round=0.01, tooltip="As in your sampler."),
@@ -56,7 +56,7 @@ class AdaCacheCalibrate(io.ComfyNode):
                         sampler_name: str | None = None, scheduler: str | None = None) -> bool | str:
         """At queue time, where these are typed in (linked ones arrive as None here, and are checked in execute)."""
         try:
-            checked_inputs(MIN_STEPS if steps is None else steps, earlier_calibration)
+            checked_inputs(MIN_CALIBRATION_STEPS if steps is None else steps, earlier_calibration)
             check_sampling_choices(sampler_name, scheduler)
         except SettingsError as e:
             return str(e)
@@ -98,9 +98,9 @@ def measuring_config(probe_blocks: tuple[int, ...], probe_residual: str, strides
 
 def checked_inputs(steps: int, earlier_calibration: str | None) -> MotionCalibration | None:
     """The earlier calibration, parsed; refuses what could only fail after sampling (the step count, a full chain)."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or not MIN_STEPS <= steps <= MAX_STEPS:
-        raise SettingsError(f"steps: a calibration measures the motion at each step and needs {MIN_STEPS} to {MAX_STEPS} "
-                            f"steps, got {shown(steps)}")
+    if not is_whole(steps, MIN_CALIBRATION_STEPS, MAX_CALIBRATION_STEPS):
+        raise SettingsError(f"steps: a calibration measures the motion at each step and needs {MIN_CALIBRATION_STEPS} "
+                            f"to {MAX_CALIBRATION_STEPS} steps, got {shown(steps)}")
     if earlier_calibration is None:
         return None
     try:

@@ -123,6 +123,13 @@ FAMILIES = {
                                                  axes_dims=[8, 12, 12], axes_lens=[300, 512, 512]),
                                  (1, 16, 8, 8), (5, 24), {}, "layers"),
     # In newer ComfyUI only (0.20.1; tests/test_architectures.py skips them on the pinned 0.3.75).
+    # LTX-2 with a video latent (its blocks get an empty audio stream); test_ltx2_caches_the_audio_with_the_video
+    # gives it an audio latent too.
+    "LTX-2": Family("LTXAV", dict(in_channels=128, audio_in_channels=128, cross_attention_dim=64, audio_cross_attention_dim=32,
+                                  attention_head_dim=32, num_attention_heads=2, audio_attention_head_dim=16,
+                                  audio_num_attention_heads=2, caption_channels=32, num_layers=3,
+                                  connector_attention_head_dim=8, connector_num_attention_heads=2, connector_num_layers=1),
+                    (1, 128, 2, 4, 4), (5, 64), {"attention_mask": (1, 5)}, "transformer_blocks"),
     "Kandinsky 5": Family("Kandinsky5", dict(in_visual_dim=16, out_visual_dim=16, in_text_dim=24, in_text_dim2=8, time_dim=32,
                                              model_dim=64, ff_dim=128, visual_embed_dim=132, patch_size=(1, 2, 2),
                                              num_text_blocks=1, num_visual_blocks=3, axes_dims=(8, 12, 12)),
@@ -145,12 +152,10 @@ FAMILIES = {
 }
 
 # Families ComfyUI runs that the pack refuses (adacache_core/architectures.py, REFUSED): built to see the refusal.
+_WAN = dict(dim=64, ffn_dim=128, num_heads=2, num_layers=2, in_dim=16, out_dim=16, text_dim=24)
 REFUSED_FAMILIES = {
-    "LTX-2": Family("LTXAV", dict(in_channels=128, audio_in_channels=128, cross_attention_dim=64, audio_cross_attention_dim=32,
-                                  attention_head_dim=32, num_attention_heads=2, audio_attention_head_dim=16,
-                                  audio_num_attention_heads=2, caption_channels=32, num_layers=3,
-                                  connector_attention_head_dim=8, connector_num_attention_heads=2, connector_num_layers=1),
-                    (1, 128, 2, 4, 4), (5, 64), {"attention_mask": (1, 5)}, "transformer_blocks"),
+    "Causal Wan": Family("WAN21_CausalAR_T2V", _WAN, (1, 16, 3, 8, 8), (5, 24)),
+    "Wan SCAIL": Family("WAN21_SCAIL", _WAN, (1, 16, 3, 8, 8), (5, 24)),
 }
 
 

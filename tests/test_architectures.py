@@ -69,6 +69,37 @@ def test_a_refused_family_is_returned_unpatched_with_its_reason(runtime, name, c
     assert torch.isfinite(baseline).all()  # the model still samples as it was
 
 
+def test_ltx2_caches_the_audio_with_the_video(runtime):
+    """LTX-2 with a video and an audio latent, as its workflows sample it (a nested latent the sampler packs): at
+    knob 1 the unpatched output bit for bit; at 2 the blocks run on half the steps for both parts, each part lands
+    nearer the full run than five steps alone, and MoReg's frame grid comes from the video part."""
+    import comfy.nested_tensor
+
+    fam = F.FAMILIES["LTX-2"]
+    if F.available(fam):
+        pytest.skip(F.available(fam))
+    model = F.build(fam)
+    pos, neg = F.conditioning(fam, 1), F.conditioning(fam, 2)
+
+    def sample(m, steps=10):
+        latent = comfy.nested_tensor.NestedTensor((torch.zeros(fam.latent), torch.zeros(1, 8, 6, 16)))  # audio: 6 frames
+        return h.ksample(m, pos, neg, latent, steps=steps).unbind()
+
+    video, audio = sample(model)
+    assert audio.shape == (1, 8, 6, 16) and audio.abs().sum() > 0
+    at_1 = h.adacache(runtime, model, target_speedup=1.0, reuse="forecast")
+    assert all(torch.equal(a, b) for a, b in zip(sample(at_1), (video, audio)))
+    at_2 = h.adacache(runtime, model, target_speedup=2.0, reuse="forecast",
+                      moreg=h.moreg(window_start=0.0, window_end=1.0))
+    runs = _layer_runs(model, fam, lambda: sample(at_2))
+    assert runs * 2 == _layer_runs(model, fam, lambda: sample(model))
+    trace = h.session_of(at_2).last_run
+    assert len(trace.computed_steps()) == 5 and trace.token_grid == [2, 4, 4]
+    cached, fewer = sample(at_2), sample(model, steps=5)
+    for part, full in enumerate((video, audio)):
+        assert h.relative_error(cached[part], full) < h.relative_error(fewer[part], full), part
+
+
 def _layer_runs(model, fam, run) -> int:
     """How many times the layers inside the first block ran during ``run()``.
 

@@ -236,6 +236,8 @@ def test_nodes_are_found_by_display_name_in_search_and_library(page, pack_nodes)
             top.click()
             page.wait_for_function("app.graph.nodes.length === 1", timeout=10_000)
             assert page.evaluate("[app.graph.nodes[0].type, app.graph.nodes[0].title]") == [node_id, node_def["display_name"]]
+            if node_id in ("AdaCacheScheduleViewer", "AdaCacheCompare"):  # placed wide enough for their pictures
+                assert page.evaluate("app.graph.nodes[0].size[0]") >= 600
 
         # The node library sidebar: the AdaCache category (and its demo subfolder) lists every node
         # under its display name.
@@ -452,8 +454,9 @@ def test_demo_runs_and_viewer_shows_chart_and_summary(page, server):
             const w = n.widgets.find(w => w.name === 'adacache_summary');
             return {summary: w.value, shown: w.element ? w.element.value : null,
                     visible: !!w.element && w.element.offsetParent !== null,
-                    image: [n.imgs[0].naturalWidth, n.imgs[0].naturalHeight], src: n.imgs[0].src}; }""")
+                    image: [n.imgs[0].naturalWidth, n.imgs[0].naturalHeight], src: n.imgs[0].src, width: n.size[0]}; }""")
         assert viewer["summary"] == viewer["shown"]  # the textarea on the node holds the summary
+        assert viewer["width"] >= 600  # the picture is drawn across the node's width
         assert viewer["visible"]
         assert "steps computed" in viewer["summary"] and "speed-up" in viewer["summary"]
         assert "steps chosen by the speed knob" in viewer["summary"]

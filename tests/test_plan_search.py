@@ -1,8 +1,10 @@
 """AdaCache Plan Search: the greedy search, the plan text, and the plan driving AdaCache Patch Model's knob,
 on ComfyUI's real runtime with the project's tiny model (a preview latent, a handful of steps)."""
+import dataclasses
 import json
 import logging
 import math
+import re
 
 import pytest
 import torch
@@ -153,6 +155,48 @@ def mean_psnr(runtime, tiny, plan, speedup):
     return sum(values) / 2, computed
 
 
+@pytest.mark.parametrize("reuse", ["hold", "forecast"])
+def test_a_run_that_replays_the_start_of_an_earlier_one_is_the_full_run_bit_for_bit(runtime, tiny, reuse):
+    """Plan Search's shortcut (adacache_core/replay.py): a candidate that gives up step d takes back the model
+    outputs of the run it differs from for the steps before d, and the cache's state at d. Its output is that of a
+    run sampled from scratch, bit for bit, and its blocks run only from step d on."""
+    base, conds, empty = tiny
+    patched = h.adacache(runtime, base, target_speedup=1.0, reuse=reuse)
+    session = h.session_of(patched)
+    session.record = True
+    kept = frozenset(range(STEPS)) - {2}
+    session.compute_exactly(kept)
+    h.ksample(patched, conds["fast"], empty, LATENT, steps=STEPS)
+    earlier = session.last_recording
+    assert earlier.computed == kept
+    for dropped in (1, 3, 5):
+        computed = kept - {dropped}
+        session.compute_exactly(computed)
+        with h.BlockCounter(base) as from_scratch:
+            full = h.ksample(patched, conds["fast"], empty, LATENT, steps=STEPS)
+        session.compute_exactly(computed, earlier, dropped)
+        with h.BlockCounter(base) as replaying:
+            replayed = h.ksample(patched, conds["fast"], empty, LATENT, steps=STEPS)
+        assert torch.equal(replayed, full)
+        assert session.last_run.computed_steps() == sorted(computed) and session.last_recording.computed == computed
+        blocks = len(base.model.diffusion_model.blocks)
+        assert from_scratch.count == len(computed) * blocks
+        assert replaying.count == len([s for s in computed if s >= dropped]) * blocks
+    # the replayed run's own recording (all but 2 and 5) serves the next level as a full run's would
+    deeper = kept - {5, 4}
+    session.compute_exactly(deeper)
+    full = h.ksample(patched, conds["fast"], empty, LATENT, steps=STEPS)
+    session.compute_exactly(deeper, _recording_of(session, patched, conds, empty, kept - {5}, earlier, 5), 4)
+    assert torch.equal(h.ksample(patched, conds["fast"], empty, LATENT, steps=STEPS), full)
+
+
+def _recording_of(session, patched, conds, empty, computed, earlier, until):
+    """The recording of a run of ``computed`` that itself replayed ``earlier`` up to ``until``."""
+    session.compute_exactly(computed, earlier, until)
+    h.ksample(patched, conds["fast"], empty, LATENT, steps=STEPS)
+    return session.last_recording
+
+
 def test_search_drops_first_the_step_whose_loss_samples_closest(runtime, tiny, searched):
     """Brute force on the real model: of all single drops, the plan's first scores best on the two prompts, with the
     PSNR it reports; every optional step is ranked; the forced ones (first and last two) never are."""
@@ -161,7 +205,8 @@ def test_search_drops_first_the_step_whose_loss_samples_closest(runtime, tiny, s
     plan = SearchedPlan.from_text(json.dumps(searched))
     single = {}
     for s in range(1, STEPS - 2):
-        only = plan.giving_up_all_but(frozenset(range(STEPS)) - {s}).to_text()
+        # the plan with step s given up first: at a budget of STEPS - 1 the knob computes all but s
+        only = dataclasses.replace(plan, drop_order=(s, *(d for d in range(STEPS) if d != s)), psnr=()).to_text()
         single[s], computed = mean_psnr(runtime, tiny, only, STEPS / (STEPS - 1))
         assert all(s not in steps and len(steps) == STEPS - 1 for steps in computed)
     assert searched["drop_order"][0] == max(single, key=single.get)
@@ -274,7 +319,10 @@ def test_plan_search_in_the_demo_workflow_through_the_execution_engine(runtime, 
     # 1 reference + 2 + 2 + 1 candidate runs (3 optional steps of 6) = 6 runs of 6 steps, on one bar that never restarts
     assert {total for _, total in bar} == {36} and [v for v, _ in bar] == sorted(v for v, _ in bar) and bar[-1][0] == 36
     search_lines = [r.getMessage() for r in caplog.records if "Plan Search" in r.getMessage()]
-    assert len(search_lines) == 3 and "3 of 6 runs, about" in search_lines[0] and "6 of 6 runs" in search_lines[-1]
+    *levels, done = search_lines  # one line per level, then one with the totals
+    assert len(levels) == 3 and "3 of 6 runs, about" in levels[0] and "6 of 6 runs" in levels[-1]
+    taken_back = int(re.search(r"done, 6 runs in .*; (\d+) model calls taken back", done).group(1))
+    assert taken_back > 0  # the candidates replayed the runs they differ from up to the step they give up
     per_run = [r for r in caplog.records if "[plan search" in r.getMessage() and "computed" in r.getMessage()]
     assert not per_run  # silent during the search: they read like results
     (saved,) = (runtime.output_dir / "plan_search_test").glob("run_*.json")

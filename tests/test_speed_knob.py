@@ -185,3 +185,29 @@ def test_speed_one_or_less_computes_every_step_bitwise(runtime, tiny, reuse, spe
     run = h.session_of(patched).last_run
     assert run.computed_steps() == list(range(10)) and run.budget == 10
     assert torch.equal(out, ref)
+
+
+@pytest.mark.parametrize("reuse", ["hold", "forecast"])
+def test_exact_steps_sample_as_the_knob_that_computes_the_same_steps(runtime, tiny, reuse):
+    """The exact-steps schedule (Plan Search's trial runs, the benchmarks) is one more way to choose steps, not
+    another way to reuse: the set the knob planned, given exactly, gives the knob's output bit for bit; a set the
+    knob would never plan (every other step, one of the steps it always computes left out) runs as asked, and the
+    run says what chose its steps."""
+    demo = runtime.pack.nodes.demo
+    pos, neg = [[demo.load_prompt("fast"), {}]], [[demo.load_prompt("empty"), {}]]
+    latent = torch.zeros(1, 16, 3, 8, 8)
+    knob = h.adacache(runtime, tiny, target_speedup=2.5, reuse=reuse)
+    by_knob = h.ksample(knob, pos, neg, latent, steps=STEPS, seed=3)
+    planned = frozenset(h.session_of(knob).last_run.computed_steps())
+    exact = h.adacache(runtime, tiny, target_speedup=2.5, reuse=reuse)
+    h.session_of(exact).compute_exactly(planned)
+    assert torch.equal(h.ksample(exact, pos, neg, latent, steps=STEPS, seed=3), by_knob)
+    alternate = frozenset({0, *range(1, STEPS - 2, 2), STEPS - 1})  # every other step, and not the forced STEPS - 2
+    h.session_of(exact).compute_exactly(alternate)
+    h.ksample(exact, pos, neg, latent, steps=STEPS, seed=3)
+    run = h.session_of(exact).last_run
+    assert set(run.computed_steps()) == alternate and run.budget == len(alternate)
+    assert run.steps_chosen_by().startswith("a fixed set of steps")
+    h.session_of(exact).compute_exactly(None)  # back to the knob
+    h.ksample(exact, pos, neg, latent, steps=STEPS, seed=3)
+    assert frozenset(h.session_of(exact).last_run.computed_steps()) == planned

@@ -28,6 +28,7 @@ DOC = comfy_runtime.REPO_ROOT / "docs" / "template_differences.md"
 SAMPLERS = {"KSampler", "KSamplerAdvanced", "SamplerCustom", "BasicGuider", "XFuserKSamplerAdvanced"}
 PATCH_SOCKET = {"AdaCachePatchModel": "model", "AdaCachePatchModelRaylight": "ray_actors"}
 COLUMN = 360  # the width of the column made for the pack's nodes
+PICTURE_WIDTH = 640  # the viewer's and Compare's width: their pictures shown at least about 600 px wide
 KNOB = "AdaCache's speed knob at 2x: turn target_speedup up for speed, down for fidelity."
 
 
@@ -87,7 +88,7 @@ def decoded(wf: WorkflowBuilder) -> tuple[NodeRef, int]:
 
 def viewer(wf: WorkflowBuilder, models: list[NodeRef]) -> NodeRef:
     samples, slot = decoded(wf)
-    view = wf.add("AdaCacheScheduleViewer", pos=wf.node(samples)["pos"])
+    view = wf.add("AdaCacheScheduleViewer", pos=wf.node(samples)["pos"], width=PICTURE_WIDTH)
     wf.connect(samples, slot, view, "samples")
     for model, name in zip(models, ("model", "model_2")):
         wf.connect(model, 0, view, name)
@@ -114,7 +115,7 @@ def compare_branch(wf: WorkflowBuilder, patch: NodeRef) -> None:
     decoded_uncached = wf.add(decoder.class_type, pos=(x + COLUMN, below))
     wf.connect(uncached, 0, decoded_uncached, "samples")
     wf.connect(*wf.source(decoder, "vae"), decoded_uncached, "vae")
-    compare = wf.add("AdaCacheCompare", pos=(x + 2 * COLUMN, below))
+    compare = wf.add("AdaCacheCompare", pos=(x + 2 * COLUMN, below), width=PICTURE_WIDTH)
     for src, slot, name in ((decoded_uncached, 0, "uncached"), (decoder, 0, "adacache"), (uncached, 0, "uncached_latent"),
                             (sampler, 0, "adacache_latent")):
         wf.connect(src, slot, compare, name)
@@ -235,7 +236,7 @@ def tiny_demo(spec: Spec) -> dict:
     wf.connect(preview, 0, save, "images")
     latent_out = wf.add("SaveLatent", {"filename_prefix": "adacache_demo/latent"}, pos=(1140, 0))
     wf.connect(sampler, 0, latent_out, "samples")
-    view = wf.add("AdaCacheScheduleViewer", pos=(1140, 0))
+    view = wf.add("AdaCacheScheduleViewer", pos=(1140, 0), width=PICTURE_WIDTH)
     wf.connect(patch, 0, view, "model")
     wf.connect(sampler, 0, view, "samples")
     chart = wf.add("SaveImage", {"filename_prefix": "adacache_demo/schedule"}, pos=(1520, 0))
@@ -247,7 +248,7 @@ def tiny_demo(spec: Spec) -> dict:
         wf.connect(src, 0, uncached, name)
     uncached_preview = wf.add("AdaCacheDemoLatentPreview", pos=(1140, 500))
     wf.connect(uncached, 0, uncached_preview, "samples")
-    compare = wf.add("AdaCacheCompare", pos=(1520, 500))
+    compare = wf.add("AdaCacheCompare", pos=(1520, 500), width=PICTURE_WIDTH)
     for src, name in ((uncached_preview, "uncached"), (preview, "adacache"), (uncached, "uncached_latent"),
                       (sampler, "adacache_latent")):
         wf.connect(src, 0, compare, name)

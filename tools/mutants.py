@@ -45,6 +45,7 @@ class Mutant:
 FORECAST_TESTS = ("tests/test_patch_model.py", "-k", "forecast")
 REUSE_BY_HAND = ("tests/test_patch_model.py", "-k", "hand_computed_forecast")
 ORACLE = ("tests/test_official_oracle.py", "-k", "not recorded")
+REPLAY = ("tests/test_plan_search.py", "-k", "replays")
 
 MUTANTS = (
     # -- what a reused step adds (span_memory.py, comfy_bridge.py) -------------------------------------
@@ -66,14 +67,14 @@ MUTANTS = (
            'position=sigma if self.config.forecast_variable == "sigma" else float(step)',
            'position=float(step) if self.config.forecast_variable == "sigma" else sigma', FORECAST_TESTS),
     Mutant("span-residual-added-twice", "adacache_core/comfy_bridge.py",
-           "out = x + self.arch.from_tokens(residual, x, self.batch_axis)",
-           "out = x + 2 * self.arch.from_tokens(residual, x, self.batch_axis)", REUSE_BY_HAND),
+           "parts.append(x + self.arch.from_tokens(residual, x, self.batch_axis))",
+           "parts.append(x + 2 * self.arch.from_tokens(residual, x, self.batch_axis))", REUSE_BY_HAND),
     Mutant("span-residual-not-added", "adacache_core/comfy_bridge.py",
-           "out = x + self.arch.from_tokens(residual, x, self.batch_axis)",
-           "out = x + 0 * self.arch.from_tokens(residual, x, self.batch_axis)", REUSE_BY_HAND),
+           "parts.append(x + self.arch.from_tokens(residual, x, self.batch_axis))",
+           "parts.append(x + 0 * self.arch.from_tokens(residual, x, self.batch_axis))", REUSE_BY_HAND),
     Mutant("span-remembers-the-stream-not-its-residual", "adacache_core/comfy_bridge.py",
-           "call.position, stream - self._tokens(call.span_input[last_of]),",
-           "call.position, stream,", REUSE_BY_HAND),
+           "now - self._tokens(then), line=call.line)",
+           "now, line=call.line)", REUSE_BY_HAND),
     Mutant("additions-between-blocks-counted-again", "adacache_core/comfy_bridge.py",
            "if self.arch.adds_before_blocks:", "if False:",
            ("tests/test_architectures.py", "-k", "reuse_where and Cosmos")),
@@ -168,6 +169,14 @@ MUTANTS = (
            "        SearchedPlan.from_text(plan).check_model(", "        SearchedPlan.from_text(plan).steps and (",
            ("tests/test_raylight.py", "-k", "follows_a_plan")),
     # -- the viewer's run matching (nodes/viewer.py) ---------------------------------------------------
+    # -- Plan Search's replay and the exact-steps schedule (replay.py, planner.py) ------------------------
+    Mutant("replay-keeps-an-empty-cache", "adacache_core/comfy_bridge.py",
+           "run.span.restore(replay.recording.span_at[step])", "pass", REPLAY),
+    Mutant("replay-one-step-too-far", "adacache_core/replay.py", "return step < self.until", "return step <= self.until",
+           REPLAY),
+    Mutant("exact-steps-keep-the-forced-ones", "adacache_core/planner.py",
+           "self.plan = frozenset(config.exact_steps)", "self.plan = frozenset(config.exact_steps) | self.forced",
+           ("tests/test_speed_knob.py", "-k", "exact_steps")),
     Mutant("viewer-shows-the-latest-run", "nodes/viewer.py",
            'trace.output_latent == target if wanted == "output"',
            'trace.output_latent is not None if wanted == "output"', ("tests/test_viewer.py",)),

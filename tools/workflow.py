@@ -131,8 +131,8 @@ class WorkflowBuilder:
         return [NodeRef(n["id"], n["type"]) for n in self.nodes if n["type"] == class_type]
 
     def add(self, class_type: str, widgets: dict | None = None, pos=(0, 0), title: str | None = None,
-            node_id: int | None = None) -> NodeRef:
-        """A node with these widget values (the others at their defaults), placed at pos or below it."""
+            node_id: int | None = None, width: int = 320) -> NodeRef:
+        """A node with these widget values (the others at their defaults), ``width`` wide, placed at pos or below it."""
         info = node_info(class_type)
         widgets = dict(widgets or {})
         values, sockets = [], []
@@ -147,7 +147,7 @@ class WorkflowBuilder:
             raise KeyError(f"{class_type} has no widget inputs {sorted(widgets)}")
         node_id = node_id or self._last_node_id() + 1
         node = {
-            "id": node_id, "type": class_type, "pos": list(pos), "size": [320, 60 + 26 * (len(values) + len(sockets))],
+            "id": node_id, "type": class_type, "pos": list(pos), "size": [width, 60 + 26 * (len(values) + len(sockets))],
             "flags": {}, "order": len(self.nodes), "mode": 0, "inputs": sockets,
             "outputs": [{"name": n, "type": t, "links": [], "slot_index": i}
                         for i, (n, t) in enumerate(zip(info["output_name"], info["output"]))],

@@ -14,8 +14,10 @@ const WIDGET = "adacache_summary";
 const LINE_HEIGHT = 15;  // px, matches the textarea's font below
 const CHAR_WIDTH = 6.7;  // px, about one character of 11px monospace
 
-// Lines the text takes once wrapped to the node's width (the node is not widened: it would cover
-// its neighbours in the workflow's layout).
+const MIN_WIDTH = 640;  // px: a newly placed viewer or Compare shows its picture at least about 600 px wide
+
+// Lines the text takes once wrapped to the node's width. The shipped workflows place these nodes MIN_WIDTH wide;
+// one saved narrower widens to MIN_WIDTH after its first run (and may then cover a neighbour).
 function wrappedLines(text, widthPx) {
     const perLine = Math.max(20, Math.floor((widthPx - 16) / CHAR_WIDTH));
     return text.split("\n").reduce((n, line) => n + Math.max(1, Math.ceil(line.length / perLine)), 0);
@@ -59,6 +61,15 @@ function viewerNode(id) {
 
 app.registerExtension({
     name: "AdaCache.ScheduleViewer",
+    beforeRegisterNodeDef(nodeType, nodeData) {
+        if (!NODE_TYPES.has(nodeData?.name)) return;
+        // the size LiteGraph gives a newly placed node, and the least one after a run: at least MIN_WIDTH wide
+        const computeSize = nodeType.prototype.computeSize;
+        nodeType.prototype.computeSize = function (...args) {
+            const size = computeSize.apply(this, args);
+            return [Math.max(size[0], MIN_WIDTH), size[1]];
+        };
+    },
     setup() {
         api.addEventListener("executed", ({ detail }) => {
             const node = viewerNode(detail?.display_node ?? detail?.node);
