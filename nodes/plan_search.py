@@ -39,8 +39,9 @@ class AdaCachePlanSearch(io.ComfyNode):
                 "Connect 'plan' to AdaCache Patch Model: its speed knob then skips the steps found here instead of "
                 "its own estimate: closer to the uncached video at the same speed, and steadier as you turn the "
                 "knob.\n\n"
-                "It samples about candidates x steps times per prompt: run it once on a small latent (few frames, low "
-                "resolution) with the steps, sampler and scheduler you will use, and keep the plan. The plan only "
+                "It samples about candidates x steps runs per prompt, each from the step it tries giving up (the "
+                "steps before it are taken from the run it differs from): run it once on a small latent (few frames, "
+                "low resolution) with the steps, sampler and scheduler you will use, and keep the plan. The plan only "
                 "applies to runs with the same steps and scheduler on this model."),
             inputs=[
                 io.Model.Input("model", tooltip="The model you will patch with AdaCache (unpatched here)."),

@@ -172,7 +172,9 @@ def plan_searched(spec: Spec) -> dict:
                 if k in ("seed", "steps", "cfg", "sampler_name", "scheduler")}
     (patch, _), = adacache(wf)
     search = wf.add("AdaCachePlanSearch", sampling, pos=wf.node(patch)["pos"])
-    small = wf.add(wf.node(latent)["type"], {"width": 320, "height": 192, "length": 17}, pos=wf.node(latent)["pos"],
+    # 128x128, 17 frames (a 5x16x16 latent): the bundled tiny model's search on it takes under 2 min on 2 CPU cores
+    # (benchmarks/bench_plan_search.py)
+    small = wf.add(wf.node(latent)["type"], {"width": 128, "height": 128, "length": 17}, pos=wf.node(latent)["pos"],
                    title="Small latent for the search")
     for i, (text, name) in enumerate((("a quiet mountain lake at dawn, still water, static camera", "positive"),
                                       ("people dancing at a night festival, fast handheld camera", "second_positive"))):
@@ -275,7 +277,8 @@ WORKFLOWS = {
     "wan2.1_t2v_1.3B_adacache_plan_search.json": Spec(
         "text_to_video_wan", "Wan 2.1 T2V 1.3B with AdaCache's speed knob following a plan searched on this model: "
         "AdaCache Plan Search samples two typical prompts (one still, one moving) on a small latent many times, once "
-        "(ComfyUI keeps its plan while its inputs stay the same; expect it to take about 6 x steps x 2 small runs), and "
+        "(ComfyUI keeps its plan while its inputs stay the same; about 6 x steps x 2 small runs, most of them sampled only "
+        "from the step they give up on), and "
         "finds which steps this model skips with the least harm. Keep its steps, sampler and scheduler equal to the "
         "KSampler's: the plan applies only to runs with the same noise levels. " + KNOB, plan_searched),
     "wan2.1_i2v_480p_14B_adacache.json": Spec("image_to_video_wan", "Wan 2.1 I2V 14B 480p with AdaCache, on ComfyUI's template. " + KNOB),
