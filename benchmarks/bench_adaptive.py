@@ -34,7 +34,6 @@ import torch
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.append(str(REPO))
-sys.path.append(str(REPO / "tests"))
 from tools import comfy_runtime  # noqa: E402
 
 PRESETS = ("fast (paper, 30 steps)", "slow (paper, 30 steps)", "paper (100 steps)")
@@ -52,7 +51,7 @@ def main() -> None:
 
     comfy_runtime.boot()
     torch.set_num_threads(2)
-    import helpers as h
+    from tools import pack_calls as h
     from tools.quality import psnr
     from tools.tiny_video_data import latent_motion
 

@@ -28,7 +28,6 @@ import torch
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.append(str(REPO))
-sys.path.append(str(REPO / "tests"))
 from tools import comfy_runtime  # noqa: E402
 
 SCHEDULES = {"every 3": ("custom", "1000:3"), "every 4": ("custom", "1000:4"), "every 6": ("custom", "1000:6"),
@@ -46,7 +45,7 @@ def main() -> None:
 
     rt = comfy_runtime.boot()
     torch.set_num_threads(2)
-    import helpers as h
+    from tools import pack_calls as h
     from tools.quality import psnr
     from tools.tiny_video_data import latent_motion
 

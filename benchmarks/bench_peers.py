@@ -56,7 +56,6 @@ import torch
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.append(str(REPO))
-sys.path.append(str(REPO / "tests"))
 from tools import comfy_runtime  # noqa: E402
 
 PRESETS = ("fast (paper, 30 steps)", "slow (paper, 30 steps)", "paper (100 steps)")
@@ -137,7 +136,7 @@ def fit_pack_recipes(packs: dict, base, conds: dict, empty, latent: torch.Tensor
     batch position, the mean over tokens of the block stack residual's norm over the previous step's,
     averaged over the runs (the first step's ratio is 1, as in its tables).
     """
-    import helpers as h
+    from tools import pack_calls as h
 
     model = base.model.diffusion_model
     embeddings, outputs, residuals = [], [], []
@@ -184,7 +183,7 @@ def copy_input(executor, x, *args, **kwargs):
 def build(method: str, setting, base, calibration: str, packs: dict):
     """The patched ModelPatcher of one method at one setting."""
     import comfy.patcher_extension
-    import helpers as h
+    from tools import pack_calls as h
     import nodes
 
     if method.startswith("TeaCache"):
@@ -248,7 +247,7 @@ def main() -> None:
 
     comfy_runtime.boot()
     torch.set_num_threads(2)
-    import helpers as h
+    from tools import pack_calls as h
     from bench_adaptive import calibrate
     from tools.quality import psnr
     from tools.tiny_video_data import latent_motion

@@ -26,7 +26,6 @@ import torch
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.append(str(REPO))
-sys.path.append(str(REPO / "tests"))
 from tools import comfy_runtime  # noqa: E402
 
 PRESETS = ("fast (paper, 30 steps)", "slow (paper, 30 steps)", "paper (100 steps)")
@@ -43,7 +42,7 @@ def main() -> None:
     rt = comfy_runtime.boot()
     torch.set_num_threads(2)
     import comfy.sd
-    import helpers as h
+    from tools import pack_calls as h
     from tools.quality import psnr
 
     base, conds, neg = h.load_tiny(args.model)

@@ -28,7 +28,6 @@ import torch
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.append(str(REPO))
-sys.path.append(str(REPO / "tests"))
 from tools import comfy_runtime  # noqa: E402
 
 CONFIGS = {
@@ -101,7 +100,7 @@ def build_model(config: str, dtype, device):
 
 def run_rows(config: str, latent: tuple[int, int, int], steps: int, dtype_name: str, easycache_thresholds) -> dict:
     rt = comfy_runtime.boot()  # first: ComfyUI's `nodes` must be importable before ours shadows it
-    import helpers as h
+    from tools import pack_calls as h
     import nodes
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -10,7 +10,6 @@ import torch
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.append(str(REPO))
-sys.path.append(str(REPO / "tests"))
 from tools import comfy_runtime  # noqa: E402
 
 LATENT = (1, 16, 9, 16, 16)  # 9 latent frames of 16x16: the size every tiny-model benchmark samples
@@ -26,13 +25,13 @@ def parser(doc: str, model: str) -> argparse.ArgumentParser:
 
 
 def load(args: argparse.Namespace):
-    """Boot ComfyUI and load the tiny model: (tests' helpers module, model, {class: cond}, empty cond, latent)."""
+    """Boot ComfyUI and load the tiny model: (tools.pack_calls, model, {class: cond}, empty cond, latent)."""
     comfy_runtime.boot()
     torch.set_num_threads(args.threads)
-    import helpers
+    from tools import pack_calls
 
-    base, conds, empty = helpers.load_tiny(args.model)
-    return helpers, base, conds, empty, torch.zeros(*LATENT)
+    base, conds, empty = pack_calls.load_tiny(args.model)
+    return pack_calls, base, conds, empty, torch.zeros(*LATENT)
 
 
 @contextlib.contextmanager

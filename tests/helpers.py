@@ -5,6 +5,9 @@ import json
 
 import torch
 
+from tools.pack_calls import (TINY_MODELS, BlockCounter, adacache, ksample, load_tiny, moreg,  # noqa: F401 (re-exported)
+                              session_of)
+
 
 def random_wan_state_dict(seed: int = 0, model_class: str = "WanModel", **overrides) -> dict[str, torch.Tensor]:
     """State dict of one of ComfyUI's own Wan model classes at a tiny size, randomly initialised."""
@@ -39,15 +42,6 @@ def conditioning(tokens: int = 4, seed: int = 0, batch: int = 1):
     return [[torch.randn(batch, tokens, 4096, generator=g), {}]]
 
 
-def ksample(model, positive, negative, latent: torch.Tensor, steps: int = 8, cfg: float = 5.0, seed: int = 0,
-            sampler: str = "euler", scheduler: str = "simple") -> torch.Tensor:
-    """Sample through ComfyUI's real KSampler node."""
-    import nodes
-
-    return nodes.KSampler().sample(model, seed, steps, cfg, sampler, scheduler, positive, negative,
-                                   {"samples": latent}, denoise=1.0)[0]["samples"]
-
-
 def relative_error(out: torch.Tensor, reference: torch.Tensor) -> float:
     """||out - reference|| / ||reference|| (L2 over the whole tensor)."""
     return ((out - reference).norm() / reference.norm()).item()
@@ -62,39 +56,6 @@ def sample_one_by_one(model, positive, negative, noise: torch.Tensor, steps: int
         return comfy.sample.sample(model, n, steps, cfg, "euler", "simple", positive, negative, torch.zeros_like(n), seed=0)
 
     return sample(noise), [sample(noise[i:i + 1]) for i in range(noise.shape[0])]
-
-
-def adacache(runtime, model, **settings):
-    """Apply the pack's `AdaCache Patch Model` node (the class ComfyUI registered) to ``model``.
-
-    Unless ``settings`` say otherwise, the paper's method: the preset's codebook decides (the speed
-    knob off) and reused steps hold. The node's own defaults are tested by name (test_speed_knob.py).
-    """
-    import nodes
-
-    node = nodes.NODE_CLASS_MAPPINGS["AdaCachePatchModel"]
-    values = dict(preset="paper: fastest (fast, 30 steps)", custom_codebook="0.08:6, 1.0:1", probe_blocks="middle",
-                  start_percent=0.0, end_percent=1.0, offload_cache=False, moreg=None, target_speedup=0.0,
-                  reuse="hold") | settings
-    return node.execute(model=model, **values).args[0]
-
-
-def moreg(**overrides):
-    """Settings from the pack's `MoReg Settings` node: the paper's defaults, with ``overrides`` by input name."""
-    import nodes
-
-    values = dict(motion_scale=0.385, motion_power=8.0, motion_divisor=1.0, gradient_weight=10.0, frame_strides="1",
-                  window_start=0.1, window_end=0.9) | overrides
-    return nodes.NODE_CLASS_MAPPINGS["AdaCacheMoRegSettings"].execute(**values).args[0]
-
-
-# The project's trained tiny models (tools/train_tiny_wan.py): fixture stem and motion classes from
-# the stillest to the fastest (by their data's frame-to-frame change; tools/tiny_video_data.py).
-TINY_MODELS = {"motion": ("tiny_wan21_motion", ("static", "slow", "orbit", "fast")),
-               "heldout": ("tiny_wan21_heldout", ("static", "slow", "fast", "pan")),
-               # real content (tools/clip_video_data.py): one clip of each family the templates show, still to fast
-               "clips": ("tiny_wan21_clips", ("ltxv_text_to_video-1", "mochi_text_to_video_example-1",
-                                              "text_to_video_wan-1", "video_hunyuan_video_1.5_720p_t2v-1"))}
 
 
 def short_demo_prompt(steps: int) -> dict:
@@ -112,24 +73,6 @@ def short_demo_prompt(steps: int) -> dict:
         if node["class_type"] == "EmptyHunyuanLatentVideo":
             node["inputs"].update(width=32, height=32, length=9)
     return prompt
-
-
-def load_tiny(name: str):
-    """(ModelPatcher loaded by ComfyUI's own loader, {class: conditioning}, unconditional conditioning)."""
-    import comfy.sd
-    from safetensors.torch import load_file
-
-    from tools import comfy_runtime
-
-    stem, classes = TINY_MODELS[name]
-    model = comfy.sd.load_diffusion_model(str(comfy_runtime.TINY_MODEL_DIR / f"{stem}.safetensors"))
-    prompts = load_file(str(comfy_runtime.TINY_MODEL_DIR / f"{stem}_prompts.safetensors"))
-    conds = {c: [[prompts[c].float().unsqueeze(0), {}]] for c in classes}
-    return model, conds, [[prompts["empty"].float().unsqueeze(0), {}]]
-
-
-def session_of(model):
-    return model.model_options["transformer_options"].get("adacache")
 
 
 def sigmas_a_hair_apart(model, steps: int) -> torch.Tensor:
@@ -171,26 +114,6 @@ def assert_reuse_reproduces(outputs: list, computed: list, reused: tuple[int, ..
             assert error < 5e-3, f"reused step {step}: off by {error:.2e} of the output's largest value"
         else:
             assert torch.equal(out, ref), f"computed step {step}"
-
-
-class BlockCounter:
-    """Counts real executions of a model's blocks while entered (forward hooks, removed on exit)."""
-
-    def __init__(self, model_patcher):
-        self.blocks = model_patcher.model.diffusion_model.blocks
-        self.count = 0
-
-    def __enter__(self):
-        self.count = 0
-        self.handles = [b.register_forward_hook(self._hit) for b in self.blocks]
-        return self
-
-    def _hit(self, *_):
-        self.count += 1
-
-    def __exit__(self, *exc):
-        for handle in self.handles:
-            handle.remove()
 
 
 class ProbeResidualRecorder:
