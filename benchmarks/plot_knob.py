@@ -26,7 +26,7 @@ MODELS = {"motion": "blobs, tuned on", "heldout": "blobs, held out (nobody tuned
           "clips": "real clips, the ranking chosen here"}
 PLAN_SEARCH = "5x8x8_k6_joint"  # bench_knob.py --chain M --chain-variant: the plan AdaCache Plan Search finds (two prompts)
 ARTIST_MODEL = "clips"  # the README's one-panel chart: the test model whose first steps matter as on real models
-PEERS = ("EasyCache", "First-Block Cache", "TeaCache (fitted to the model)", "MagCache (fitted to the model)",
+PEERS = ("EasyCache", "LazyCache", "First-Block Cache", "TeaCache (fitted to the model)", "MagCache (fitted to the model)",
          "uniform every k")
 
 
