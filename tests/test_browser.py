@@ -376,10 +376,9 @@ def test_missing_node_detection_works(page, pack_nodes):
         assert page.open_overlays() == []
 
 
-# Nodes of another pack that a workflow needs. The browser's ComfyUI cannot load Raylight: its
-# LTX nodes import torchaudio, which has no build for this torch (2.14) on the package index. So
-# the front end must name exactly these as missing, and nothing of this pack; the graph itself is
-# validated against Raylight's real node classes in tests/test_workflows.py.
+# Nodes of another pack that a workflow needs. The browser's ComfyUI has only this pack in custom_nodes
+# (as a user who installed it alone), so the front end must name exactly these as missing, and nothing
+# of this pack; the graph itself is validated against Raylight's real node classes in tests/test_workflows.py.
 OTHER_PACK_NODES = {"wan2.1_t2v_14B_raylight_adacache.json": {"RayInitializer", "RayUNETLoader", "XFuserKSamplerAdvanced"}}
 
 
