@@ -12,8 +12,7 @@ import helpers as h
 @pytest.fixture(scope="module", params=sorted(F.FAMILIES), ids=str)
 def family(request, runtime):
     fam = F.FAMILIES[request.param]
-    if F.available(fam):
-        pytest.skip(F.available(fam))
+    F.require(fam)
     model = F.build(fam)
     pos, neg = F.conditioning(fam, 1), F.conditioning(fam, 2)
     baseline = h.ksample(model, pos, neg, torch.zeros(fam.latent), steps=10)
@@ -58,8 +57,7 @@ def test_a_refused_family_is_returned_unpatched_with_its_reason(runtime, name, c
     import logging
 
     fam = F.REFUSED_FAMILIES[name]
-    if F.available(fam):
-        pytest.skip(F.available(fam))
+    F.require(fam)
     model = F.build(fam)
     with caplog.at_level(logging.WARNING, logger="adacache"):
         assert h.adacache(runtime, model) is model
@@ -76,8 +74,7 @@ def test_ltx2_caches_the_audio_with_the_video(runtime):
     import comfy.nested_tensor
 
     fam = F.FAMILIES["LTX-2"]
-    if F.available(fam):
-        pytest.skip(F.available(fam))
+    F.require(fam)
     model = F.build(fam)
     pos, neg = F.conditioning(fam, 1), F.conditioning(fam, 2)
 
@@ -145,8 +142,7 @@ def test_forced_schedule_really_skips_the_blocks(runtime, family):
 def test_attention_probe_matches_a_hand_computation(runtime, name):
     """The gated self-attention residual the pack measures equals the one plain hooks see."""
     fam = F.FAMILIES[name]
-    if F.available(fam):
-        pytest.skip(F.available(fam))
+    F.require(fam)
     model = F.build(fam)
     patched = h.adacache(runtime, model, preset="custom", custom_codebook="10:3", probe_blocks="1", probe_residual="attention")
     block = getattr(model.model.diffusion_model, fam.blocks)[1]
