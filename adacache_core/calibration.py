@@ -26,7 +26,9 @@ import math
 from dataclasses import dataclass
 
 from . import node_text
-from .config import MAX_FRAME_STRIDES, MAX_STRIDE, MOREG_RANGES, PROBE_RESIDUALS, SettingsError, shown
+from .checks import SettingsError, shown
+from .config import PROBE_RESIDUALS
+from .moreg_settings import MAX_FRAME_STRIDES, MAX_STRIDE, MOREG_RANGES
 from .node_text import note, number, short, whole
 
 FORMAT = "adacache-motion-calibration/1"

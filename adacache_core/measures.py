@@ -12,7 +12,8 @@ import math
 
 import torch
 
-from .config import Codebook, MoRegConfig
+from .codebooks import Codebook
+from .moreg_settings import MoRegConfig
 
 
 def l1(x: torch.Tensor) -> torch.Tensor:
@@ -55,11 +56,6 @@ def next_computed_step(step: int, distance: float, codebook: Codebook) -> tuple[
     """(reuse length, next computed step) after a computed ``step`` with this per-step distance."""
     length = codebook.lookup(distance)
     return length, step + length
-
-
-def forced_steps(steps: int) -> frozenset[int]:
-    """Steps always computed: the first and the last two (as the paper's code)."""
-    return frozenset(s for s in (0, steps - 2, steps - 1) if 0 <= s < steps)
 
 
 def psnr(test: torch.Tensor, reference: torch.Tensor) -> float:

@@ -9,7 +9,7 @@ import json
 import math
 from collections.abc import Callable
 
-from .config import SettingsError, is_whole, shown
+from .checks import SettingsError, is_whole, shown
 
 _PARSE_ERRORS = (ValueError, KeyError, TypeError, AttributeError, RecursionError, OverflowError)
 

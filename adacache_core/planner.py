@@ -1,12 +1,11 @@
-"""The per-run decision engine: which steps compute, which reuse (framework-free).
+"""One sampling run's measurements and decisions (framework-free).
 
 One ``RunPlanner`` lives for one sampling run of one patched model. The ComfyUI bridge tells it
-which step each model call belongs to and hands it the probe measurements of computed steps. With
-the speed knob on, the steps are planned before the run (speed_plan.kept_steps, in the order of a
-Plan Search plan where one fits); with the knob at 0, the measurements choose them as the paper's
-schedule does (the preset's codebook, MoReg). Measurements of a computed step are summed over all
-calls of that step (cond and uncond, batched or not) and only turned into a decision when the next
-step starts, so the order in which branches run does not matter.
+which step each model call belongs to and hands it the probe measurements of computed steps; the
+run's schedule (schedule.py) says which steps compute, and, for the paper's schedule, turns each
+computed step's distance (with MoReg's multiplier, here) into the next computed step. Measurements of
+a computed step are summed over all calls of that step (cond and uncond, batched or not) and only
+turned into a decision when the next step starts, so the order in which branches run does not matter.
 """
 from __future__ import annotations
 
@@ -16,12 +15,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import measures, sequence_parallel, speed_plan
+from . import measures, schedule, sequence_parallel
 from .config import AdaCacheConfig
 from .trace import DecisionRecord, RunTrace
 
 NON_FINITE_PROBE = "NaN or infinite values in the probe block's output"
-PLAN_NOT_USED = "the plan from AdaCache Plan Search is not used"
 
 
 @dataclass
@@ -78,59 +76,26 @@ class _StepMeasurement:
 
 
 class RunPlanner:
-    """Schedule of one sampling run: forced steps, codebook lookups, MoReg, and the run's trace."""
+    """One sampling run: which step each call belongs to, the probe measurements of computed steps, MoReg,
+    and the run's trace. Which steps compute is the schedule's to say (schedule.py)."""
 
     def __init__(self, config: AdaCacheConfig, sigmas: list[float], cacheable: list[bool], trace: RunTrace):
         self.config = config
         self.sigmas = sigmas
         self.steps = max(len(sigmas) - 1, 1)
         self.codebook = config.codebook_for(self.steps)
-        self.forced = measures.forced_steps(self.steps) | {i for i, ok in enumerate(cacheable[: self.steps]) if not ok}
+        self.schedule = schedule.choose(config, sigmas, self.steps, schedule.forced_steps(self.steps, cacheable), trace)
+        trace.chosen_by = self.schedule.chosen_by
+        trace.forced = dict(self.schedule.forced)
+        trace.budget = len(self.schedule.computed) if isinstance(self.schedule, schedule.FixedSteps) else None
         self.trace = trace
         self._ascending = sorted(sigmas[: self.steps])
-        self._next_computed = 0
         self._last_computed: int | None = None
-        self.budget = None if config.target_speedup is None else min(self.steps, max(
-            len(self.forced), round(self.steps / config.target_speedup)))  # a speed-up up to 1 computes every step
-        # speed-knob mode: the steps to compute, planned before the run (speed_plan.py, searched_plan.py)
-        self.plan = None
-        trace.chosen_by = "paper schedule"
-        if config.exact_steps is not None:  # this set and no other (Plan Search's trial runs, the benchmarks)
-            self.plan = frozenset(config.exact_steps)
-            self.budget = len(self.plan)
-            trace.chosen_by = "exact steps"
-        elif self.budget is not None:
-            order, planned_from = self._drop_order()
-            self.plan = speed_plan.kept_steps(order, self.steps, self.forced, self.budget)
-            unused = "the preset's codebook" + (" and MoReg do" if config.moreg is not None else " does")
-            trace.notes.append(f"speed knob {config.target_speedup:g}x: {len(self.plan)} of {self.steps} steps planned "
-                               f"{planned_from}; {unused} not choose steps (target_speedup 0 lets them)")
-            if self.steps / config.target_speedup < len(self.forced) - 0.5:  # rounds below what must be computed
-                trace.notes.append(f"speed knob: {config.target_speedup:g}x is more than this run can do: at most "
-                                   f"{self.steps / len(self.forced):.3g}x ({len(self.forced)} of its {self.steps} steps "
-                                   "are always computed)")
-        trace.budget = self.budget
         self._prev_factor = 1.0  # MoReg's previous factor; the official code starts it at 1.0
         self._step: int | None = None
         self._computes = True
         self._measure = _StepMeasurement()
         self._group: sequence_parallel.Group | None = None
-
-    def _drop_order(self) -> tuple[list[int], str]:
-        """The order in which the knob gives up steps, and where it comes from: the searched plan where it fits
-        this run, else the knob's own estimate (speed_plan.py)."""
-        self.trace.chosen_by = "speed knob"
-        estimate = speed_plan.drop_order(self.sigmas, self.steps, self.forced, self.config.reuse == "forecast")
-        searched = self.config.searched_plan
-        if searched is None:
-            return estimate, "by the knob's estimate (the first steps, which set the layout, kept longest)"
-        why = searched.mismatch(self.sigmas, self.config.reuse)
-        if why is not None:
-            self.trace.notes.append(f"{PLAN_NOT_USED}: {why}; search again with this "
-                                    "sampler's steps and scheduler")
-            return estimate, "by the knob's estimate (the first steps, which set the layout, kept longest)"
-        self.trace.chosen_by = "plan"
-        return searched.order_for(estimate), f"from the plan AdaCache Plan Search found ({searched.searched_on})"
 
     def step_of(self, sigma: float) -> int:
         """The step a model call at ``sigma`` belongs to: the last step whose sigma is >= it.
@@ -147,12 +112,14 @@ class RunPlanner:
             if self._step is not None and self._computes:
                 self._decide(self._step)
             self._step = step
-            if self.plan is not None:
-                self._computes = step in self.plan
-            else:
-                self._computes = step in self.forced or step >= self._next_computed
+            self._computes = self.schedule.computes(step)
             self._measure = _StepMeasurement()
         return self._computes
+
+    def force(self, step: int, reason: str) -> bool:
+        """The bridge computes ``step`` though the schedule reuses it; the trace keeps why. Returns True."""
+        self.trace.forced.setdefault(step, reason)
+        return True
 
     @property
     def measuring(self) -> bool:
@@ -195,12 +162,7 @@ class RunPlanner:
             if self.config.moreg is not None:
                 distance *= self._moreg_multiplier(record, step, motion, gap)
             record.distance = distance
-            if self.budget is None:
-                record.reuse_length, record.next_step = measures.next_computed_step(step, distance, self.codebook)
-        if self.plan is not None:
-            record.next_step = min((s for s in self.plan if s > step), default=self.steps)
-            record.reuse_length = record.next_step - step
-        self._next_computed = record.next_step
+        record.reuse_length, record.next_step = self.schedule.after_computed(step, record.distance)
         self._last_computed = step
         self.trace.decisions.append(record)
 

@@ -27,7 +27,7 @@ import types
 import zipfile
 from pathlib import Path
 
-from .config import SettingsError, shown
+from .checks import SettingsError, shown
 
 CORE = Path(__file__).resolve().parent
 
@@ -123,7 +123,7 @@ def moreg_from_plain(data: dict | None):
     if data is None:
         return None
     from .calibration import MotionCalibration
-    from .config import MoRegConfig
+    from .moreg_settings import MoRegConfig
 
     calibration = data["calibration"]
     return MoRegConfig(scale=data["scale"], power=data["power"], divisor=data["divisor"], grad_mul=data["grad_mul"],

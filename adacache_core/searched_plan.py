@@ -1,6 +1,6 @@
 """A plan searched on the user's own model: the order in which the speed knob gives up steps (framework-free).
 
-Why: the knob ranks steps by an estimate made before the run (speed_plan.py), the same for every
+Why: the knob ranks steps by an estimate made before the run (step_ranking.py), the same for every
 model. Which reused steps really hurt differs from model to model and from video to video; a search
 with real sampling on the user's model and prompts measures it instead. It is measured on the prompts
 and latent it searched with; other prompts of the model may rank steps differently.
@@ -8,7 +8,7 @@ and latent it searched with; other prompts of the model may rank steps different
 The search (:func:`search_drop_order`) is greedy, as the reference in
 benchmarks/bench_schedule_search.py: start with every step computed and give up, one at a time, the
 step whose reuse keeps the output closest to the every-step output, measured by sampling. Only the
-``candidates`` steps the estimate (speed_plan.drop_cost) ranks cheapest are tried at each level:
+``candidates`` steps the estimate (step_ranking.drop_cost) ranks cheapest are tried at each level:
 about ``candidates x steps`` sampling runs in all instead of ``steps^2 / 2``. Each level keeps the
 steps of the level before, so the plans nest as the knob's do.
 
@@ -22,8 +22,9 @@ import json
 import math
 from collections.abc import Callable
 
-from . import node_text, speed_plan
-from .config import REUSE_MODES, SettingsError, is_whole, shown
+from . import node_text, step_ranking
+from .checks import SettingsError, is_whole, shown
+from .config import REUSE_MODES
 from .node_text import note, number, short, whole
 
 FORMAT = "adacache-plan/1"
@@ -116,7 +117,7 @@ def search_runs(optional: int, candidates: int, min_computed_optional: int = 0) 
 def search_drop_order(sigmas: list[float], forced: set[int], forecast: bool, candidates: int,
                       score: Callable[[frozenset[int]], float], min_computed: int = 0,
                       on_level: Callable[[int, int, float, int], None] | None = None,
-                      ranking: speed_plan.StepRanking = speed_plan.REAL_MODEL_RANKING) -> list[tuple[int, float]]:
+                      ranking: step_ranking.StepRanking = step_ranking.REAL_MODEL_RANKING) -> list[tuple[int, float]]:
     """Greedy search: ``[(dropped step, its score), ...]``, the first dropped first.
 
     ``score(computed)`` samples a run that computes exactly the steps ``computed`` and says how close
@@ -132,7 +133,7 @@ def search_drop_order(sigmas: list[float], forced: set[int], forecast: bool, can
     while len(kept) > max(min_computed, len(forced)):
         options = [s for s in kept if s not in forced]
         if candidates:
-            cost = {s: speed_plan.drop_cost(kept, s, weights, forecast) for s in options}
+            cost = {s: step_ranking.drop_cost(kept, s, weights, forecast) for s in options}
             options = sorted(options, key=lambda s: (cost[s], s))[:candidates]
         scores = {s: score(frozenset(kept) - {s}) for s in options}
         runs += len(scores)

@@ -5,9 +5,15 @@ that is not also here.
 """
 from __future__ import annotations
 
+import collections
 from dataclasses import asdict, dataclass, field
 
 import torch
+
+# Output fingerprint -> label of the patched model whose run produced it, for more runs than a model keeps:
+# ComfyUI may serve a sampler's output from its cache long after its run data are gone.
+_produced: collections.OrderedDict[str, str] = collections.OrderedDict()
+_PRODUCED_KEPT = 1024
 
 
 def latent_fingerprint(latent) -> str | None:
@@ -20,6 +26,19 @@ def latent_fingerprint(latent) -> str | None:
         return None
     values = latent.detach().to("cpu", torch.float64)
     return f"{tuple(latent.shape)}:{values.sum().item():.17g}:{values.abs().sum().item():.17g}"
+
+
+def remember_producer(fingerprint: str | None, label: str) -> None:
+    if fingerprint is not None:
+        _produced[fingerprint] = label
+        _produced.move_to_end(fingerprint)
+        while len(_produced) > _PRODUCED_KEPT:
+            _produced.popitem(last=False)
+
+
+def producer_of(fingerprint: str | None) -> str | None:
+    """The label of the patched model (its node) whose run in this process produced a latent with this fingerprint."""
+    return _produced.get(fingerprint)
 
 
 def all_finite(latent) -> bool:
@@ -78,6 +97,7 @@ class RunTrace:
     output_latent: str | None = None  # ... and of the samples it returned (None: the run did not complete)
     chosen_by: str = ""  # what chose the computed steps: "speed knob", "plan" (AdaCache Plan Search), "exact steps"
     # (config.exact_steps) or "paper schedule"
+    forced: dict[int, str] = field(default_factory=dict)  # step -> why it was computed whatever the schedule said
 
     # -- reading ---------------------------------------------------------------------------------
     def branches(self) -> list[str]:
@@ -104,6 +124,13 @@ class RunTrace:
         if self.chosen_by == "exact steps":
             return "a fixed set of steps (a trial run of AdaCache Plan Search)"
         return f"the paper's schedule (preset {self.settings.get('preset')})"
+
+    def forced_by_reason(self) -> dict[str, list[int]]:
+        """Why steps were computed whatever the schedule said: reason -> its steps (0-based), in step order."""
+        reasons: dict[str, list[int]] = {}
+        for step in sorted(self.forced):
+            reasons.setdefault(self.forced[step], []).append(step)
+        return reasons
 
     def warnings(self) -> list[str]:
         """The notes an artist should see: all but those the summary's lines already say (what the knob planned,
@@ -148,4 +175,5 @@ class RunTrace:
         d["calls"] = [CallRecord(**c) for c in d.get("calls", [])]
         d["decisions"] = [DecisionRecord(**c) for c in d.get("decisions", [])]
         d["codebook"] = [tuple(e) for e in d.get("codebook", [])]
+        d["forced"] = {int(step): why for step, why in d.get("forced", {}).items()}  # JSON keys are text
         return cls(**d)

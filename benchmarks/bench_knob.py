@@ -24,8 +24,15 @@ search on one video does on the other videos, of its own model or of the other o
 ``--candidates 6``) of bench_schedule_search.py. Writes knob_<model>_chain_<chain>[_<variant>].json.
 
 ``--ranking step-sizes`` samples the schedules the knob chose before it followed real-model evidence
-(speed_plan.STEP_SIZE_RANKING, the sampler's step sizes alone), for comparison on the same videos.
+(step_ranking.STEP_SIZE_RANKING, the sampler's step sizes alone), for comparison on the same videos.
 Writes knob_<model>_stepsizes.json.
+
+``--ranking lemica`` samples LeMiCa's computed-step lists published for real Wan 2.1 T2V 1.3B at 50 steps
+(benchmarks/data/real_weight_schedules.json) with the pack's reuse, at the speeds whose step count has a
+list: ``--steps 50 --speeds 2,2.5,3,3.5`` (25, 20, 17, 14 computed steps). With the pack's ``hold`` this is
+LeMiCa's own reuse (the whole stack's change from the last computed step, added again). Run the knob with the
+same ``--steps 50 --speeds ...`` beside it for the matched-compute comparison. ``--steps`` other than 30 adds
+``_<steps>steps`` to the file name.
 """
 from __future__ import annotations
 
@@ -50,24 +57,32 @@ def main() -> None:
     ap.add_argument("--chain-variant", help="with --chain: the end of the search file's name, e.g. 5x8x8 or 5x8x8_k6")
     ap.add_argument("--ranking", default="real-model",
                     help="step-sizes: sample the schedules of the knob's earlier ranking instead of the knob; or "
-                         "POWER,HEAD,SOFTNESS,WEIGHT: a speed_plan.StepRanking to try (file suffix _ranking_...)")
+                         "POWER,HEAD,SOFTNESS,WEIGHT: a step_ranking.StepRanking to try (file suffix _ranking_...)")
     ap.add_argument("--reuse", choices=MODES, action="append", help="only this reuse mode (repeatable; default both)")
+    ap.add_argument("--speeds", help="comma-separated target speedups to sample (default: " +
+                                     ",".join(f"{s:g}" for s in SPEEDS) + ")")
     args = ap.parse_args()
     modes = tuple(args.reuse or MODES)
+    speeds = tuple(float(s) for s in args.speeds.split(",")) if args.speeds else SPEEDS
     size = f"_{args.chain_variant}" if args.chain_variant else ""
-    suffix = (f"_chain_{args.chain}{size}" if args.chain else "") + {"step-sizes": "_stepsizes", "real-model": ""}.get(
-        args.ranking, "_ranking_" + args.ranking.replace(",", "_"))
+    suffix = (f"_chain_{args.chain}{size}" if args.chain else "") + {
+        "step-sizes": "_stepsizes", "real-model": "", "lemica": "_lemica"}.get(
+        args.ranking, "_ranking_" + args.ranking.replace(",", "_")) + (f"_{args.steps}steps" if args.steps != 30 else "")
     results_path = REPO / "benchmarks" / "results" / f"knob_{args.model}{suffix}.json"
     if args.report:
         rows = json.loads(results_path.read_text())["rows"]
-        print(report(rows, list(dict.fromkeys(r["class"] for r in rows)), args.model))
+        print(report(rows, list(dict.fromkeys(r["class"] for r in rows)), args.model, speeds))
         return
     h, base, conds, empty, latent = load(args)
     from tools.quality import psnr
     from tools.tiny_video_data import latent_motion
 
     chains = {reuse: searched_chain(f"{args.chain}_{reuse}{size}", args.steps) for reuse in MODES} if args.chain else None
-    if args.ranking != "real-model":
+    if args.ranking == "lemica":
+        chains = {reuse: lemica_chain(args.steps) for reuse in modes}
+        if missing := [s for s in speeds if round(args.steps / s) not in chains[modes[0]]]:
+            sys.exit(f"--ranking lemica: no published list for {missing}x at {args.steps} steps")
+    elif args.ranking != "real-model":
         chains = {reuse: ranked_chain(base, args.steps, reuse == "forecast", args.ranking) for reuse in modes}
     rows = []
     for cls, pos in conds.items():
@@ -75,7 +90,7 @@ def main() -> None:
             ref = h.ksample(base, pos, empty, latent, steps=args.steps, seed=seed)
             energy = latent_motion(ref)
             for reuse in modes:
-                for speed in SPEEDS:
+                for speed in speeds:
                     if chains is None:
                         model = h.adacache(None, base, target_speedup=speed, reuse=reuse)
                         out = h.ksample(model, pos, empty, latent, steps=args.steps, seed=seed)
@@ -92,7 +107,16 @@ def main() -> None:
             "device": "cpu", "latent": list(latent.shape), "steps": args.steps, "cfg": 5.0, "sampler": "euler/simple"}
     results_path.parent.mkdir(exist_ok=True)
     results_path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    print(report(rows, list(conds), args.model))
+    print(report(rows, list(conds), args.model, speeds))
+
+
+def lemica_chain(steps: int) -> dict[int, frozenset[int]]:
+    """LeMiCa's published computed steps for Wan 2.1 T2V 1.3B, per computed-step count."""
+    data = json.loads((REPO / "benchmarks" / "data" / "real_weight_schedules.json").read_text())
+    family = data["families"]["wan2.1_t2v_1.3B"]
+    if family["steps"] != steps:
+        sys.exit(f"--ranking lemica: LeMiCa's lists are for {family['steps']} steps, not --steps {steps}")
+    return {int(n): frozenset(computed) for n, computed in family["budgets"].items()}
 
 
 def searched_chain(name: str, steps: int) -> dict[int, frozenset[int]]:
@@ -109,18 +133,18 @@ def ranked_chain(base, steps: int, forecast: bool, ranking: str) -> dict[int, fr
     sigmas KSampler uses (simple scheduler)."""
     import comfy.samplers
 
-    from adacache_core import speed_plan
-    from adacache_core.measures import forced_steps
+    from adacache_core import step_ranking
+    from adacache_core.schedule import forced_steps
 
     sigmas = comfy.samplers.calculate_sigmas(base.get_model_object("model_sampling"), "simple", steps).tolist()
     forced = set(forced_steps(steps))
     if ranking == "step-sizes":
-        chosen = speed_plan.STEP_SIZE_RANKING
+        chosen = step_ranking.STEP_SIZE_RANKING
     else:
         power, head, softness, weight = map(float, ranking.split(","))
-        chosen = speed_plan.StepRanking(head, softness, weight, power)
-    order = speed_plan.drop_order(sigmas, steps, forced, forecast, chosen)
-    return {n: frozenset(speed_plan.kept_steps(order, steps, forced, n)) for n in range(len(forced), steps + 1)}
+        chosen = step_ranking.StepRanking(head, softness, weight, power)
+    order = step_ranking.drop_order(sigmas, steps, forced, forecast, chosen)
+    return {n: frozenset(step_ranking.kept_steps(order, steps, forced, n)) for n in range(len(forced), steps + 1)}
 
 
 def mean_of(rows: list[dict], key: str, **where) -> float:
@@ -154,16 +178,17 @@ def search_gap(rows: list[dict], model: str, reuse: str) -> list[str]:
     return lines
 
 
-def report(rows: list[dict], classes: list[str], model: str) -> str:
+def report(rows: list[dict], classes: list[str], model: str, speeds: tuple[float, ...] = SPEEDS) -> str:
+    speeds = tuple(s for s in speeds if any(r["speed"] == s for r in rows))
     lines = ["cells: mean PSNR (dB) / motion energy ratio over seeds; last column: the largest loss of quality "
              "when asking for less speed", "",
-             "| reuse | class | " + " | ".join(f"{s:g}x" for s in SPEEDS) + " | worst drop |",
-             "|---|---|" + "---|" * (len(SPEEDS) + 1)]
+             "| reuse | class | " + " | ".join(f"{s:g}x" for s in speeds) + " | worst drop |",
+             "|---|---|" + "---|" * (len(speeds) + 1)]
     for reuse in dict.fromkeys(r["reuse"] for r in rows):
         for cls in [*classes, None]:
             where = {"reuse": reuse} | ({"class": cls} if cls else {})
-            curve = [mean_of(rows, "psnr", speed=s, **where) for s in SPEEDS]
-            motion = [mean_of(rows, "motion_energy", speed=s, **where) for s in SPEEDS]
+            curve = [mean_of(rows, "psnr", speed=s, **where) for s in speeds]
+            motion = [mean_of(rows, "motion_energy", speed=s, **where) for s in speeds]
             cells = [f"{p:.1f} / {m:.2f}" for p, m in zip(curve, motion)]
             lines.append(f"| {reuse} | {cls or '**mean**'} | " + " | ".join(cells) + f" | {worst_drop(curve):.2f} dB |")
     gaps = search_gap(rows, model, "hold") + search_gap(rows, model, "forecast")

@@ -3,11 +3,11 @@
     .venv/bin/python benchmarks/bench_knob_fit.py --model motion            (the tuned-on model: choose here)
     .venv/bin/python benchmarks/bench_knob_fit.py --model heldout --noise 0.25  (then check the choice once)
 
-For each candidate forecast miss (speed_plan.SLOPE_NOISE at each value of --noise, and the earlier
+For each candidate forecast miss (step_ranking.SLOPE_NOISE at each value of --noise, and the earlier
 bend ``k (k + gap) / 2``), samples every motion class at seed 0 with ``target_speedup`` 1.25x-4x and
 ``reuse: forecast`` (30 steps, euler/simple, CFG 5, block probe) and prints the mean PSNR against the
 unpatched run per speed and over all speeds, and the largest drop when asking for less speed. The
-candidate is set on the pack's own speed_plan module, so the node runs exactly as a user's would.
+candidate is set on the pack's own step_ranking module, so the node runs exactly as a user's would.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def main() -> None:
     from tools.quality import psnr
 
     package = type(h.session_of(h.adacache(None, base))).__module__.rsplit(".", 1)[0]
-    plan = importlib.import_module(package + ".speed_plan")  # the module the node's pack plans with
+    plan = importlib.import_module(package + ".step_ranking")  # the module the node's pack plans with
     chosen_noise, chosen_miss = plan.SLOPE_NOISE, plan._forecast_miss
     refs = {cls: h.ksample(base, pos, empty, latent, steps=args.steps, seed=0) for cls, pos in conds.items()}
     for candidate in [*args.noise.split(","), EARLIER_BEND]:

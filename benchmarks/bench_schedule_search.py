@@ -19,7 +19,7 @@ that samples several times faster (benchmarks/RESULTS.md, "A searched plan": doe
 there keep its value at the full size?).
 
 ``--candidates K`` tries at each level only the K steps whose drop the knob's own estimate ranks
-cheapest (adacache_core/speed_plan.drop_cost): about K runs per level instead of one per optional step.
+cheapest (adacache_core/step_ranking.drop_cost): about K runs per level instead of one per optional step.
 The loop is the one AdaCache Plan Search runs (adacache_core/searched_plan.search_drop_order).
 
 ``--videos static:0+fast:0`` searches one plan for several videos together: each level drops the step

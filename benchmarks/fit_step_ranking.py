@@ -1,7 +1,7 @@
 """Fit the speed knob's step ranking to schedules measured on real weights (no sampling, seconds).
 
 The knob's steps at a budget should overlap the computed-step lists LeMiCa published for real models
-(benchmarks/data/real_weight_schedules.json). This grid-searches speed_plan.StepRanking on the Wan 2.1
+(benchmarks/data/real_weight_schedules.json). This grid-searches step_ranking.StepRanking on the Wan 2.1
 lists (both reuse modes, Wan's shifts 5 and 8) and checks the result on the families it was not fitted on
 (FLUX.1, Qwen-Image, HunyuanVideo 1.5). Score: the Jaccard index of the computed sets, averaged over the
 budgets; "early": the fewest of the first 10 steps computed at any Wan budget.
@@ -18,8 +18,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from adacache_core import speed_plan  # noqa: E402
-from adacache_core.measures import forced_steps  # noqa: E402
+from adacache_core import step_ranking  # noqa: E402
+from adacache_core.schedule import forced_steps  # noqa: E402
 
 DATA = json.loads((REPO / "benchmarks" / "data" / "real_weight_schedules.json").read_text())
 GRID = dict(step_size_power=(0.0, 0.25, 0.5, 0.75, 1.0), head=(0.12, 0.16, 0.2, 0.22), head_softness=(0.01, 0.02, 0.04),
@@ -31,14 +31,14 @@ def flow_sigmas(steps: int, shift: float) -> list[float]:
     return [shift * t / (1 + (shift - 1) * t) for t in (1 - i / steps for i in range(steps + 1))]
 
 
-def knob_steps(ranking: speed_plan.StepRanking, steps: int, shift: float, forecast: bool) -> dict[int, set[int]]:
+def knob_steps(ranking: step_ranking.StepRanking, steps: int, shift: float, forecast: bool) -> dict[int, set[int]]:
     """The knob's computed steps at each budget of 1..steps."""
     forced = set(forced_steps(steps))
-    order = speed_plan.drop_order(flow_sigmas(steps, shift), steps, forced, forecast, ranking)
-    return {b: speed_plan.kept_steps(order, steps, forced, b) for b in range(1, steps + 1)}
+    order = step_ranking.drop_order(flow_sigmas(steps, shift), steps, forced, forecast, ranking)
+    return {b: step_ranking.kept_steps(order, steps, forced, b) for b in range(1, steps + 1)}
 
 
-def agreement(ranking: speed_plan.StepRanking, family: str) -> dict:
+def agreement(ranking: step_ranking.StepRanking, family: str) -> dict:
     """Mean Jaccard index with the family's lists (per shift and reuse mode) and the fewest early steps computed."""
     fam = DATA["families"][family]
     out = {}
@@ -51,7 +51,7 @@ def agreement(ranking: speed_plan.StepRanking, family: str) -> dict:
     return out
 
 
-def summary(ranking: speed_plan.StepRanking) -> dict:
+def summary(ranking: step_ranking.StepRanking) -> dict:
     per = {family: agreement(ranking, family) for family in DATA["families"]}
     fitted = [v for f in DATA["fitted_on"] for v in per[f].values()]
     return {"ranking": dataclasses.asdict(ranking), "fitted_jaccard": round(sum(v["jaccard"] for v in fitted) / len(fitted), 3),
@@ -59,9 +59,9 @@ def summary(ranking: speed_plan.StepRanking) -> dict:
 
 
 def main() -> None:
-    fits = [summary(speed_plan.StepRanking(**dict(zip(GRID, values)))) for values in itertools.product(*GRID.values())]
+    fits = [summary(step_ranking.StepRanking(**dict(zip(GRID, values)))) for values in itertools.product(*GRID.values())]
     fits.sort(key=lambda f: (f["fitted_jaccard"], f["fitted_early"]), reverse=True)
-    result = {"shipped": summary(speed_plan.REAL_MODEL_RANKING), "step sizes only (before)": summary(speed_plan.STEP_SIZE_RANKING),
+    result = {"shipped": summary(step_ranking.REAL_MODEL_RANKING), "step sizes only (before)": summary(step_ranking.STEP_SIZE_RANKING),
               "best of the grid": fits[:5]}
     (REPO / "benchmarks" / "results" / "fit_step_ranking.json").write_text(json.dumps(result, indent=1))
     for name in ("step sizes only (before)", "shipped"):

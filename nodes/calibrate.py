@@ -7,7 +7,8 @@ from comfy_api.latest import io
 from ..adacache_core import AdaCacheConfig, Codebook, MoRegConfig, SettingsError, parse_probe_blocks, parse_strides
 from ..adacache_core.calibration import MAX_RUNS, MotionCalibration, measured
 from ..adacache_core.comfy_bridge import patch_model
-from ..adacache_core.config import PATCH_SETTINGS, is_whole, shown
+from ..adacache_core.checks import is_whole, shown
+from ..adacache_core.config import PATCH_SETTINGS
 from .moreg import frame_strides_input
 from .patch_model import setting_input
 from .types import check_sampling_choices, node_label

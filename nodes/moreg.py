@@ -5,7 +5,7 @@ from comfy_api.latest import io
 
 from ..adacache_core import MoRegConfig, SettingsError, parse_strides
 from ..adacache_core.calibration import MotionCalibration
-from ..adacache_core.config import MAX_FRAME_STRIDES, MAX_STRIDE, MOREG_INPUTS, MOREG_RANGES
+from ..adacache_core.moreg_settings import MAX_FRAME_STRIDES, MAX_STRIDE, MOREG_INPUTS, MOREG_RANGES
 from .types import MoRegSettings
 
 _DEFAULT = MoRegConfig()
@@ -16,7 +16,7 @@ DEFAULTS = {**{name: getattr(_DEFAULT, attribute) for name, attribute in MOREG_I
 
 
 def _bounds(name: str) -> dict:
-    """The input's declared min/max: the ranges the settings check, in one place (config.MOREG_RANGES)."""
+    """The input's declared min/max: the ranges the settings check, in one place (moreg_settings.MOREG_RANGES)."""
     low, high = MOREG_RANGES[name]
     return {"min": low, "max": high}
 

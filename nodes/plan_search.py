@@ -14,8 +14,10 @@ from comfy_api.latest import io
 
 from ..adacache_core import SettingsError
 from ..adacache_core.comfy_bridge import patch_model
-from ..adacache_core.config import PATCH_SETTINGS, is_whole, settings_from_inputs, shown
-from ..adacache_core.measures import forced_steps, psnr
+from ..adacache_core.checks import is_whole, shown
+from ..adacache_core.config import PATCH_SETTINGS, settings_from_inputs
+from ..adacache_core.measures import psnr
+from ..adacache_core.schedule import forced_steps
 from ..adacache_core.searched_plan import SearchedPlan, search_drop_order, search_runs
 from .patch_model import setting_input
 from .types import check_sampling_choices, node_label
@@ -110,7 +112,7 @@ def search_plan(model, prompts: list, negative, latent_image: dict, seed: int, s
                             "supported (see the warning above); connect a model AdaCache Patch Model supports")
     session.quiet = True  # one console line per level instead of one per run
     session.record = replay  # each run recorded: the next level's runs replay its steps up to where they differ
-    forced = forced_steps(steps)
+    forced = set(forced_steps(steps))
     progress = SearchProgress(len(prompts) * (1 + search_runs(steps - len(forced), candidates)), steps)
 
     def sample(prompt):

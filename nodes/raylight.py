@@ -6,7 +6,8 @@ import logging
 from comfy_api.latest import io
 
 from ..adacache_core import raylight_workers as workers
-from ..adacache_core.config import SettingsError, settings_from_inputs
+from ..adacache_core.checks import SettingsError
+from ..adacache_core.config import settings_from_inputs
 from ..adacache_core.searched_plan import SearchedPlan
 from .patch_model import check_settings, plan_input, saved_widget_values, settings_inputs
 from .types import RayActors, node_label

@@ -16,7 +16,8 @@ def check_sampling_choices(sampler_name=None, scheduler=None, reuse=None) -> Non
     ComfyUI does not check these lists for the pack's sampling nodes before they run)."""
     import comfy.samplers
 
-    from ..adacache_core.config import REUSE_MODES, SettingsError, shown
+    from ..adacache_core.checks import SettingsError, shown
+    from ..adacache_core.config import REUSE_MODES
 
     for name, value, options in (("sampler_name", sampler_name, comfy.samplers.KSampler.SAMPLERS),
                                  ("scheduler", scheduler, comfy.samplers.KSampler.SCHEDULERS),

@@ -14,8 +14,10 @@ import folder_paths
 from ..adacache_core import SettingsError
 from ..adacache_core import raylight_workers as workers
 from ..adacache_core.chart import DETAILS, message_chart, schedule_chart
-from ..adacache_core.comfy_bridge import RUNS_KEPT, producer_of, session_of
-from ..adacache_core.config import shown
+from ..adacache_core.comfy_bridge import session_of
+from ..adacache_core.session import RUNS_KEPT
+from ..adacache_core.trace import producer_of
+from ..adacache_core.checks import shown
 from ..adacache_core.trace import RunTrace, latent_fingerprint
 from .types import RayActors
 
@@ -73,6 +75,8 @@ def summary_text(label: str, trace: RunTrace, detail: str = DETAILS[0]) -> str:
     if trace.budget is not None:
         lines.append(f"  speed knob {cfg.get('target_speedup')}x -> {trace.budget} computed steps planned, "
                      f"{s['computed_steps']} computed")
+    lines += [f"  computed whatever the schedule said: step{'s' if len(steps) > 1 else ''} "
+              f"{', '.join(str(step + 1) for step in steps)} ({why})" for why, steps in trace.forced_by_reason().items()]
     lines += [f"  note: {n}" for n in trace.notes]
     return "\n".join(lines)
 

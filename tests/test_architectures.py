@@ -256,6 +256,7 @@ def test_additions_between_blocks_turn_reuse_off_for_that_run(runtime):
     trace = h.session_of(patched).last_run
     assert trace.computed_steps() == list(range(10))
     assert any("every step of this run was computed" in n for n in trace.notes)
+    assert trace.forced_by_reason()[runtime.pack.adacache_core.session.CONTROLS] == [2, 3, 5, 6]  # the schedule's gaps
     assert torch.equal(out, baseline)
 
 

@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from adacache_core.config import RENAMED_PRESETS
+from adacache_core.codebooks import RENAMED_PRESETS
 from browser_harness import ARTIFACTS, WORKFLOWS, ComfyServer, find_chromium
 
 DEMO = next(p for p in WORKFLOWS if p.name == "adacache_demo_tiny_model.json")

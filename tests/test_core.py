@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from adacache_core import PRESETS, AdaCacheConfig, Codebook, MoRegConfig, SettingsError, parse_codebook, parse_probe_blocks, parse_strides
-from adacache_core import measures
+from adacache_core import measures, schedule
 from adacache_core.planner import RunPlanner
 from adacache_core.trace import RunTrace
 from helpers import lengths, run_data_json
@@ -170,7 +170,23 @@ def _plan_budget(target, steps, changes, cacheable=None):
                 planner.add_change(0, torch.tensor(sum(changes[last:step])), torch.tensor(1.0))
             last = step
     planner.finish()
-    return computed, planner.budget
+    return computed, trace.budget
+
+
+def test_the_run_data_say_why_a_step_was_computed_whatever_the_schedule():
+    """The first and the last two steps, and those outside start/end_percent, are computed by every schedule but an
+    exact set; the trace names each with its reason."""
+    steps, sigmas = 10, [1.0 - i / 10 for i in range(11)]
+    cacheable = [i >= 3 for i in range(11)]  # steps 0-2 outside the window
+    for cfg in (AdaCacheConfig(probe_blocks=(0,)), AdaCacheConfig(probe_blocks=(0,), target_speedup=3.0)):
+        trace = RunTrace("m", "a", {}, steps, sigmas, [])
+        planner = RunPlanner(cfg, sigmas, cacheable, trace)
+        assert trace.forced_by_reason() == {schedule.FIRST_AND_LAST: [0, 8, 9], schedule.OUTSIDE_WINDOW: [1, 2]}
+        assert all(planner.enter(step) for step in (0, 1, 2, 8, 9))
+    exact = AdaCacheConfig(probe_blocks=(0,), exact_steps=frozenset({0, 5}))
+    trace = RunTrace("m", "a", {}, steps, sigmas, [])
+    planner = RunPlanner(exact, sigmas, cacheable, trace)
+    assert trace.forced == {} and [s for s in range(steps) if planner.enter(s)] == [0, 5]
 
 
 @pytest.mark.parametrize("steps", [10, 30, 57, 200])
@@ -185,7 +201,7 @@ def test_speed_budget_is_met_within_one_step(steps, target):
 
 
 def test_speed_knob_plans_its_steps_whatever_is_measured():
-    """The knob's steps are planned before the run (speed_plan.py): the measured change does not move them."""
+    """The knob's steps are planned before the run (step_ranking.py): the measured change does not move them."""
     steps = 40
     calm_then_busy = [0.01] * 20 + [0.3] * 20
     computed, budget = _plan_budget(2.5, steps, calm_then_busy)

@@ -68,11 +68,11 @@ def test_search_gives_up_the_step_that_scores_best_not_the_one_the_estimate_like
 
 
 def test_search_tries_only_the_candidates_the_estimate_ranks_cheapest(runtime):
-    from adacache_core import speed_plan
+    from adacache_core import step_ranking
     from adacache_core.searched_plan import search_drop_order
 
     sigmas, forced = linear_sigmas(12), {0, 10, 11}
-    weights = speed_plan.REAL_MODEL_RANKING.weights(sigmas, 12)
+    weights = step_ranking.REAL_MODEL_RANKING.weights(sigmas, 12)
     levels = []
 
     def score(computed):
@@ -84,7 +84,7 @@ def test_search_tries_only_the_candidates_the_estimate_ranks_cheapest(runtime):
     for dropped, _ in found:
         tried = [sorted(set(kept) - c)[0] for c in levels[:2]]
         del levels[:2]
-        cost = {s: speed_plan.drop_cost(kept, s, weights, True) for s in kept if s not in forced}
+        cost = {s: step_ranking.drop_cost(kept, s, weights, True) for s in kept if s not in forced}
         assert sorted(tried) == sorted(sorted(cost, key=lambda s: (cost[s], s))[:2])
         assert dropped == min(tried)  # the one that scored best
         kept.remove(dropped)

@@ -360,7 +360,7 @@ def test_a_sampler_output_from_comfyuis_cache_is_named_as_such(runtime, demo_pro
     changes), the first one's output comes from ComfyUI's cache and its run leaves the model's kept runs."""
     from tools import comfy_exec
 
-    kept = runtime.pack.adacache_core.comfy_bridge.RUNS_KEPT
+    kept = runtime.pack.adacache_core.session.RUNS_KEPT
     prompt = json.loads(json.dumps(demo_prompt))
     sampler = next(i for i, n in prompt.items() if n["class_type"] == "KSampler")
     prompt["96"] = json.loads(json.dumps(prompt[sampler]))

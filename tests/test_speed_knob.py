@@ -33,26 +33,26 @@ def wan_sigmas(steps: int, shift: float = 8.0) -> list[float]:
 
 
 def test_reuse_error_by_hand(core):
-    plan = core.speed_plan
-    assert plan.reuse_error(3, None, forecast=True) == 3.0  # nothing to forecast from: held
-    assert plan.reuse_error(3, 2, forecast=False) == 3.0
+    knob = core.step_ranking
+    assert knob.reuse_error(3, None, forecast=True) == 3.0  # nothing to forecast from: held
+    assert knob.reuse_error(3, 2, forecast=False) == 3.0
     # a line through the last two computed steps (2 apart) misses a bending curve by k^2 / 2, and its slope's
     # jitter adds SLOPE_NOISE * k / gap (0.25 * k / 2)
-    assert plan.SLOPE_NOISE == 0.25
-    assert plan.reuse_error(1, 2, forecast=True) == pytest.approx(0.625)
-    assert plan.reuse_error(2, 2, forecast=True) == pytest.approx(2.25)
-    assert plan.reuse_error(1, 1, forecast=True) == pytest.approx(0.75)  # the nearer pair: a noisier slope
+    assert knob.SLOPE_NOISE == 0.25
+    assert knob.reuse_error(1, 2, forecast=True) == pytest.approx(0.625)
+    assert knob.reuse_error(2, 2, forecast=True) == pytest.approx(2.25)
+    assert knob.reuse_error(1, 1, forecast=True) == pytest.approx(0.75)  # the nearer pair: a noisier slope
     # beyond one gap the forecast holds: the miss at the reach, then HOLD_COST per further step
-    assert plan.reuse_error(4, 2, forecast=True) == pytest.approx(2.25 + 2 * plan.HOLD_COST)
+    assert knob.reuse_error(4, 2, forecast=True) == pytest.approx(2.25 + 2 * knob.HOLD_COST)
 
 
 @pytest.mark.parametrize("forecast", [False, True])
 @pytest.mark.parametrize("steps", [12, 30, 50])
 def test_local_costing_equals_the_whole_schedule_error(core, steps, forecast):
     """drop_order costs each candidate on its neighbourhood; a full recount must pick the same steps."""
-    plan = core.speed_plan
+    knob = core.step_ranking
     sigmas, forced = wan_sigmas(steps), {0, steps - 2, steps - 1}
-    weights = plan.REAL_MODEL_RANKING.weights(sigmas, steps)
+    weights = knob.REAL_MODEL_RANKING.weights(sigmas, steps)
 
     def total(computed: set[int]) -> float:
         error, previous, last = 0.0, None, None
@@ -60,31 +60,31 @@ def test_local_costing_equals_the_whole_schedule_error(core, steps, forecast):
             if j in computed:
                 previous, last = last, j
             else:
-                error += weights[j] * plan.reuse_error(j - last, None if previous is None else last - previous, forecast)
+                error += weights[j] * knob.reuse_error(j - last, None if previous is None else last - previous, forecast)
         return error
 
     kept, expected = set(range(steps)), []
     while kept - forced:
         costs = {s: total(kept - {s}) for s in sorted(kept - forced)}
         for s, cost in costs.items():  # the local estimate is the whole schedule's change, not only its ranking
-            assert plan.drop_cost(sorted(kept), s, weights, forecast) == pytest.approx(cost - total(kept), rel=1e-9, abs=1e-9)
+            assert knob.drop_cost(sorted(kept), s, weights, forecast) == pytest.approx(cost - total(kept), rel=1e-9, abs=1e-9)
         drop = min(costs, key=lambda s: (costs[s], s))
         kept.discard(drop)
         expected.append(drop)
-    assert plan.drop_order(sigmas, steps, forced, forecast) == expected
+    assert knob.drop_order(sigmas, steps, forced, forecast) == expected
 
 
 def planned(core, sigmas: list[float], forced: set[int], computed: int, forecast: bool, ranking=None) -> set[int]:
     """The steps the knob computes in a run of len(sigmas) - 1 steps allowed ``computed`` of them (no searched
     plan), ranked by ``ranking`` (the knob's by default)."""
-    plan, steps = core.speed_plan, len(sigmas) - 1
-    order = plan.drop_order(sigmas, steps, forced, forecast, ranking or plan.REAL_MODEL_RANKING)
-    return plan.kept_steps(order, steps, forced, computed)
+    knob, steps = core.step_ranking, len(sigmas) - 1
+    order = knob.drop_order(sigmas, steps, forced, forecast, ranking or knob.REAL_MODEL_RANKING)
+    return knob.kept_steps(order, steps, forced, computed)
 
 
 @pytest.mark.parametrize("forecast", [False, True])
 def test_schedules_nest_and_land_on_their_compute(core, forecast):
-    plan = core.speed_plan
+    knob = core.step_ranking
     sigmas, forced = wan_sigmas(STEPS), {0, STEPS - 2, STEPS - 1}
     previous = set(range(STEPS))
     for speed in SPEEDS:
@@ -97,7 +97,7 @@ def test_schedules_nest_and_land_on_their_compute(core, forecast):
 def test_by_step_sizes_the_large_steps_of_the_sampler_are_kept_longest(core):
     """With the step-size ranking (the knob's before the real-model fit), the reuse error is weighted by
     the sampler's step: with Wan's shift the steps grow toward the end."""
-    sigmas, by_size = wan_sigmas(STEPS), core.speed_plan.STEP_SIZE_RANKING
+    sigmas, by_size = wan_sigmas(STEPS), core.step_ranking.STEP_SIZE_RANKING
     computed = planned(core, sigmas, {0, 28, 29}, 10, False, by_size)
     early, late = [s for s in computed if s < 15], [s for s in computed if s >= 15]
     assert len(late) > len(early)
@@ -129,23 +129,23 @@ def test_the_knob_computes_the_first_steps_as_real_wan_schedules_do(core, shift,
             assert len([s for s in computed if s < 10]) >= 7, (family, budget, sorted(computed))
             overlaps.append(len(computed & set(published)) / len(computed | set(published)))
         assert sum(overlaps) / len(overlaps) >= 0.45, (family, overlaps)
-        before = [planned(core, wan_sigmas(50, shift), forced, int(b), forecast, core.speed_plan.STEP_SIZE_RANKING)
+        before = [planned(core, wan_sigmas(50, shift), forced, int(b), forecast, core.step_ranking.STEP_SIZE_RANKING)
                   for b in families[family]["budgets"]]
         assert min(len([s for s in k if s < 10]) for k in before) <= 3  # the fit is what protects them
 
 
 def test_the_head_protection_by_hand(core):
     """The knob's step weights: head steps weigh head_weight + 1 times a later one, the sampler's step size aside."""
-    ranking = core.speed_plan.StepRanking(head=0.5, head_softness=1e-6, head_weight=9.0, step_size_power=0.0)
+    ranking = core.step_ranking.StepRanking(head=0.5, head_softness=1e-6, head_weight=9.0, step_size_power=0.0)
     assert ranking.weights([1.0, 0.9, 0.5, 0.2, 0.0], 4) == pytest.approx([10.0, 10.0, 5.5, 1.0])  # 2/4 = the edge
-    sized = core.speed_plan.StepRanking(head_weight=0.0, step_size_power=1.0)
+    sized = core.step_ranking.StepRanking(head_weight=0.0, step_size_power=1.0)
     assert sized.weights([1.0, 0.9, 0.5, 0.2, 0.0], 4) == pytest.approx([0.1, 0.4, 0.3, 0.2])
-    assert core.speed_plan.REAL_MODEL_RANKING == core.speed_plan.StepRanking()
+    assert core.step_ranking.REAL_MODEL_RANKING == core.step_ranking.StepRanking()
 
 
 def test_step_sizes_by_hand(core):
     """The weight of a step's reuse error is how far the sampler moves at that step, in sigma."""
-    assert core.speed_plan.step_sizes([1.0, 0.7, 0.2, 0.0], 3) == pytest.approx([0.3, 0.5, 0.2])
+    assert core.step_ranking.step_sizes([1.0, 0.7, 0.2, 0.0], 3) == pytest.approx([0.3, 0.5, 0.2])
 
 
 def test_a_newly_placed_node_runs_the_knob_with_forecast(runtime):

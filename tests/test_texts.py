@@ -89,8 +89,8 @@ def test_the_front_end_moves_and_renames_saved_values_as_the_server_does(runtime
     script = (REPO / "web" / "saved_workflows.js").read_text()
     renamed = json.loads(re.search(r"const RENAMED_PRESETS = (\{.*\});", script).group(1))
     knob_first = json.loads(re.search(r"const KNOB_FIRST = (\{.*\});", script).group(1))
-    config, patch_model = runtime.pack.adacache_core.config, runtime.pack.nodes.patch_model
-    assert renamed == config.RENAMED_PRESETS
+    core, patch_model = runtime.pack.adacache_core, runtime.pack.nodes.patch_model
+    assert renamed == core.codebooks.RENAMED_PRESETS
     assert knob_first == {"before": list(patch_model.WIDGET_ORDER_BEFORE_KNOB_FIRST), "now": list(patch_model.WIDGETS),
-                          "defaults": {name: s.default for name, s in config.PATCH_SETTINGS.items()}}
-    assert set(patch_model.WIDGETS) == set(config.PATCH_SETTINGS) == set(patch_model.WIDGET_ORDER_BEFORE_KNOB_FIRST)
+                          "defaults": {name: s.default for name, s in core.config.PATCH_SETTINGS.items()}}
+    assert set(patch_model.WIDGETS) == set(core.config.PATCH_SETTINGS) == set(patch_model.WIDGET_ORDER_BEFORE_KNOB_FIRST)

@@ -48,6 +48,8 @@ def test_summary_and_json_come_from_the_recorded_run(runtime, wan):
     assert "ideal speedup 1.67x" in engineering
     assert "probe blocks [1] (block residual)" in engineering
     assert "MoReg off, reuse hold (the paper)" in engineering
+    assert ("computed whatever the schedule said: steps 1, 9, 10 (the first and the last two steps are always "
+            "computed)") in engineering
     saved = text.rsplit("run data: ", 1)[1].strip()
     data = json.loads((runtime.output_dir / saved).read_text())
     assert data["model"]["summary"]["computed_steps"] == len(run.computed_steps()) == 6

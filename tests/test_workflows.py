@@ -221,13 +221,13 @@ def test_a_workflow_saved_with_the_old_preset_names_runs_as_before(runtime):
     preset's codebook decides): it passes validation and computes the same steps as the new name."""
     from tools.workflow import ui_to_api
 
-    config = runtime.pack.adacache_core.config
+    codebooks = runtime.pack.adacache_core.codebooks
     saved = json.loads(SAVED_BEFORE_RENAME.read_text())
     prompt = ui_to_api(saved)
     patch = next(v for v in prompt.values() if v["class_type"] == "AdaCachePatchModel")
     assert patch["inputs"]["preset"] == "fast (paper, 30 steps)" and patch["inputs"]["target_speedup"] == 0
     before = _run_data(runtime, prompt)
-    patch["inputs"]["preset"] = config.RENAMED_PRESETS["fast (paper, 30 steps)"]
+    patch["inputs"]["preset"] = codebooks.RENAMED_PRESETS["fast (paper, 30 steps)"]
     after = _run_data(runtime, prompt)
     assert before["settings"]["preset"] == after["settings"]["preset"] == "paper: fastest (fast, 30 steps)"
     assert [(c["step"], c["computed"]) for c in before["calls"]] == [(c["step"], c["computed"]) for c in after["calls"]]
@@ -235,12 +235,12 @@ def test_a_workflow_saved_with_the_old_preset_names_runs_as_before(runtime):
 
 
 def test_every_old_preset_name_gives_the_codebook_it_gave(runtime):
-    config = runtime.pack.adacache_core.config
+    codebooks = runtime.pack.adacache_core.codebooks
     old_codebooks = {"fast (paper, 30 steps)": ((0.08, 6), (0.16, 5), (0.24, 4), (0.32, 3), (0.40, 2), (1.00, 1)),
                      "slow (paper, 30 steps)": ((0.08, 3), (0.16, 2), (0.24, 1), (0.32, 1), (0.40, 1), (1.00, 1)),
                      "paper (100 steps)": ((0.03, 12), (0.05, 10), (0.07, 8), (0.09, 6), (0.11, 4), (1.00, 3))}
-    assert set(config.RENAMED_PRESETS) == set(old_codebooks)
+    assert set(codebooks.RENAMED_PRESETS) == set(old_codebooks)
     for old, entries in old_codebooks.items():
-        assert config.resolve_codebook(old).entries == entries
-        assert config.RENAMED_PRESETS[old] in config.PRESETS
-    assert list(config.PRESETS) == ["paper: fastest (fast, 30 steps)", "paper: middle (100 steps)", "paper: slowest (slow, 30 steps)"]
+        assert codebooks.resolve_codebook(old).entries == entries
+        assert codebooks.RENAMED_PRESETS[old] in codebooks.PRESETS
+    assert list(codebooks.PRESETS) == ["paper: fastest (fast, 30 steps)", "paper: middle (100 steps)", "paper: slowest (slow, 30 steps)"]
