@@ -169,9 +169,11 @@ def require(family: Family) -> None:
 
 
 def comfy_version() -> str:
-    import comfyui_version
+    """The version of the ComfyUI the tests run on, from its comfyui_version.py (read, not imported: a test that only
+    starts a ComfyUI server, as the browser test, has not put it on sys.path)."""
+    from tools.comfy_runtime import find_comfyui
 
-    return comfyui_version.__version__
+    return re.search(r'__version__ = "([^"]+)"', (find_comfyui() / "comfyui_version.py").read_text()).group(1)
 
 
 # Settings that newer ComfyUI's model detection adds for these families (0.3.75 knows none of them),

@@ -193,3 +193,20 @@ def lengths(codebook) -> tuple[int, ...]:
 def run_data_json(trace) -> str:
     """A run's data as strict JSON (no NaN or Infinity: the inputs are range-checked)."""
     return json.dumps(trace.to_dict(), indent=1, allow_nan=False)
+
+
+def needs_comfyui(workflow: str) -> None:
+    """Skip where the running ComfyUI predates the nodes of the workflow's template (make_workflows' ``Spec.comfyui``):
+    the suite's second run, on ComfyUI 0.20.1 (COMFYUI_PATH, tools/test.sh), checks it."""
+    import pytest
+
+    from families import comfy_version
+    from tools import make_workflows
+
+    def version(text: str) -> tuple[int, ...]:
+        return tuple(int(part) for part in text.split(".")[:3])
+
+    spec = make_workflows.WORKFLOWS.get(workflow)
+    if spec is not None and spec.comfyui and version(comfy_version()) < version(spec.comfyui):
+        pytest.skip(f"{workflow} is built from a ComfyUI {spec.comfyui} template whose nodes ComfyUI {comfy_version()} "
+                    f"lacks; it is checked on ComfyUI {spec.comfyui} (COMFYUI_PATH=../shared/third_party/comfyui-0.20.1)")

@@ -82,3 +82,20 @@ def test_the_pack_nodes_are_the_highlighted_ones():
         node_ids |= set(re.findall(r'node_id="([^"]+)"', source.read_text()))
     assert node_ids and all(i.startswith(make_thumbnails.PACK_PREFIX) for i in node_ids)
     assert set(make_thumbnails.pack_display_names()) == node_ids
+
+
+def test_overlapping_boxes_inside_a_subgraph_are_found():
+    nodes = [{"id": 1, "pos": [0, 0], "size": [100, 50]}, {"id": 2, "pos": [50, 10], "size": [100, 50]}]
+    assert make_thumbnails.overlapping({"nodes": [], "definitions": {"subgraphs": [{"id": "s", "nodes": nodes}]}}) == [(1, 2)]
+
+
+def test_a_workflow_that_samples_inside_a_subgraph_shows_that_subgraph():
+    """Newer templates (LTX-2.3) sample inside a subgraph: the picture shows the graph that holds the pack's nodes,
+    and says so; a workflow whose own graph holds them shows that."""
+    workflow = json.loads((REPO / "workflows" / "ltx2_3_t2v_adacache.json").read_text())
+    assert not any(make_thumbnails.is_pack_node(n) for n in workflow["nodes"])
+    graph, name = make_thumbnails.shown_graph(workflow)
+    assert name == "Text to Video (LTX-2.3)"
+    assert {"AdaCachePatchModel", "AdaCacheScheduleViewer"} <= {n["type"] for n in graph["nodes"]}
+    flat = json.loads((REPO / "workflows" / "wan2.1_t2v_1.3B_adacache.json").read_text())
+    assert make_thumbnails.shown_graph(flat) == (flat, None)

@@ -129,11 +129,30 @@ def node_box(node: dict) -> tuple[float, float, float, float]:
     return x, y - TITLE_H, x + w, y + (0 if (node.get("flags") or {}).get("collapsed") else h)
 
 
+def subgraph_definitions(workflow: dict) -> list[dict]:
+    """The workflow's subgraph definitions (newer ComfyUI's templates): each a graph of its own."""
+    return list((workflow.get("definitions") or {}).get("subgraphs", []))
+
+
 def overlapping(workflow: dict) -> list[tuple[int, int]]:
-    """Ids of node pairs whose boxes overlap or touch (the picture would draw one over the other)."""
-    boxes = [(n["id"], node_box(n)) for n in workflow["nodes"]]
-    return [(i, j) for k, (i, a) in enumerate(boxes) for j, b in boxes[k + 1:]
-            if a[0] <= b[2] and b[0] <= a[2] and a[1] <= b[3] and b[1] <= a[3]]
+    """Ids of node pairs whose boxes overlap or touch (the picture would draw one over the other), in the
+    workflow's graph and in each of its subgraphs."""
+    pairs = []
+    for graph in [workflow] + subgraph_definitions(workflow):
+        boxes = [(n["id"], node_box(n)) for n in graph.get("nodes", [])]
+        pairs += [(i, j) for k, (i, a) in enumerate(boxes) for j, b in boxes[k + 1:]
+                  if a[0] <= b[2] and b[0] <= a[2] and a[1] <= b[3] and b[1] <= a[3]]
+    return pairs
+
+
+def shown_graph(workflow: dict) -> tuple[dict, str | None]:
+    """The graph the picture shows: the workflow's own, or where the pack's nodes lie inside a subgraph (newer
+    templates sample inside one), that subgraph's, with its name."""
+    if not any(is_pack_node(n) for n in workflow["nodes"]):
+        for definition in subgraph_definitions(workflow):
+            if any(is_pack_node(n) for n in definition.get("nodes", [])):
+                return definition, definition.get("name") or definition["id"]
+    return workflow, None
 
 
 def link_tuples(workflow: dict) -> list[tuple[int, int, int, int, str]]:
@@ -149,7 +168,7 @@ def link_tuples(workflow: dict) -> list[tuple[int, int, int, int, str]]:
 
 def render(workflow_path: Path) -> Image.Image:
     """The thumbnail of one UI-format workflow, as an RGB image of SIZE."""
-    workflow = json.loads(Path(workflow_path).read_text())
+    workflow, subgraph = shown_graph(json.loads(Path(workflow_path).read_text()))
     name = Path(workflow_path).stem
     nodes = {n["id"]: n for n in workflow["nodes"]}
     W, H = SIZE[0] * SS, SIZE[1] * SS
@@ -167,7 +186,10 @@ def render(workflow_path: Path) -> Image.Image:
                            outline=PACK_OUTLINE, width=SS)
     pack_nodes = sum(is_pack_node(n) for n in nodes.values())
     caption = f"AdaCache nodes ({pack_nodes} of {len(nodes)}). The node graph, not an output."
-    draw.text((pad + swatch + 6 * SS, y), caption, font=small, fill="#a8a8a8")
+    if subgraph:
+        caption = f"AdaCache nodes ({pack_nodes} of {len(nodes)}) in the subgraph \"{subgraph}\". Not an output."
+    draw.text((pad + swatch + 6 * SS, y), caption, font=fit_font(caption, W - 2 * pad - swatch - 6 * SS, small.size, 8 * SS),
+              fill="#a8a8a8")
     top = y + small.size + 12 * SS
     draw.line((pad, top - 6 * SS, W - pad, top - 6 * SS), fill="#2c2c2c", width=SS)
 

@@ -7,6 +7,10 @@ the pack's nodes inserted: AdaCache Patch Model between the model and the
 node that samples it, and a Cache Schedule Viewer on the sampler's output. Every template setting
 is kept; what a workflow changes beyond its own nodes is listed in docs/template_differences.md, written from
 the comparison with the template (tools/templates.py), never by hand.
+
+A workflow from a newer ComfyUI's template (``Spec.templates``: the templates installed beside the venv, see
+tools/templates.py) may use nodes the pinned ComfyUI lacks: building it needs only the pack's nodes, so this
+script runs on the pinned ComfyUI for all of them; ``Spec.comfyui`` names the ComfyUI that runs it.
 """
 from __future__ import annotations
 
@@ -19,13 +23,13 @@ from pathlib import Path
 
 sys.path.append(str(Path(__file__).resolve().parent.parent))
 from tools import comfy_runtime, make_thumbnails, templates  # noqa: E402
-from tools.make_thumbnails import node_box  # noqa: E402
+from tools.make_thumbnails import TITLE_H, node_box  # noqa: E402
 from tools.workflow import GAP, NodeRef, WorkflowBuilder, widget_names  # noqa: E402
 
 OUT = comfy_runtime.REPO_ROOT / "workflows"
 DOC = comfy_runtime.REPO_ROOT / "docs" / "template_differences.md"
 # Nodes that sample the model they take (Raylight's from its workers), and the socket each patch node sits on.
-SAMPLERS = {"KSampler", "KSamplerAdvanced", "SamplerCustom", "BasicGuider", "XFuserKSamplerAdvanced"}
+SAMPLERS = {"KSampler", "KSamplerAdvanced", "SamplerCustom", "BasicGuider", "CFGGuider", "XFuserKSamplerAdvanced"}
 PATCH_SOCKET = {"AdaCachePatchModel": "model", "AdaCachePatchModelRaylight": "ray_actors"}
 COLUMN = 360  # the width of the column made for the pack's nodes
 PICTURE_WIDTH = 640  # the viewer's and Compare's width: their pictures shown at least about 600 px wide
@@ -35,19 +39,28 @@ KNOB = "AdaCache's speed knob at 2x: turn target_speedup up for speed, down for 
 @dataclass(frozen=True)
 class Spec:
     """One workflow: its template (None: built here), the note put on its canvas, how it is built
-    (default: the template with the pack's nodes) and which of the template's paths it keeps."""
+    (default: the template with the pack's nodes) and which of the template's paths it keeps; ``compare`` (for
+    that default build): whether it ships the bypassed run without AdaCache and AdaCache Compare; ``templates``: the version of a
+    newer templates package installed beside the venv (None: the venv's); ``comfyui``: the oldest ComfyUI
+    that has all its nodes (None: the pinned one)."""
 
     template: str | None
     note: str
     build: Callable[["Spec"], dict] = field(default=lambda spec: patched(spec))
     paths: dict = field(default_factory=dict)
+    compare: bool = True
+    templates: str | None = None
+    comfyui: str | None = None
+
+    def load_template(self) -> dict:
+        return templates.load(self.template, self.templates)
 
 
 def from_template(name: str, keep_group: str | None = None, drop_group: str | None = None,
-                  remove: tuple[int, ...] = ()) -> WorkflowBuilder:
+                  remove: tuple[int, ...] = (), version: str | None = None) -> WorkflowBuilder:
     """The template as a builder; with groups named, one of its alternative paths: ``drop_group`` and
     its nodes go (and ``remove``, template node ids), ``keep_group`` is enabled and moved up in its place."""
-    wf = WorkflowBuilder.from_template(templates.load(name))
+    wf = WorkflowBuilder.from_template(templates.load(name, version))
     top = wf.drop_group(drop_group) if drop_group else None
     for node_id in remove:
         wf.remove(node_id)
@@ -57,12 +70,13 @@ def from_template(name: str, keep_group: str | None = None, drop_group: str | No
 
 
 def adacache(wf: WorkflowBuilder, patch: str = "AdaCachePatchModel", with_moreg: bool = False,
-             **patch_widgets) -> list[tuple[NodeRef, NodeRef | None]]:
+             only: list[NodeRef] | None = None, **patch_widgets) -> list[tuple[NodeRef, NodeRef | None]]:
     """Patch Model (with MoReg Settings, which act only at knob 0) before every enabled node that samples a
-    model (left to right), in a column made for them; returns (patch, moreg or None) pairs."""
+    model (left to right; ``only``: before these), in a column made for them; returns (patch, moreg or None) pairs."""
     takes = PATCH_SOCKET[patch]
     consumers = sorted((NodeRef(n["id"], n["type"]) for n in wf.nodes if n["type"] in SAMPLERS and n.get("mode", 0) == 0
-                        and any(s["name"] == takes and s.get("link") for s in n["inputs"])),
+                        and any(s["name"] == takes and s.get("link") for s in n["inputs"])
+                        and (only is None or n["id"] in {ref.id for ref in only})),
                        key=lambda ref: wf.node(ref)["pos"][0])
     x = min(wf.node(c)["pos"][0] for c in consumers)
     wf.make_room(x, COLUMN)
@@ -86,8 +100,9 @@ def decoded(wf: WorkflowBuilder) -> tuple[NodeRef, int]:
     return wf.source(decoder, "samples")
 
 
-def viewer(wf: WorkflowBuilder, models: list[NodeRef]) -> NodeRef:
-    samples, slot = decoded(wf)
+def viewer(wf: WorkflowBuilder, models: list[NodeRef], samples: tuple[NodeRef, int] | None = None) -> NodeRef:
+    """Cache Schedule Viewer on ``samples`` (default: the sampler output that the workflow decodes)."""
+    samples, slot = samples or decoded(wf)
     view = wf.add("AdaCacheScheduleViewer", pos=wf.node(samples)["pos"], width=PICTURE_WIDTH)
     wf.connect(samples, slot, view, "samples")
     for model, name in zip(models, ("model", "model_2")):
@@ -96,31 +111,66 @@ def viewer(wf: WorkflowBuilder, models: list[NodeRef]) -> NodeRef:
 
 
 COMPARE_GROUP = "Compare with the uncached run: select this group and press Ctrl+B to turn it on (bypassed: it costs a full run)"
+UNCACHED = " (uncached, for comparison)"  # the end of the titles of the compare branch's samplers
 
 
-def compare_branch(wf: WorkflowBuilder, patch: NodeRef) -> None:
-    """The same KSampler run on the unpatched model, decoded, and AdaCache Compare of the two: bypassed, in a
-    group that says how to turn it on (ComfyUI then keeps the uncached result while the knob turns)."""
-    sampler = next(NodeRef(n["id"], n["type"]) for n in wf.nodes
-                   if n["type"] == "KSampler" and wf.source(NodeRef(n["id"], n["type"]), "model")[0].id == patch.id)
+def _reach(wf: WorkflowBuilder, start: set[int], forward: bool) -> set[int]:
+    """The ids of the nodes that links lead to from ``start`` (``forward``), or back from it."""
+    seen, todo = set(start), list(start)
+    while todo:
+        node_id = todo.pop()
+        for link in wf.links:
+            src, dst = (link[1], link[3]) if forward else (link[3], link[1])
+            if src == node_id and dst not in seen:
+                seen.add(dst)
+                todo.append(dst)
+    return seen
+
+
+def compare_branch(wf: WorkflowBuilder, patches: list[NodeRef]) -> None:
+    """The same sampling on the unpatched model(s), decoded, and AdaCache Compare of the two: bypassed, in a
+    group that says how to turn it on (ComfyUI then keeps the uncached result while the knob turns).
+
+    Every node between the Patch Models and the decoder is copied with its settings (one KSampler; Wan 2.2's two
+    KSamplerAdvanced experts, chained as in the template; a guider and SamplerCustomAdvanced; SamplerCustom), each
+    copy fed as its original, but from the model a Patch Model takes and from the other copies."""
     decoder = next(NodeRef(n["id"], n["type"]) for n in wf.nodes if n["type"] in ("VAEDecode", "VAEDecodeTiled")
-                   and n.get("mode", 0) == 0 and wf.source(NodeRef(n["id"], n["type"]), "samples")[0].id == sampler.id)
-    below = max(node_box(n)[3] for n in wf.nodes) + 2 * GAP
-    x = wf.node(sampler)["pos"][0]
-    uncached = wf.add("KSampler", dict(zip(widget_names("KSampler"), wf.node(sampler)["widgets_values"])),
-                      pos=(x, below), title="KSampler (uncached, for comparison)")
-    for name in ("positive", "negative", "latent_image"):
-        wf.connect(*wf.source(sampler, name), uncached, name)
-    wf.connect(*wf.source(patch, "model"), uncached, "model")
-    decoded_uncached = wf.add(decoder.class_type, pos=(x + COLUMN, below))
-    wf.connect(uncached, 0, decoded_uncached, "samples")
+                   and n.get("mode", 0) == 0)
+    final, final_slot = wf.source(decoder, "samples")
+    patch_ids = {p.id for p in patches}
+    between = (_reach(wf, patch_ids, True) & _reach(wf, {final.id}, False)) - patch_ids
+    chain: list[dict] = []
+    while len(chain) < len(between):  # in the order they run: a node after those that feed it
+        chain += [n for n in wf.nodes if n["id"] in between and n not in chain
+                  and not (_reach(wf, {n["id"]}, False) - {n["id"]}) & (between - {c["id"] for c in chain})]
+    below = max(node_box(n)[3] for n in wf.nodes) + 3 * GAP + TITLE_H + 40  # the group's title bar clear of them too
+    x = min(n["pos"][0] for n in chain)
+    copies: dict[int, NodeRef] = {}
+    for k, node in enumerate(chain):
+        values = node.get("widgets_values") or []
+        copy = wf.add(node["type"], dict(zip(widget_names(node["type"], values), values)), pos=(x + k * COLUMN, below),
+                      title=(node.get("title") or node["type"]) + UNCACHED)
+        for socket in node["inputs"]:
+            if socket.get("link") is None:
+                continue
+            src, slot = wf.source(NodeRef(node["id"], node["type"]), socket["name"])
+            if src.id in patch_ids:
+                src, slot = wf.source(src, "model")
+            wf.connect(copies.get(src.id, src), slot, copy, socket["name"])
+        copies[node["id"]] = copy
+    uncached = copies[final.id]
+    values = wf.node(decoder).get("widgets_values") or []
+    decoded_uncached = wf.add(decoder.class_type, dict(zip(widget_names(decoder.class_type, values), values)),
+                              pos=(x + len(chain) * COLUMN, below))
+    wf.connect(uncached, final_slot, decoded_uncached, "samples")
     wf.connect(*wf.source(decoder, "vae"), decoded_uncached, "vae")
-    compare = wf.add("AdaCacheCompare", pos=(x + 2 * COLUMN, below), width=PICTURE_WIDTH)
-    for src, slot, name in ((decoded_uncached, 0, "uncached"), (decoder, 0, "adacache"), (uncached, 0, "uncached_latent"),
-                            (sampler, 0, "adacache_latent")):
+    compare = wf.add("AdaCacheCompare", pos=(x + (len(chain) + 1) * COLUMN, below), width=PICTURE_WIDTH)
+    for src, slot, name in ((decoded_uncached, 0, "uncached"), (decoder, 0, "adacache"), (uncached, final_slot, "uncached_latent"),
+                            (final, final_slot, "adacache_latent")):
         wf.connect(src, slot, compare, name)
-    boxes = [node_box(wf.node(ref)) for ref in (uncached, decoded_uncached, compare)]
-    for ref in (uncached, decoded_uncached, compare):
+    branch = [*copies.values(), decoded_uncached, compare]
+    boxes = [node_box(wf.node(ref)) for ref in branch]
+    for ref in branch:
         wf.node(ref)["mode"] = 4  # bypassed
     left, top = min(b[0] for b in boxes) - GAP, min(b[1] for b in boxes) - GAP - 40
     wf.groups.append({"title": COMPARE_GROUP, "color": "#3f789e", "font_size": 20, "flags": {},
@@ -128,11 +178,34 @@ def compare_branch(wf: WorkflowBuilder, patch: NodeRef) -> None:
 
 
 def patched(spec: Spec) -> dict:
-    wf = from_template(spec.template, **spec.paths)
+    wf = from_template(spec.template, **spec.paths, version=spec.templates)
     pairs = adacache(wf)
     viewer(wf, [p for p, _ in pairs])
-    if len(pairs) == 1 and wf.find("KSampler"):  # one sampler to compare (the two-expert and custom-sampler ones: not yet)
-        compare_branch(wf, pairs[0][0])
+    if spec.compare:
+        compare_branch(wf, [p for p, _ in pairs])
+    return wf.to_ui(spec.note)
+
+
+def sigma_count(wf: WorkflowBuilder, sampler: NodeRef) -> int:
+    """How many noise levels a SamplerCustomAdvanced samples (from its ManualSigmas; 0 where another node gives them)."""
+    sigmas, _ = wf.source(sampler, "sigmas")
+    node = wf.node(sigmas)
+    return len(str(node["widgets_values"][0]).split(",")) if node["type"] == "ManualSigmas" else 0
+
+
+def two_stage(spec: Spec) -> dict:
+    """LTX-2.3's template: a subgraph samples at half size (8 steps), upscales the latent and refines it (3 steps),
+    each stage with its own CFGGuider on the LoRA'd model. AdaCache goes on the first stage, inside the subgraph
+    (its viewer on that stage's output); the refinement's 3 steps leave a per-step cache nothing to reuse."""
+    wf = from_template(spec.template, version=spec.templates)
+    graph = wf.subgraph_with(SAMPLERS)
+    sampler = max(graph.find("SamplerCustomAdvanced"), key=lambda ref: sigma_count(graph, ref))
+    guider, _ = graph.source(sampler, "guider")
+    (patch, _), = adacache(graph, only=[guider])
+    view = viewer(graph, [patch], samples=(sampler, 0))
+    bottom = max([node_box(n)[3] for n in graph.nodes if n is not graph.node(view)]
+                 + [g["bounding"][1] + g["bounding"][3] for g in graph.groups])
+    graph.place(view, graph.node(patch)["pos"][0], bottom + GAP + TITLE_H)  # below the template's groups
     return wf.to_ui(spec.note)
 
 
@@ -290,7 +363,8 @@ WORKFLOWS = {
         "video_wan2_2_14B_t2v", "Wan 2.2 A14B T2V on the 4-step LightX2V path of ComfyUI's template. With 2 steps per "
         "expert there is nothing for a per-step cache to reuse (the first and last two steps are always computed): "
         "AdaCache computes every step and the viewer and the console say so in one line. Kept to show that; for speed "
-        "from AdaCache use the 20-step workflow.", paths={"drop_group": WAN22_PATHS[0], "remove": (WAN22_SWITCH_NOTE,)}),
+        "from AdaCache use the 20-step workflow.", paths={"drop_group": WAN22_PATHS[0], "remove": (WAN22_SWITCH_NOTE,)},
+        compare=False),  # AdaCache computes every step here: the uncached run would be the same run
     "wan2.2_ti2v_5B_adacache.json": Spec("video_wan2_2_5B_ti2v", "Wan 2.2 TI2V 5B (48-channel latents) with AdaCache, on "
                                          "ComfyUI's template; enable the Load Image node for I2V. " + KNOB),
     "wan2.1_t2v_14B_raylight_adacache.json": Spec(
@@ -300,6 +374,13 @@ WORKFLOWS = {
     "hunyuan_video_t2v_720p_adacache.json": Spec("hunyuan_video_text_to_video", "HunyuanVideo T2V with AdaCache, on "
                                                  "ComfyUI's template; guidance-distilled, so only the cond branch runs. " + KNOB),
     "ltx_video_2b_t2v_adacache.json": Spec("ltxv_text_to_video", "LTX-Video 2B T2V with AdaCache, on ComfyUI's template. " + KNOB),
+    "ltx2_3_t2v_adacache.json": Spec(
+        "video_ltx2_3_t2v", "LTX-2.3 22B text to video (with audio) with AdaCache, on ComfyUI 0.20.1's template; needs "
+        "ComfyUI 0.20.1 or newer. The template samples inside its subgraph \"Text to Video (LTX-2.3)\" (open it to see "
+        "the nodes): 8 steps at half size, then 3 steps that refine the upscaled latent. AdaCache Patch Model and the "
+        "Cache Schedule Viewer sit on the 8-step stage; the 3-step refinement leaves a per-step cache nothing to reuse "
+        "(the first and last two steps are always computed) and runs as in the template. " + KNOB, two_stage,
+        compare=False, templates=templates.NEWER, comfyui="0.20.1"),
 }
 
 
@@ -307,7 +388,8 @@ def differences_doc(folder: Path = OUT) -> str:
     """docs/template_differences.md: per workflow, what it changed of its template (tools/templates.py's comparison)."""
     lines = ["# The workflows and ComfyUI's templates", "",
              f"Generated by `tools/make_workflows.py` from the comparison of each file in `workflows/` with the "
-             f"template it was built from (comfyui-workflow-templates-media-video {templates.version()}); "
+             f"template it was built from (comfyui-workflow-templates-media-video {templates.version()}, where not "
+             "named otherwise); "
              "`tests/test_workflows.py` fails when this list is out of date or a workflow changes a setting of its "
              "template. Every template setting not listed here is kept as the template has it.", ""]
     for name, spec in WORKFLOWS.items():
@@ -315,9 +397,11 @@ def differences_doc(folder: Path = OUT) -> str:
         if spec.template is None:
             lines += ["Built here: no template has the bundled tiny model.", ""]
             continue
-        lines += [f"From the template `{spec.template}`:", ""]
+        source = f" of comfyui-workflow-templates-media-video {templates.version(spec.templates)}" if spec.templates else ""
+        runs_on = f" (ComfyUI {spec.comfyui} or newer)" if spec.comfyui else ""
+        lines += [f"From the template `{spec.template}`{source}{runs_on}:", ""]
         workflow = json.loads((folder / name).read_text())
-        lines += [f"- {d.text}" for d in templates.differences(workflow, templates.load(spec.template))]
+        lines += [f"- {d.text}" for d in templates.differences(workflow, spec.load_template())]
         lines.append("")
     return "\n".join(lines)
 

@@ -68,6 +68,18 @@ if ! "$venv/bin/python" -c "import torchaudio" 2>/dev/null; then
   "$venv/bin/python" -m pip install --quiet --no-deps "torchaudio==2.11.1"
 fi
 
+# ComfyUI 0.20.1's workflow templates (its requirements pin comfyui-workflow-templates 0.9.73, whose video part
+# is media-video 0.3.85): tools/make_workflows.py builds the workflows of newer models from them (LTX-2.3; its
+# template is a subgraph), and tests/test_workflows.py compares those workflows with them. Installed beside, not
+# into, the venv's packages: the venv's 0.3.12 (the pinned ComfyUI's) stays for the other workflows.
+templates_newer="0.3.85"
+templates_dir="$venv/templates-media-video-$templates_newer"
+if [ ! -d "$templates_dir/comfyui_workflow_templates_media_video/templates" ]; then
+  echo "setup: installing comfyui-workflow-templates-media-video==$templates_newer into $templates_dir (ComfyUI 0.20.1's templates)"
+  "$venv/bin/python" -m pip install --quiet --no-deps --target "$templates_dir" \
+    "comfyui-workflow-templates-media-video==$templates_newer"
+fi
+
 # The browser test also serves a newer front end, the one users of a newer ComfyUI get (1.58.1, the
 # newest on the package index when checked, 2026-11-25): the pack's web extension and workflows must
 # work there too. Installed beside, not into, the venv's packages (ComfyUI serves it by
