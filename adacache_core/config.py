@@ -34,7 +34,7 @@ SEQUENCE_PARALLEL_MODES = ("auto", "always", "off")  # see sequence_parallel.py
 PROBE_RESIDUALS = ("block", "attention")
 DEFAULT_PROBE_RESIDUAL = "block"
 # What a reused step adds: the last computed residual as it is (the paper), or a forecast from the
-# last two computed ones (span_memory.py), extrapolated along FORECAST_VARIABLES.
+# last two computed ones along the steps (span_memory.py).
 REUSE_MODES = ("hold", "forecast")
 DEFAULT_REUSE = "forecast"
 # The speed knob (step_ranking.py): a newly placed node asks for this speed-up; 0 turns the knob off
@@ -42,7 +42,6 @@ DEFAULT_REUSE = "forecast"
 # speed-up (every step computed), so the whole widget range means something.
 DEFAULT_SPEEDUP = 2.0
 MAX_SPEEDUP = 50.0
-FORECAST_VARIABLES = ("sigma", "step")
 
 
 @dataclass(frozen=True)
@@ -98,8 +97,6 @@ class AdaCacheConfig:
     # drop order, searched on this model by AdaCache Plan Search, in place of the estimate from the step sizes
     exact_steps: frozenset[int] | None = None  # compute exactly these steps and reuse the others, whatever the knob and
     # the codebook say: AdaCache Plan Search's trial runs and the benchmarks sample chosen schedules so
-    forecast_variable: str = "step"  # one of FORECAST_VARIABLES: what the forecast extrapolates along (the node
-    # always uses the step index; benchmarks compare it with sigma)
 
     def __post_init__(self) -> None:
         if self.target_speedup is not None and (isinstance(self.target_speedup, bool)
@@ -120,9 +117,8 @@ class AdaCacheConfig:
             raise SettingsError(f"start_percent ({self.start_percent}) must not be after end_percent ({self.end_percent})")
         if not self.probe_blocks:
             raise SettingsError("probe_blocks: at least one probe block is needed")
-        for name, allowed in (*((n, PATCH_SETTINGS[n].options) for n in ("probe_residual", "sequence_parallel", "reuse")),
-                              ("forecast_variable", FORECAST_VARIABLES)):
-            value = getattr(self, name)
+        for name in ("probe_residual", "sequence_parallel", "reuse"):
+            value, allowed = getattr(self, name), PATCH_SETTINGS[name].options
             if not isinstance(value, str) or value not in allowed:
                 raise SettingsError(f"{name}: {shown(value)} is not one of {list(allowed)}")
 
@@ -130,19 +126,12 @@ class AdaCacheConfig:
         return self.codebook.rescaled(steps)
 
     def describe(self) -> dict:
-        return {
-            "preset": self.preset,
+        """The run data's settings: every Patch Model setting by name (the codebook as used), MoReg and the plan."""
+        settings = {name: getattr(self, name) for name in PATCH_SETTINGS if name != "custom_codebook"}
+        return settings | {
+            "probe_blocks": list(self.probe_blocks),
             "codebook": self.codebook.describe(),
             "codebook_reference_steps": self.codebook.reference_steps,
-            "probe_blocks": list(self.probe_blocks),
-            "probe_residual": self.probe_residual,
-            "start_percent": self.start_percent,
-            "end_percent": self.end_percent,
-            "offload_cache": self.offload_cache,
-            "target_speedup": self.target_speedup,
-            "sequence_parallel": self.sequence_parallel,
-            "reuse": self.reuse,
-            "forecast_variable": self.forecast_variable if self.reuse == "forecast" else None,
             "moreg": None if self.moreg is None else self.moreg.describe(),
             "plan": None if self.searched_plan is None else self.searched_plan.describe(),
         }
@@ -158,17 +147,18 @@ def settings_from_inputs(moreg: MoRegConfig | None = None, num_blocks: int | Non
     if unknown:
         raise TypeError(f"settings_from_inputs: unknown input(s) {unknown}")
     values = {name: setting.default for name, setting in PATCH_SETTINGS.items()} | inputs
+    as_given = {name: values[name] for name in PATCH_SETTINGS if name not in _CONVERTED}  # checked by the config
     return AdaCacheConfig(
-        target_speedup=values["target_speedup"] or None,
+        **as_given,
+        target_speedup=values["target_speedup"] or None,  # 0: off
         codebook=resolve_codebook(values["preset"], values["custom_codebook"]),
         preset=preset_name(values["preset"]),
         probe_blocks=parse_probe_blocks(values["probe_blocks"], num_blocks),
-        start_percent=values["start_percent"],
-        end_percent=values["end_percent"],
-        offload_cache=values["offload_cache"],
         moreg=moreg,
         searched_plan=searched_plan,
-        sequence_parallel=values["sequence_parallel"],
-        probe_residual=values["probe_residual"],
-        reuse=values["reuse"],
     )
+
+
+# Settings that settings_from_inputs turns into other values (a codebook, block numbers, None for 0); the others
+# go to the config as given.
+_CONVERTED = ("target_speedup", "preset", "custom_codebook", "probe_blocks")

@@ -44,6 +44,17 @@ def warn_once(key: str, message: str) -> None:
         LOG.warning(message)
 
 
+def _as_given(latent, sample_kwargs: dict):
+    """The latent as the sampler's caller gives and gets it: newer ComfyUI packs a latent of several parts (LTX-2's
+    video and audio) into one tensor for the run (``latent_shapes``); the parts, so the viewer can match them."""
+    shapes = sample_kwargs.get("latent_shapes")
+    if not shapes or len(shapes) < 2:
+        return latent
+    import comfy.utils
+
+    return comfy.utils.unpack_latents(latent, shapes)
+
+
 @dataclass
 class ModelCall:
     """The model call in flight: its run, its branch layout, whether it computes, and the spans' inputs."""
@@ -53,7 +64,7 @@ class ModelCall:
     key: tuple
     computes: bool
     measures: bool
-    position: float  # where the call is, for the span memory: its sigma or step (config.forecast_variable)
+    position: float  # where the call is, for the span memory: its step
     line: bool  # its residual and the previous one may set the forecast's line (span_memory.forms_line)
     grid: tuple[int, int, int] | None
     span_input: dict = field(default_factory=dict)  # block list -> its first block's input (its parts: Architecture.parts)
@@ -131,7 +142,8 @@ class AdaCacheSession:
         end = float(model_sampling.percent_to_sigma(self.config.end_percent))
         cacheable = [end < s <= start for s in sigmas]
         trace = RunTrace(model=self.label, architecture=self.arch.name, settings=self.config.describe(),
-                         steps=max(len(sigmas) - 1, 0), sigmas=sigmas, codebook=[], input_latent=latent_fingerprint(args[1]))
+                         steps=max(len(sigmas) - 1, 0), sigmas=sigmas, codebook=[],
+                         input_latent=latent_fingerprint(_as_given(args[1], kwargs)))
         planner = RunPlanner(self.config, sigmas, cacheable, trace)
         trace.codebook = list(planner.codebook.entries)
         for note in trace.notes:
@@ -165,7 +177,7 @@ class AdaCacheSession:
         output = None
         try:
             output = executor(*args, **kwargs)
-            trace.output_latent = latent_fingerprint(output)
+            trace.output_latent = latent_fingerprint(_as_given(output, kwargs))
             remember_producer(trace.output_latent, self.label)
             if not all_finite(output):
                 trace.notes.append("NaN or infinite values in the samples (the sampler's output)")
@@ -227,7 +239,7 @@ class AdaCacheSession:
         if grid is not None and planner.trace.token_grid is None:
             planner.trace.token_grid = list(grid)
         self.call = ModelCall(run=run, key=key, computes=computes, measures=computes and planner.measuring,
-                          position=sigma if self.config.forecast_variable == "sigma" else float(step),
+                          position=float(step),
                           line=forms_line(step), grid=grid)
         started = time.perf_counter()
         try:

@@ -2,12 +2,10 @@
 
 The paper reuses the residual of the last computed step unchanged. But the residual keeps drifting
 while it is reused, most for fast motion. ``forecast`` extrapolates it linearly from the last two
-computed steps (as TaylorSeer does with finite differences, to first order), along the step index
-by default (it held up on both tiny models, where the noise level, sigma, did not on the held-out
-one). The forecast never reaches further past the last computed step than the distance between the
+computed steps along the step index (as TaylorSeer does with finite differences, to first order).
+The forecast never reaches further past the last computed step than the distance between the
 last two (``MAX_REACH`` gaps): a longer reach turns a small error of the slope into a large one, so
-beyond it the forecast holds still at that reach (without the limit the long reuses of the faster
-presets lost quality). Figures: benchmarks/RESULTS.md, "Forecast".
+beyond it the forecast holds still at that reach. Positions are step numbers, so they only grow.
 
 Memory: per block list and branch layout, the held residual plus, for ``forecast``, one slope of the same size.
 """
@@ -66,8 +64,7 @@ class SpanMemory:
         if slope is None:
             return residual
         change, gap = slope
-        reach = position - last_position
-        reach = max(min(reach, MAX_REACH * gap), 0.0) if gap > 0 else min(max(reach, MAX_REACH * gap), 0.0)
+        reach = max(min(position - last_position, MAX_REACH * gap), 0.0)
         return residual + change.to(device, dtype) * reach
 
     def nbytes(self) -> int:

@@ -12,7 +12,7 @@ forecast) residual to the model output; how much that costs is the step's weight
 the residual's staleness. Staleness grows with the reach ``k`` (steps since the last computed one): about
 ``k`` for ``hold``; for ``forecast``, a straight line through the last two computed steps (``gap`` apart)
 misses a bending residual by about ``k * k / 2``, and its slope carries the residual's step-to-step jitter
-divided by the gap it was measured over (``SLOPE_NOISE * k / gap``), up to the forecast's reach
+divided by the gap it was measured over (``slope_noise * k / gap``), up to the forecast's reach
 (span_memory.MAX_REACH gaps), after which it holds. One reuse is costed as a forecast though the forecast
 holds there: right after steps 0 and 1 (span_memory.forms_line).
 
@@ -30,13 +30,6 @@ from dataclasses import dataclass
 
 from .span_memory import MAX_REACH
 
-# Where the forecast has reached as far as it may and holds, each further step costs this many units
-# of bend: a held residual misses by its whole drift, which the forecast removes.
-HOLD_COST = 4.0
-# The slope's jitter against the bend, in the same units (how both were chosen: benchmarks/RESULTS.md).
-SLOPE_NOISE = 0.25
-
-
 @dataclass(frozen=True)
 class StepRanking:
     """How much a reused step's error weighs, by where the step sits in the run.
@@ -49,6 +42,9 @@ class StepRanking:
     head_softness: float = 0.01  # how gradually the protection ends, as a fraction of the run
     head_weight: float = 1000.0  # how much more a head step weighs than a later one of the same step size
     step_size_power: float = 1.0  # 1: a step weighs as far as the sampler moves there (in sigma); 0: all alike
+    slope_noise: float = 0.25  # the forecast slope's jitter against the bend, in units of bend
+    hold_cost: float = 4.0  # per step where the forecast has reached as far as it may and holds: a held residual
+    # misses by its whole drift, which the forecast removes
 
     def weights(self, sigmas: list[float], steps: int) -> list[float]:
         """The weight of each step's reuse error, one per step."""
@@ -59,6 +55,23 @@ class StepRanking:
         if self.head_weight == 0:
             return 0.0
         return 1.0 / (1.0 + math.exp(min((progress - self.head) / self.head_softness, 700.0)))
+
+    def reuse_error(self, reach: int, gap: int | None, forecast: bool) -> float:
+        """Estimated staleness of a residual reused ``reach`` steps after the last computed step.
+
+        ``gap``: steps between the last two computed steps (None: only one computed so far, nothing to
+        forecast from, so the residual is held).
+        """
+        if not forecast or gap is None:
+            return float(reach)
+        limit = MAX_REACH * gap
+        if reach <= limit:
+            return self._forecast_miss(reach, gap)
+        return self._forecast_miss(limit, gap) + self.hold_cost * (reach - limit)  # the forecast holds beyond its reach
+
+    def _forecast_miss(self, reach: float, gap: int) -> float:
+        """How far a line through two computed steps ``gap`` apart misses ``reach`` steps on: bend plus slope jitter."""
+        return reach * reach / 2 + self.slope_noise * reach / gap
 
 
 # The knob's ranking: fitted to LeMiCa's published Wan 2.1 schedules (benchmarks/fit_step_ranking.py; the choice
@@ -73,29 +86,11 @@ def step_sizes(sigmas: list[float], steps: int) -> list[float]:
     return [abs(sigmas[j] - sigmas[j + 1]) if j + 1 < len(sigmas) else 0.0 for j in range(steps)]
 
 
-def reuse_error(reach: int, gap: int | None, forecast: bool) -> float:
-    """Estimated staleness of a residual reused ``reach`` steps after the last computed step.
-
-    ``gap``: steps between the last two computed steps (None: only one computed so far, nothing to
-    forecast from, so the residual is held).
-    """
-    if not forecast or gap is None:
-        return float(reach)
-    limit = MAX_REACH * gap
-    if reach <= limit:
-        return _forecast_miss(reach, gap)
-    return _forecast_miss(limit, gap) + HOLD_COST * (reach - limit)  # the forecast holds beyond its reach
-
-
-def _forecast_miss(reach: float, gap: int) -> float:
-    """How far a line through two computed steps ``gap`` apart misses ``reach`` steps on: bend plus slope jitter."""
-    return reach * reach / 2 + SLOPE_NOISE * reach / gap
-
-
-def _segment_error(previous: int | None, start: int, end: int, weights: list[float], forecast: bool) -> float:
+def _segment_error(previous: int | None, start: int, end: int, weights: list[float], forecast: bool,
+                   ranking: StepRanking) -> float:
     """Error of the steps reused between computed ``start`` and ``end`` (``previous``: the one before start)."""
     gap = None if previous is None else start - previous
-    return sum(weights[j] * reuse_error(j - start, gap, forecast) for j in range(start + 1, end))
+    return sum(weights[j] * ranking.reuse_error(j - start, gap, forecast) for j in range(start + 1, end))
 
 
 def drop_order(sigmas: list[float], steps: int, forced: set[int], forecast: bool,
@@ -109,7 +104,7 @@ def drop_order(sigmas: list[float], steps: int, forced: set[int], forecast: bool
     kept = list(range(steps))
     order = []
     while True:
-        costs = {s: drop_cost(kept, s, weights, forecast) for s in kept if s not in forced}
+        costs = {s: drop_cost(kept, s, weights, forecast, ranking) for s in kept if s not in forced}
         if not costs:
             return order
         drop = min(costs, key=lambda s: (costs[s], s))
@@ -117,7 +112,8 @@ def drop_order(sigmas: list[float], steps: int, forced: set[int], forecast: bool
         order.append(drop)
 
 
-def drop_cost(kept: list[int], step: int, weights: list[float], forecast: bool) -> float:
+def drop_cost(kept: list[int], step: int, weights: list[float], forecast: bool,
+              ranking: StepRanking = REAL_MODEL_RANKING) -> float:
     """Estimated error added when ``step``, one of the computed steps ``kept`` (ascending), is reused instead.
 
     Only the stretches next to it change (and, with forecast, the one after, whose slope it helped set),
@@ -126,12 +122,13 @@ def drop_cost(kept: list[int], step: int, weights: list[float], forecast: bool) 
     steps = len(weights)
     i = kept.index(step)
     window = kept[max(0, i - 2): i + 3] + ([steps] if i + 2 >= len(kept) - 1 else [])  # steps: the run's end
-    return _stretches([p for p in window if p != step], weights, forecast) - _stretches(window, weights, forecast)
+    return (_stretches([p for p in window if p != step], weights, forecast, ranking)
+            - _stretches(window, weights, forecast, ranking))
 
 
-def _stretches(points: list[int], weights: list[float], forecast: bool) -> float:
+def _stretches(points: list[int], weights: list[float], forecast: bool, ranking: StepRanking) -> float:
     """Error of the reused stretches between consecutive ``points`` (the first one only gives the gap)."""
-    return sum(_segment_error(points[i - 2] if i >= 2 else None, points[i - 1], points[i], weights, forecast)
+    return sum(_segment_error(points[i - 2] if i >= 2 else None, points[i - 1], points[i], weights, forecast, ranking)
                for i in range(1, len(points)))
 
 

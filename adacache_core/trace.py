@@ -21,7 +21,12 @@ def latent_fingerprint(latent) -> str | None:
 
     The sampler hands its output on to the next node (moved to ComfyUI's intermediate device, values
     unchanged); the viewer compares the fingerprint of what it is given with those of recorded runs.
+    A latent of several parts (newer ComfyUI's NestedTensor: LTX-2's video and audio) joins its parts'.
     """
+    parts = _parts(latent)
+    if parts is not None:
+        prints = [latent_fingerprint(t) for t in parts]
+        return None if None in prints else "+".join(prints)
     if not isinstance(latent, torch.Tensor) or latent.is_nested:
         return None
     values = latent.detach().to("cpu", torch.float64)
@@ -41,8 +46,17 @@ def producer_of(fingerprint: str | None) -> str | None:
     return _produced.get(fingerprint)
 
 
+def _parts(latent) -> list | None:
+    """The tensors of a latent made of several (comfy.nested_tensor.NestedTensor, or a list of them), else None."""
+    parts = list(latent) if isinstance(latent, (list, tuple)) else getattr(latent, "tensors", None)
+    return parts if isinstance(parts, list) and parts and all(isinstance(t, torch.Tensor) for t in parts) else None
+
+
 def all_finite(latent) -> bool:
-    """Whether a latent holds no NaN or infinite value (one that is not a plain tensor: nothing to say)."""
+    """Whether a latent holds no NaN or infinite value (one that is not a tensor or parts of tensors: nothing to say)."""
+    parts = _parts(latent)
+    if parts is not None:
+        return all(map(all_finite, parts))
     if not isinstance(latent, torch.Tensor) or latent.is_nested:
         return True
     return bool(torch.isfinite(latent).all())

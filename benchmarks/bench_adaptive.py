@@ -23,40 +23,30 @@ computed differs. Writes benchmarks/results/adaptive_budget_<model>.json.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.append(str(REPO))
-from tools import comfy_runtime  # noqa: E402
+from tiny_runs import REPO, load, parser
 
 PRESETS = ("fast (paper, 30 steps)", "slow (paper, 30 steps)", "paper (100 steps)")
 UNIFORM = (2, 3, 4, 5, 6)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", choices=("motion", "heldout"), default="motion")
+    ap = parser(__doc__, "motion")
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--budgets", default="", help="comma-separated target speedups: run the speed-budget comparison")
     args = ap.parse_args()
     budgets = [float(b) for b in args.budgets.split(",") if b]
 
-    comfy_runtime.boot()
-    torch.set_num_threads(2)
-    from tools import pack_calls as h
+    h, base, conds, empty, latent = load(args)
     from tools.quality import psnr
     from tools.tiny_video_data import latent_motion
 
-    base, conds, empty = h.load_tiny(args.model)
-    latent = torch.zeros(1, 16, 9, 16, 16)
     calibration = calibrate(base, conds, empty, latent, args.steps)
     settings = {"MoReg off": None, "MoReg (paper)": h.moreg(), "MoReg (calibrated)": h.moreg(calibration=calibration)}
     if budgets:

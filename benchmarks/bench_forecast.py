@@ -5,61 +5,34 @@
 
 Per motion class and seed, in one process, against the unpatched run (30 steps, euler/simple,
 CFG 5): uniform every-k-th-step schedules (the same schedule whatever is added on reused steps)
-and the three presets (whose later decisions may differ), each with
-
-* ``hold``: the paper's reuse;
-* ``forecast`` along sigma and along the step index (what the node ships), reaching at most one last
-  gap past the last computed step (span_memory.MAX_REACH);
-* ``forecast`` along sigma with unlimited reach (the guard off), to show what the guard does.
+and the three presets (whose later decisions may differ), each with ``reuse`` ``hold`` (the paper's)
+and ``forecast`` (along the steps, reaching at most one last gap past the last computed step).
 
 Per row: computed steps, PSNR of the final latents, motion energy ratio. Writes
 benchmarks/results/forecast_<model>.json and prints a markdown table of means per class.
 """
 from __future__ import annotations
 
-import argparse
 import json
-import math
 import statistics
 import sys
-from pathlib import Path
 
 import torch
-
-REPO = Path(__file__).resolve().parent.parent
-sys.path.append(str(REPO))
-from tools import comfy_runtime  # noqa: E402
+from tiny_runs import REPO, load, parser
 
 SCHEDULES = {"every 3": ("custom", "1000:3"), "every 4": ("custom", "1000:4"), "every 6": ("custom", "1000:6"),
-             "fast": ("fast (paper, 30 steps)", ""), "slow": ("slow (paper, 30 steps)", ""), "paper": ("paper (100 steps)", "")}
-VARIANTS = {"hold": ("hold", "sigma", None), "forecast, sigma": ("forecast", "sigma", None),
-            "forecast, step": ("forecast", "step", None), "forecast, sigma, unlimited reach": ("forecast", "sigma", math.inf)}
+             "fast": ("paper: fastest (fast, 30 steps)", ""), "slow": ("paper: slowest (slow, 30 steps)", ""),
+             "paper": ("paper: middle (100 steps)", "")}
+VARIANTS = ("hold", "forecast")
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", choices=("motion", "heldout"), default="motion")
+    ap = parser(__doc__, "motion")
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--steps", type=int, default=30)
     args = ap.parse_args()
-
-    rt = comfy_runtime.boot()
-    torch.set_num_threads(2)
-    from tools import pack_calls as h
+    h, base, conds, empty, latent = load(args)
     from tools.quality import psnr
     from tools.tiny_video_data import latent_motion
-
-    core = rt.pack.adacache_core
-    base, conds, empty = h.load_tiny(args.model)
-    latent = torch.zeros(1, 16, 9, 16, 16)
-    shipped_reach = core.span_memory.MAX_REACH
-
-    def patched(preset: str, codebook: str, reuse: str, variable: str):
-        def config_for(num_blocks: int):
-            return core.AdaCacheConfig(codebook=core.resolve_codebook(preset, codebook), preset=preset,
-                                       probe_blocks=core.parse_probe_blocks("middle", num_blocks), reuse=reuse,
-                                       forecast_variable=variable)
-        return core.comfy_bridge.patch_model(base, config_for)[0]
 
     rows = []
     for cls, pos in conds.items():
@@ -67,18 +40,16 @@ def main() -> None:
             ref = h.ksample(base, pos, empty, latent, steps=args.steps, seed=seed)
             energy = latent_motion(ref)
             for schedule, (preset, codebook) in SCHEDULES.items():
-                for variant, (reuse, variable, reach) in VARIANTS.items():
-                    core.span_memory.MAX_REACH = shipped_reach if reach is None else reach
-                    model = patched(preset, codebook, reuse, variable)
+                for variant in VARIANTS:
+                    model = h.adacache(None, base, preset=preset, custom_codebook=codebook or "1000:1", reuse=variant)
                     out = h.ksample(model, pos, empty, latent, steps=args.steps, seed=seed)
                     rows.append({"class": cls, "seed": seed, "schedule": schedule, "variant": variant,
                                  "computed": len(h.session_of(model).last_run.computed_steps()), "psnr": psnr(out, ref),
                                  "motion_energy": latent_motion(out) / energy, "unpatched_motion": energy})
-            core.span_memory.MAX_REACH = shipped_reach
             print(f"{cls} seed {seed} done", flush=True)
 
     meta = {"command": "benchmarks/bench_forecast.py " + " ".join(sys.argv[1:]), "torch": torch.__version__, "device": "cpu",
-            "latent": list(latent.shape), "steps": args.steps, "cfg": 5.0, "sampler": "euler/simple", "max_reach": shipped_reach}
+            "latent": list(latent.shape), "steps": args.steps, "cfg": 5.0, "sampler": "euler/simple"}
     (REPO / "benchmarks" / "results" / f"forecast_{args.model}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     print(report(rows))
 

@@ -42,7 +42,6 @@ Writes benchmarks/results/peers_<model>.json and .png and prints markdown tables
 """
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import math
@@ -54,9 +53,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.append(str(REPO))
-from tools import comfy_runtime  # noqa: E402
+from tiny_runs import REPO, load, parser
 
 PRESETS = ("fast (paper, 30 steps)", "slow (paper, 30 steps)", "paper (100 steps)")
 # Each speed knob swept from nearly every step computed to below AdaCache 'fast''s compute on the tiny models
@@ -237,23 +234,17 @@ def methods(packs: dict) -> list[tuple[str, object]]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", choices=("motion", "heldout", "clips"), default="heldout")
+    ap = parser(__doc__, "heldout")
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--teacache", type=Path, help="folder of a ComfyUI-TeaCache checkout at 91dff8e")
     ap.add_argument("--magcache", type=Path, help="folder of a ComfyUI-MagCache checkout at 47bdd2a")
     args = ap.parse_args()
 
-    comfy_runtime.boot()
-    torch.set_num_threads(2)
-    from tools import pack_calls as h
+    h, base, conds, empty, latent = load(args)
     from bench_adaptive import calibrate
     from tools.quality import psnr
     from tools.tiny_video_data import latent_motion
 
-    base, conds, empty = h.load_tiny(args.model)
-    latent = torch.zeros(1, 16, 9, 16, 16)
     calibration = calibrate(base, conds, empty, latent, args.steps)
     packs = {name: load_pack(folder, name) for name, folder in (("TeaCache", args.teacache), ("MagCache", args.magcache)) if folder}
     fitted = fit_pack_recipes(packs, base, conds, empty, latent, args.steps)

@@ -15,39 +15,31 @@ benchmarks/results/probe_residual[_heldout].json and prints markdown tables.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.append(str(REPO))
-from tools import comfy_runtime  # noqa: E402
+from tiny_runs import REPO, load, parser
 
 PRESETS = ("fast (paper, 30 steps)", "slow (paper, 30 steps)", "paper (100 steps)")
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = parser(__doc__, "motion")
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--model", choices=("motion", "heldout"), default="motion")
     ap.add_argument("--tuned-scales", default="0.12,0.15,0.18", help="hand-tuned fixed MoReg scales to compare")
     args = ap.parse_args()
 
-    rt = comfy_runtime.boot()
-    torch.set_num_threads(2)
+    h, base, conds, neg, latent = load(args)
     import comfy.sd
-    from tools import pack_calls as h
+    from tools import comfy_runtime
     from tools.quality import psnr
 
-    base, conds, neg = h.load_tiny(args.model)
+    rt = comfy_runtime.boot()
     paper_moreg = h.moreg()
-    latent = torch.zeros(1, 16, 9, 16, 16)
     rows, uniform = [], []
     for cls, pos in conds.items():
         for seed in range(args.seeds):

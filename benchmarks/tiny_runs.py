@@ -1,4 +1,4 @@
-"""What the tiny-model benchmarks of the speed knob share: their common options and the loaded model."""
+"""What every tiny-model benchmark shares: its common options, the booted ComfyUI and the loaded model."""
 from __future__ import annotations
 
 import argparse

@@ -43,9 +43,7 @@ def _moreg_state(trace: RunTrace) -> str:
 
 
 def _reuse_state(cfg: dict) -> str:
-    if cfg.get("reuse") == "forecast":
-        return f"forecast (along {cfg.get('forecast_variable')})"
-    return "hold (the paper)"
+    return "forecast (along the steps)" if cfg.get("reuse") == "forecast" else "hold (the paper)"
 
 
 def summary_text(label: str, trace: RunTrace, detail: str = DETAILS[0]) -> str:

@@ -95,6 +95,10 @@ def test_ltx2_caches_the_audio_with_the_video(runtime):
     cached, fewer = sample(at_2), sample(model, steps=5)
     for part, full in enumerate((video, audio)):
         assert h.relative_error(cached[part], full) < h.relative_error(fewer[part], full), part
+    # the viewer finds the run that made nested samples: their fingerprint joins the parts'
+    fingerprint = runtime.pack.adacache_core.trace.latent_fingerprint
+    nested = comfy.nested_tensor.NestedTensor(cached)
+    assert h.session_of(at_2).last_run.output_latent == fingerprint(nested) == "+".join(map(fingerprint, cached))
 
 
 def _layer_runs(model, fam, run) -> int:

@@ -243,23 +243,14 @@ def test_cache_holds_one_hidden_state_per_branch_layout_and_probe_not_per_block(
     assert h.session_of(forecast).last_run.cache_bytes == 3 * hidden_state  # plus the span residual's slope
 
 
-# Span memory positions: along the step index (the node's default) they rise by whole steps; along sigma
-# they fall. Residuals 1 then 3 at the last two computed positions: slope +2 per step, or -20 per unit of
-# sigma. Recalled value = 3 + slope * reach, the reach capped at one gap past the last computed position.
-FORECAST_BY_HAND = {
-    "step": ((4.0, 6.0), [(6.0, 3.0), (7.0, 4.0), (8.0, 5.0), (11.0, 5.0)]),  # gap 2: reach 1 -> 3 + 1, 2 -> 3 + 2, capped
-    "sigma": ((0.9, 0.8), [(0.8, 3.0), (0.75, 4.0), (0.7, 5.0), (0.5, 5.0)]),  # gap -0.1: reach -0.05 -> 3 + 1, ...
-}
-
-
-@pytest.mark.parametrize("variable", FORECAST_BY_HAND)
-def test_span_memory_forecasts_forward_along_either_position_within_one_gap(variable):
+def test_span_memory_forecasts_forward_within_one_gap():
     """Reused steps add the last computed residual plus its slope (from the last two computed steps) times
-    the distance past the last computed position, never reaching further than the last gap; held: the
-    last residual. Hand-computed values, on both position paths (a forecast run backward gives 2, 1, 1)."""
+    the steps past the last computed one, never reaching further than the last gap; held: the last residual.
+    Residuals 1 then 3 at steps 4 and 6: slope +1 per step; recalled 3 + reach, the reach capped at 2 (a
+    forecast run backward would give 2, 1, 1)."""
     from adacache_core.span_memory import SpanMemory
 
-    (p0, p1), expected = FORECAST_BY_HAND[variable]
+    (p0, p1), expected = (4.0, 6.0), [(6.0, 3.0), (7.0, 4.0), (8.0, 5.0), (11.0, 5.0)]
     memory = SpanMemory(forecast=True, store=lambda t: t)
     r0, r1 = torch.full((1, 4, 8), 1.0), torch.full((1, 4, 8), 3.0)
     memory.remember("k", p0, r0)
@@ -273,13 +264,12 @@ def test_span_memory_forecasts_forward_along_either_position_within_one_gap(vari
     assert held.nbytes() == r1.nbytes and memory.nbytes() == 2 * r1.nbytes
 
 
-# Sigmas with uneven gaps, so that the step and sigma paths forecast different amounts. Codebook 10:3 on
+# Sigmas with uneven gaps: the forecast goes along the steps, not the noise level. Codebook 10:3 on
 # 9 steps computes 0, 1, 4 and the forced 7, 8; steps 2, 3 and 5, 6 are reused.
 UNEVEN_SIGMAS = [0.9, 0.8, 0.7, 0.6, 0.5, 0.45, 0.3, 0.2, 0.1, 0.0]
-# What reused steps 5 and 6 add, as multiples of the slope (r4 - r1) on top of r4:
-# step:  gap 3, reach 1 and 2 -> 1/3, 2/3
-# sigma: gap -0.3, reach -0.05 and -0.2 -> 1/6, 2/3
-REUSED_SLOPES = {"hold": (0.0, 0.0), "step": (1 / 3, 2 / 3), "sigma": (1 / 6, 2 / 3)}
+# What reused steps 5 and 6 add, as multiples of the slope (r4 - r1) on top of r4: gap 3, reach 1 and 2
+# (along sigma it would be 1/6, 2/3)
+REUSED_SLOPES = {"hold": (0.0, 0.0), "forecast": (1 / 3, 2 / 3)}
 
 
 @pytest.mark.parametrize("reuse", REUSED_SLOPES)
@@ -290,15 +280,12 @@ def test_reused_steps_add_the_hand_computed_forecast_on_a_real_model(runtime, wa
     computed steps 1 and 4 as plain hooks see them, k as in REUSED_SLOPES. Steps 2 and 3 hold r1 in every
     mode: no forecast line runs through the first step (span_memory.forms_line), whose residual comes from
     pure noise."""
-    import dataclasses
-
     pack = runtime.pack.adacache_core
-    settings = dict(preset="custom", custom_codebook="10:3", target_speedup=0.0, reuse="hold" if reuse == "hold" else "forecast")
+    settings = dict(preset="custom", custom_codebook="10:3", target_speedup=0.0, reuse=reuse)
 
     def config_for(num_blocks):
-        config = pack.config.settings_from_inputs(**settings, probe_blocks="middle", start_percent=0.0, end_percent=1.0,
-                                                  offload_cache=False, moreg=None, num_blocks=num_blocks)
-        return dataclasses.replace(config, forecast_variable=reuse) if reuse != "hold" else config
+        return pack.config.settings_from_inputs(**settings, probe_blocks="middle", start_percent=0.0, end_percent=1.0,
+                                                offload_cache=False, moreg=None, num_blocks=num_blocks)
 
     patched, session = pack.comfy_bridge.patch_model(wan, config_for)
     diffusion_model = wan.model.diffusion_model
@@ -312,7 +299,7 @@ def test_reused_steps_add_the_hand_computed_forecast_on_a_real_model(runtime, wa
             handle.remove()
     trace = session.last_run
     assert trace.computed_steps() == [0, 1, 4, 7, 8]
-    assert trace.settings["forecast_variable"] == (None if reuse == "hold" else reuse)
+    assert trace.settings["reuse"] == reuse
     x = block_inputs[0]
     assert all(torch.equal(b, x) for b in block_inputs)  # the sampler stayed put: the same input at every step
     r0, r1, r4 = stream_out[0] - x, stream_out[1] - x, stream_out[4] - x
@@ -330,7 +317,7 @@ def test_forecast_runs_through_the_node_with_the_speed_knob_and_moreg(runtime, w
     patched = h.adacache(runtime, wan, preset="custom", custom_codebook="10:3", reuse="forecast")
     forecast = h.ksample(patched, *conds, torch.zeros(LATENT), steps=10)
     trace = h.session_of(patched).last_run
-    assert trace.settings["reuse"] == "forecast" and trace.settings["forecast_variable"] == "step"
+    assert trace.settings["reuse"] == "forecast"
     assert trace.computed_steps() == [0, 1, 4, 7, 8, 9]
     assert not torch.equal(hold, forecast)
 

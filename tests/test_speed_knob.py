@@ -33,26 +33,26 @@ def wan_sigmas(steps: int, shift: float = 8.0) -> list[float]:
 
 
 def test_reuse_error_by_hand(core):
-    knob = core.step_ranking
+    knob = core.step_ranking.REAL_MODEL_RANKING
     assert knob.reuse_error(3, None, forecast=True) == 3.0  # nothing to forecast from: held
     assert knob.reuse_error(3, 2, forecast=False) == 3.0
     # a line through the last two computed steps (2 apart) misses a bending curve by k^2 / 2, and its slope's
-    # jitter adds SLOPE_NOISE * k / gap (0.25 * k / 2)
-    assert knob.SLOPE_NOISE == 0.25
+    # jitter adds slope_noise * k / gap (0.25 * k / 2)
+    assert knob.slope_noise == 0.25
     assert knob.reuse_error(1, 2, forecast=True) == pytest.approx(0.625)
     assert knob.reuse_error(2, 2, forecast=True) == pytest.approx(2.25)
     assert knob.reuse_error(1, 1, forecast=True) == pytest.approx(0.75)  # the nearer pair: a noisier slope
-    # beyond one gap the forecast holds: the miss at the reach, then HOLD_COST per further step
-    assert knob.reuse_error(4, 2, forecast=True) == pytest.approx(2.25 + 2 * knob.HOLD_COST)
+    # beyond one gap the forecast holds: the miss at the reach, then hold_cost per further step
+    assert knob.reuse_error(4, 2, forecast=True) == pytest.approx(2.25 + 2 * knob.hold_cost)
 
 
 @pytest.mark.parametrize("forecast", [False, True])
 @pytest.mark.parametrize("steps", [12, 30, 50])
 def test_local_costing_equals_the_whole_schedule_error(core, steps, forecast):
     """drop_order costs each candidate on its neighbourhood; a full recount must pick the same steps."""
-    knob = core.step_ranking
+    knob, ranking = core.step_ranking, core.step_ranking.REAL_MODEL_RANKING
     sigmas, forced = wan_sigmas(steps), {0, steps - 2, steps - 1}
-    weights = knob.REAL_MODEL_RANKING.weights(sigmas, steps)
+    weights = ranking.weights(sigmas, steps)
 
     def total(computed: set[int]) -> float:
         error, previous, last = 0.0, None, None
@@ -60,7 +60,7 @@ def test_local_costing_equals_the_whole_schedule_error(core, steps, forecast):
             if j in computed:
                 previous, last = last, j
             else:
-                error += weights[j] * knob.reuse_error(j - last, None if previous is None else last - previous, forecast)
+                error += weights[j] * ranking.reuse_error(j - last, None if previous is None else last - previous, forecast)
         return error
 
     kept, expected = set(range(steps)), []

@@ -62,7 +62,7 @@ def test_summary_names_the_reuse_and_the_moreg_scale(runtime, wan):
     patched = h.adacache(runtime, wan, **settings)
     latent = h.ksample(patched, h.conditioning(seed=1), h.conditioning(seed=2), torch.zeros(1, 16, 3, 8, 8), steps=10)
     text = view(patched, latent, detail="engineering").args[1]
-    assert "MoReg on, scale 0.2, reuse forecast (along step)" in text
+    assert "MoReg on, scale 0.2, reuse forecast (along the steps)" in text
 
 
 def test_each_viewer_shows_the_run_that_produced_its_samples(runtime, wan):
