@@ -16,7 +16,7 @@ search's best-found PSNR on the same videos at 1.5x, 2x, 3x and 4x. Writes
 benchmarks/results/knob_<model>.json; ``--report`` prints the tables again from that file (for
 example after a new search) without sampling.
 
-``--chain motion|heldout`` samples, in place of the knob's plan, the greedy search's schedules of
+``--chain motion|heldout|clips`` samples, in place of the knob's plan, the greedy search's schedules of
 that model (benchmarks/results/search_<model>_<reuse>.json) with as many computed steps as the knob
 would compute at each speed: the search's levels nest too, so this asks how a plan as good as a
 search on one video does on the other videos, of its own model or of the other one.
@@ -53,7 +53,7 @@ def main() -> None:
     ap = parser(__doc__, "heldout")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--report", action="store_true", help="print the tables from the saved results; sample nothing")
-    ap.add_argument("--chain", choices=("motion", "heldout"), help="sample this model's searched schedules instead")
+    ap.add_argument("--chain", choices=("motion", "heldout", "clips"), help="sample this model's searched schedules instead")
     ap.add_argument("--chain-variant", help="with --chain: the end of the search file's name, e.g. 5x8x8 or 5x8x8_k6")
     ap.add_argument("--ranking", default="real-model",
                     help="step-sizes: sample the schedules of the knob's earlier ranking instead of the knob; or "
@@ -70,14 +70,15 @@ def main() -> None:
         args.ranking, "_ranking_" + args.ranking.replace(",", "_")) + (f"_{args.steps}steps" if args.steps != 30 else "")
     results_path = REPO / "benchmarks" / "results" / f"knob_{args.model}{suffix}.json"
     if args.report:
-        rows = json.loads(results_path.read_text())["rows"]
-        print(report(rows, list(dict.fromkeys(r["class"] for r in rows)), args.model, speeds))
+        saved = json.loads(results_path.read_text())
+        rows = saved["rows"]
+        print(report(rows, list(dict.fromkeys(r["class"] for r in rows)), args.model, speeds, saved["meta"]["steps"]))
         return
     h, base, conds, empty, latent = load(args)
     from tools.quality import psnr
     from tools.tiny_video_data import latent_motion
 
-    chains = {reuse: searched_chain(f"{args.chain}_{reuse}{size}", args.steps) for reuse in MODES} if args.chain else None
+    chains = {reuse: searched_chain(f"{args.chain}_{reuse}{size}", args.steps) for reuse in modes} if args.chain else None
     if args.ranking == "lemica":
         chains = {reuse: lemica_chain(args.steps) for reuse in modes}
         if missing := [s for s in speeds if round(args.steps / s) not in chains[modes[0]]]:
@@ -107,7 +108,7 @@ def main() -> None:
             "device": "cpu", "latent": list(latent.shape), "steps": args.steps, "cfg": 5.0, "sampler": "euler/simple"}
     results_path.parent.mkdir(exist_ok=True)
     results_path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    print(report(rows, list(conds), args.model, speeds))
+    print(report(rows, list(conds), args.model, speeds, args.steps))
 
 
 def lemica_chain(steps: int) -> dict[int, frozenset[int]]:
@@ -129,8 +130,8 @@ def searched_chain(name: str, steps: int) -> dict[int, frozenset[int]]:
 
 
 def ranked_chain(base, steps: int, forecast: bool, ranking: str) -> dict[int, frozenset[int]]:
-    """The schedule per computed-step count of another ranking ('step-sizes', or POWER,HEAD,SOFTNESS,WEIGHT), on the
-    sigmas KSampler uses (simple scheduler)."""
+    """The schedule per computed-step count of another ranking ('step-sizes', or the numbers of a StepRanking:
+    POWER,HEAD,SOFTNESS,WEIGHT[,SLOPE_NOISE[,HOLD_COST]]), on the sigmas KSampler uses (simple scheduler)."""
     import comfy.samplers
 
     from adacache_core import step_ranking
@@ -141,8 +142,8 @@ def ranked_chain(base, steps: int, forecast: bool, ranking: str) -> dict[int, fr
     if ranking == "step-sizes":
         chosen = step_ranking.STEP_SIZE_RANKING
     else:
-        power, head, softness, weight = map(float, ranking.split(","))
-        chosen = step_ranking.StepRanking(head, softness, weight, power)
+        power, head, softness, weight, *forecast_costs = map(float, ranking.split(","))
+        chosen = step_ranking.StepRanking(head, softness, weight, power, *forecast_costs)
     order = step_ranking.drop_order(sigmas, steps, forced, forecast, chosen)
     return {n: frozenset(step_ranking.kept_steps(order, steps, forced, n)) for n in range(len(forced), steps + 1)}
 
@@ -156,13 +157,15 @@ def worst_drop(curve: list[float]) -> float:
     return max([0.0] + [curve[i] - curve[i - 1] for i in range(1, len(curve))])
 
 
-def search_gap(rows: list[dict], model: str, reuse: str) -> list[str]:
-    """Knob minus greedy search at GAP_SPEEDS, on the videos the search ran (interpolated in compute)."""
+def search_gap(rows: list[dict], model: str, reuse: str, steps: int) -> list[str]:
+    """Knob minus greedy search at GAP_SPEEDS, on the videos the search ran (interpolated in compute), where it
+    searched the same step count."""
     path = REPO / "benchmarks" / "results" / f"search_{model}_{reuse}.json"
-    if not path.exists():
+    search = json.loads(path.read_text()) if path.exists() else None
+    if search is None or search["meta"]["steps"] != steps:
         return []
     lines = []
-    for video, levels in json.loads(path.read_text())["videos"].items():
+    for video, levels in search["videos"].items():
         cls, seed = video.split(":")
         points = sorted((lv["computed"], lv["psnr"]) for lv in levels if lv["psnr"] is not None)
         cells = []
@@ -178,7 +181,7 @@ def search_gap(rows: list[dict], model: str, reuse: str) -> list[str]:
     return lines
 
 
-def report(rows: list[dict], classes: list[str], model: str, speeds: tuple[float, ...] = SPEEDS) -> str:
+def report(rows: list[dict], classes: list[str], model: str, speeds: tuple[float, ...], steps: int) -> str:
     speeds = tuple(s for s in speeds if any(r["speed"] == s for r in rows))
     lines = ["cells: mean PSNR (dB) / motion energy ratio over seeds; last column: the largest loss of quality "
              "when asking for less speed", "",
@@ -191,7 +194,7 @@ def report(rows: list[dict], classes: list[str], model: str, speeds: tuple[float
             motion = [mean_of(rows, "motion_energy", speed=s, **where) for s in speeds]
             cells = [f"{p:.1f} / {m:.2f}" for p, m in zip(curve, motion)]
             lines.append(f"| {reuse} | {cls or '**mean**'} | " + " | ".join(cells) + f" | {worst_drop(curve):.2f} dB |")
-    gaps = search_gap(rows, model, "hold") + search_gap(rows, model, "forecast")
+    gaps = search_gap(rows, model, "hold", steps) + search_gap(rows, model, "forecast", steps)
     if gaps:
         lines += ["", "knob minus greedy search (best found at the same compute):", "",
                   "| reuse | video | " + " | ".join(f"{s:g}x" for s in GAP_SPEEDS) + " |",
