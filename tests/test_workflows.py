@@ -96,6 +96,15 @@ NO_COMPARE = {"wan2.1_t2v_1.3B_adacache_calibrated.json": "calibration samples t
               "ltx2_3_t2v_adacache.json": "two stages inside a subgraph; AdaCache is on the first only"}
 
 
+@pytest.mark.parametrize("path", COMPARE_WORKFLOWS, ids=lambda p: p.name)
+def test_the_compare_branch_samples_the_same_noise_after_every_run(path):
+    """Both runs keep their seed (no control after generate but 'fixed'): the uncached run samples the AdaCache run's
+    noise on every queue, and ComfyUI keeps its result while the knob turns. (A noise node both share may change.)"""
+    samplers = [n for n in json.loads(path.read_text())["nodes"] if n["type"] in ("KSampler", "KSamplerAdvanced", "SamplerCustom")]
+    assert all(not {"randomize", "increment", "decrement"} & set(map(str, n["widgets_values"])) for n in samplers), \
+        [(n["id"], n["widgets_values"][:3]) for n in samplers]
+
+
 def test_the_real_model_workflows_with_one_sampling_run_have_a_compare_branch():
     """Every real-model workflow ships the bypassed uncached run, whatever samples it (one KSampler, two
     KSamplerAdvanced experts, SamplerCustom, a guider and SamplerCustomAdvanced), but those listed with why."""

@@ -147,6 +147,7 @@ def compare_branch(wf: WorkflowBuilder, patches: list[NodeRef]) -> None:
     x = min(n["pos"][0] for n in chain)
     copies: dict[int, NodeRef] = {}
     for k, node in enumerate(chain):
+        _seed_fixed(node)
         values = node.get("widgets_values") or []
         copy = wf.add(node["type"], dict(zip(widget_names(node["type"], values), values)), pos=(x + k * COLUMN, below),
                       title=(node.get("title") or node["type"]) + UNCACHED)
@@ -175,6 +176,15 @@ def compare_branch(wf: WorkflowBuilder, patches: list[NodeRef]) -> None:
     left, top = min(b[0] for b in boxes) - GAP, min(b[1] for b in boxes) - GAP - 40
     wf.groups.append({"title": COMPARE_GROUP, "color": "#3f789e", "font_size": 20, "flags": {},
                       "bounding": [left, top, max(b[2] for b in boxes) + GAP - left, max(b[3] for b in boxes) + GAP - top]})
+
+
+def _seed_fixed(node: dict) -> None:
+    """A sampler's seed kept after each run: the compare branch's copy samples the same noise as the cached run, and
+    ComfyUI keeps the uncached result while the knob turns (a randomized seed would rerun both on other noise)."""
+    values = node.get("widgets_values")
+    for i, name in enumerate(widget_names(node["type"], values) if values else []):
+        if name.endswith(" control"):  # the front end's control after generate of a seed widget
+            values[i] = "fixed"
 
 
 def patched(spec: Spec) -> dict:

@@ -14,6 +14,7 @@ media-video part is 0.3.85) are installed beside the venv's packages, in
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass
 from importlib import metadata, resources
@@ -54,9 +55,14 @@ def version(which: str | None = None) -> str:
     return found[0]
 
 
+# A seed's "control after generate" set to fixed: the pack's doing where a workflow carries the compare branch
+# (make_workflows._seed_fixed), not drift from the template.
+SEED_FIXED = re.compile(r"\S+ control '\w+' -> 'fixed'")
+
+
 @dataclass(frozen=True)
 class Difference:
-    kind: str  # removed, replaced, mode, setting, link, added, pack
+    kind: str  # removed, replaced, mode, setting, seed (kept fixed for the compare branch), link, added, pack
     text: str
 
     @property
@@ -147,7 +153,7 @@ def differences(workflow: dict, template: dict) -> list[Difference]:
             if new["type"] != old["type"]:
                 found.append(Difference("replaced", f"{name(old)} replaced by {new['type']}" + "".join(f"; {c}" for c in changes)))
             else:
-                found += [Difference("setting", f"{name(old)}: {c}") for c in changes]
+                found += [Difference("seed" if SEED_FIXED.fullmatch(c) else "setting", f"{name(old)}: {c}") for c in changes]
             if (old.get("mode", 0), new.get("mode", 0)) == (4, 0):
                 enabled.append(name(old))
             elif new.get("mode", 0) != old.get("mode", 0):
