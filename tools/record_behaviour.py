@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -44,6 +45,8 @@ def record(h) -> dict:
     import comfy.samplers
     import torch
 
+    from tools import comfy_runtime
+
     base, conds, empty = h.load_tiny("heldout")
     latent = torch.zeros(1, 16, 3, 8, 8)
     out = {}
@@ -60,13 +63,12 @@ def record(h) -> dict:
     for name, settings, options in cases(h.moreg()):
         run(name, h.adacache(None, base, **settings), **options)
     # a plan from Plan Search: a drop order for this run's own sigmas (the late steps first, then every other one)
-    probe = h.adacache(None, base, target_speedup=2.0)
-    session = h.session_of(probe)
+    searched_plan = comfy_runtime.boot().pack.adacache_core.searched_plan  # the pack's own, of --pack-root
+    session = h.session_of(h.adacache(None, base, target_speedup=2.0))
     sigmas = comfy.samplers.calculate_sigmas(base.get_model_object("model_sampling"), "simple", CASES_STEPS).tolist()
-    order = [*range(CASES_STEPS - 3, 0, -2), *range(CASES_STEPS - 4, 0, -2)]
-    plan = json.dumps({"format": "adacache-plan/1", "architecture": session.arch.name, "blocks": session.num_blocks,
-                       "reuse": "forecast", "searched_on": "record_behaviour", "sigmas": sigmas, "drop_order": order,
-                       "psnr": [None] * len(order)})
+    order = (*range(CASES_STEPS - 3, 0, -2), *range(CASES_STEPS - 4, 0, -2))
+    plan = searched_plan.SearchedPlan(session.arch.name, session.num_blocks, "forecast", tuple(sigmas), order,
+                                      (math.inf,) * len(order), "record_behaviour").to_text()
     for speed in (1.5, 2.0, 3.0):
         run(f"plan at {speed:g}x", h.adacache(None, base, target_speedup=speed, reuse="forecast", plan=plan))
     return out
