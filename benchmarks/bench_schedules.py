@@ -10,7 +10,7 @@ reuse ``--reuse``), PSNR of the final latents against the unpatched run. ``--fil
 ``{"steps": N, "schedules": {label: {speed: row}}}`` (a family of rows, one per speed, like the knob's);
 its table gives the mean over classes per speed and the largest loss of one class when asking for less
 speed. ``--rows``: rows on the command line, printed one per line. Writes
-benchmarks/results/schedules_<model>_<file stem or 'rows'>.json.
+benchmarks/results/schedules_<model>_<file stem or 'rows'>[_hold].json.
 """
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def main() -> None:
                                     "psnr": psnr(out, reference)})
                     if not args.file:
                         print(f"{cls}:{seed} {row} {results[-1]['psnr']:.1f} dB", flush=True)
-    name = args.file.stem if args.file else "rows"
+    name = (args.file.stem if args.file else "rows") + ("_hold" if args.reuse == "hold" else "")
     out_path = REPO / "benchmarks" / "results" / f"schedules_{args.model}_{name}.json"
     meta = {"command": "benchmarks/bench_schedules.py " + " ".join(sys.argv[1:]), "steps": args.steps,
             "reuse": args.reuse, "torch": torch.__version__}
