@@ -19,8 +19,8 @@ WIDGETS = {
                            tooltip="The speed knob: 2 runs the model on half the steps. Up = faster, down = more faithful. "
                                    "1 or less: every step runs, as without AdaCache. 0: off, the preset decides."),
     "reuse": dict(
-                  tooltip="What a skipped step uses: 'forecast' (default) continues the last change, sharper at the "
-                          "same speed; 'hold' keeps it as it was (the paper), a little less memory."),
+                  tooltip="What a skipped step uses: 'forecast' (default) continues the last change, sharper; "
+                          "'hold' keeps it as it was (the paper): softer, but steadier as you turn the speed down."),
     "preset": dict(tooltip="Only when target_speedup is 0: how long the paper's schedule reuses, from fastest to "
                            "slowest (most faithful); 'custom' uses custom_codebook."),
     "custom_codebook": dict(tooltip="Only for preset 'custom': 'threshold:steps' pairs, thresholds ascending. Bigger numbers "
