@@ -4,7 +4,9 @@ The knob's steps at a budget should overlap the computed-step lists LeMiCa publi
 (benchmarks/data/real_weight_schedules.json). This grid-searches step_ranking.StepRanking on the Wan 2.1
 lists (both reuse modes, Wan's shifts 5 and 8) and checks the result on the families it was not fitted on
 (FLUX.1, Qwen-Image, HunyuanVideo 1.5). Score: the Jaccard index of the computed sets, averaged over the
-budgets; "early": the fewest of the first 10 steps computed at any Wan budget.
+budgets; "early": the fewest of the first 10 steps computed at any Wan budget. Also checks the step-size part
+of the weight against MagCache's magnitude ratios measured on real Wan 2.1 weights (same file): how closely
+the residual's per-step change |1 - ratio| (conditional branch) follows the sampler's step size.
 
     .venv/bin/python benchmarks/fit_step_ranking.py        # writes benchmarks/results/fit_step_ranking.json
 """
@@ -51,6 +53,25 @@ def agreement(ranking: step_ranking.StepRanking, family: str) -> dict:
     return out
 
 
+def magcache_agreement() -> dict:
+    """Per Wan family and shift: Pearson and Spearman correlation of the residual's per-step change measured by
+    MagCache with the sampler's step size (from step 1; step 0 has no ratio), and the mean change per fifth of the run."""
+    import numpy as np
+
+    magcache = DATA["magcache_mag_ratios"]
+    out = {}
+    for family, ratios in magcache["families"].items():
+        change = np.abs(1.0 - np.array(ratios[0::2]))[1:]  # conditional branch
+        rank = lambda v: np.argsort(np.argsort(v))  # noqa: E731
+        for shift in DATA["families"][family]["shifts"]:
+            sizes = np.array(step_ranking.step_sizes(flow_sigmas(magcache["steps"], shift), magcache["steps"]))[1:]
+            out[f"{family}, shift {shift:g}"] = {
+                "pearson": round(float(np.corrcoef(change, sizes)[0, 1]), 3),
+                "spearman": round(float(np.corrcoef(rank(change), rank(sizes))[0, 1]), 3),
+                "change_per_fifth": [round(float(f.mean()), 4) for f in np.array_split(change, 5)]}
+    return out
+
+
 def summary(ranking: step_ranking.StepRanking) -> dict:
     per = {family: agreement(ranking, family) for family in DATA["families"]}
     fitted = [v for f in DATA["fitted_on"] for v in per[f].values()]
@@ -62,7 +83,7 @@ def main() -> None:
     fits = [summary(step_ranking.StepRanking(**dict(zip(GRID, values)))) for values in itertools.product(*GRID.values())]
     fits.sort(key=lambda f: (f["fitted_jaccard"], f["fitted_early"]), reverse=True)
     result = {"shipped": summary(step_ranking.REAL_MODEL_RANKING), "step sizes only (before)": summary(step_ranking.STEP_SIZE_RANKING),
-              "best of the grid": fits[:5]}
+              "best of the grid": fits[:5], "magcache": magcache_agreement()}
     (REPO / "benchmarks" / "results" / "fit_step_ranking.json").write_text(json.dumps(result, indent=1))
     for name in ("step sizes only (before)", "shipped"):
         row = result[name]
@@ -70,6 +91,9 @@ def main() -> None:
         for family, modes in row["families"].items():
             print(f"  {family:18s} " + "  ".join(f"{m}: {v['jaccard']:.2f}/{v['early']}" for m, v in modes.items()))
     print("best of the grid (Wan Jaccard, early):", [(f["fitted_jaccard"], f["fitted_early"], f["ranking"]) for f in fits[:5]])
+    print("MagCache's per-step change on real Wan 2.1 against the sampler's step size:")
+    for key, row in result["magcache"].items():
+        print(f"  {key}: Pearson {row['pearson']}, Spearman {row['spearman']}, mean change per fifth {row['change_per_fifth']}")
 
 
 if __name__ == "__main__":
