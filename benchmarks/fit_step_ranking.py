@@ -18,6 +18,8 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from adacache_core import step_ranking  # noqa: E402
@@ -55,21 +57,23 @@ def agreement(ranking: step_ranking.StepRanking, family: str) -> dict:
 
 def magcache_agreement() -> dict:
     """Per Wan family and shift: Pearson and Spearman correlation of the residual's per-step change measured by
-    MagCache with the sampler's step size (from step 1; step 0 has no ratio), and the mean change per fifth of the run."""
-    import numpy as np
-
+    MagCache with the sampler's step size, and the mean change per fifth of the run. MagCache's ratio at step j
+    compares step j's residual with step j-1's, so it is set beside the step from j-1 to j (step 0 has none)."""
     magcache = DATA["magcache_mag_ratios"]
     out = {}
     for family, ratios in magcache["families"].items():
         change = np.abs(1.0 - np.array(ratios[0::2]))[1:]  # conditional branch
-        rank = lambda v: np.argsort(np.argsort(v))  # noqa: E731
         for shift in DATA["families"][family]["shifts"]:
-            sizes = np.array(step_ranking.step_sizes(flow_sigmas(magcache["steps"], shift), magcache["steps"]))[1:]
+            sizes = np.array(step_ranking.step_sizes(flow_sigmas(magcache["steps"], shift), magcache["steps"]))[:-1]
             out[f"{family}, shift {shift:g}"] = {
                 "pearson": round(float(np.corrcoef(change, sizes)[0, 1]), 3),
-                "spearman": round(float(np.corrcoef(rank(change), rank(sizes))[0, 1]), 3),
+                "spearman": round(float(np.corrcoef(_ranks(change), _ranks(sizes))[0, 1]), 3),
                 "change_per_fifth": [round(float(f.mean()), 4) for f in np.array_split(change, 5)]}
     return out
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    return np.argsort(np.argsort(values))
 
 
 def summary(ranking: step_ranking.StepRanking) -> dict:
