@@ -9,11 +9,12 @@ nest). How steady quality is along the knob is measured, not promised, in benchm
 
 The rank comes from the error a reused step makes in the result. A reused step ``j`` adds a stale (or
 forecast) residual to the model output; how much that costs is the step's weight (``StepRanking``) times
-the residual's staleness. Staleness grows with the reach ``k`` (steps since the last computed one): about
-``k`` for ``hold``; for ``forecast``, a straight line through the last two computed steps (``gap`` apart)
-misses a bending residual by about ``k * k / 2``, and its slope carries the residual's step-to-step jitter
-divided by the gap it was measured over (``slope_noise * k / gap``), up to the forecast's reach
-(span_memory.MAX_REACH gaps), after which it holds. One reuse is costed as a forecast though the forecast
+the residual's staleness. Staleness grows with the reach ``k`` (steps since the last computed one): for
+``hold``, ``k`` for the residual's drift plus ``hold_bend * k * k / 2`` as it bends away from the held value,
+so one long reuse costs more than two short ones of the same length in all; for ``forecast``, a straight
+line through the last two computed steps (``gap`` apart) misses a bending residual by about ``k * k / 2``,
+and its slope carries the residual's step-to-step jitter divided by the gap it was measured over
+(``slope_noise * k / gap``), up to the forecast's reach (span_memory.MAX_REACH gaps), after which it holds. One reuse is costed as a forecast though the forecast
 holds there: right after steps 0 and 1 (span_memory.forms_line).
 
 The weight follows what real models show (sources in benchmarks/data/real_weight_schedules.json): the
@@ -45,6 +46,8 @@ class StepRanking:
     slope_noise: float = 0.25  # the forecast slope's jitter against the bend, in units of bend
     hold_cost: float = 4.0  # per step where the forecast has reached as far as it may and holds: a held residual
     # misses by its whole drift, which the forecast removes
+    hold_bend: float = 1.0  # reuse hold: how fast a held residual's miss outgrows its drift, per step squared. 0 (a
+    # miss growing like the reach) left the knob's tight budgets with one reuse of half the run (benchmarks/RESULTS.md)
 
     def weights(self, sigmas: list[float], steps: int) -> list[float]:
         """The weight of each step's reuse error, one per step."""
@@ -60,9 +63,11 @@ class StepRanking:
         """Estimated staleness of a residual reused ``reach`` steps after the last computed step.
 
         ``gap``: steps between the last two computed steps (None: only one computed so far, nothing to
-        forecast from, so the residual is held).
+        forecast from, so the forecast holds the residual).
         """
-        if not forecast or gap is None:
+        if not forecast:
+            return reach + self.hold_bend * reach * reach / 2
+        if gap is None:  # costed as the forecast's ranking was fitted and measured: the drift alone
             return float(reach)
         limit = MAX_REACH * gap
         if reach <= limit:

@@ -1,9 +1,11 @@
 """The pack does what it did before the schedule module and the split of the bridge and the settings (issue #44).
 
-tests/data/behaviour_67b715c.json was written by tools/record_behaviour.py running the pack of commit 67b715c (the
-last before the refactor): the knob at six speeds in both reuse modes, the three presets with and without MoReg, a
-custom codebook, start/end percent, a plan from Plan Search at three speeds, CFG 1, heun, 3, 7 and 30 steps. The same
-runs now must compute the same calls, take the same decisions, write the same notes and give the same samples.
+tests/data/behaviour.json was written by tools/record_behaviour.py: the knob at six speeds in both reuse modes, the
+three presets with and without MoReg, a custom codebook, start/end percent, a plan from Plan Search at three speeds,
+CFG 1, heun, 3, 7 and 30 steps. The same runs now must compute the same calls, take the same decisions, write the same
+notes and give the same samples. First recorded running the pack of commit 67b715c (the last before the refactor);
+recorded again when reuse hold's knob ranking gained its bend (step_ranking.StepRanking.hold_bend), which changed the
+"knob 3x hold" run and no other (compared with 67b715c's recording, in git history).
 """
 import json
 import math
@@ -13,7 +15,7 @@ import pytest
 
 pytestmark = pytest.mark.once  # the recording is of the pinned ComfyUI's sampling
 
-RECORDED = Path(__file__).resolve().parent / "data" / "behaviour_67b715c.json"
+RECORDED = Path(__file__).resolve().parent / "data" / "behaviour.json"
 
 
 def same_numbers(a, b) -> bool:

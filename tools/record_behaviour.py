@@ -7,8 +7,8 @@ Model at: the knob from 1x to 10x with hold and forecast, the three presets with
 start/end percent, a plan from AdaCache Plan Search (made here from the run's own sigmas), CFG 1, heun, and 3, 7 and 30
 steps. Per run it keeps which calls computed, the notes, what chose the steps, the decisions and a fingerprint of the
 samples. ``--pack-root``: the repository whose pack (and tools) run, e.g. a worktree of an earlier commit, so the file
-records that commit's behaviour; the shipped file was recorded at commit 67b715c, before the schedule module and the
-split of the bridge and the settings.
+records that commit's behaviour; the shipped file was first recorded at commit 67b715c, before the schedule module and
+the split of the bridge and the settings, and again when reuse hold's ranking gained its bend (tests/test_behaviour.py).
 """
 from __future__ import annotations
 
