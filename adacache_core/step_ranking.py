@@ -11,11 +11,12 @@ The rank comes from the error a reused step makes in the result. A reused step `
 forecast) residual to the model output; how much that costs is the step's weight (``StepRanking``) times
 the residual's staleness. Staleness grows with the reach ``k`` (steps since the last computed one): for
 ``hold``, ``k`` for the residual's drift plus ``hold_bend * k * k / 2`` as it bends away from the held value,
-so one long reuse costs more than two short ones of the same length in all; for ``forecast``, a straight
-line through the last two computed steps (``gap`` apart) misses a bending residual by about ``k * k / 2``,
-and its slope carries the residual's step-to-step jitter divided by the gap it was measured over
-(``slope_noise * k / gap``), up to the forecast's reach (span_memory.MAX_REACH gaps), after which it holds. One reuse is costed as a forecast though the forecast
-holds there: right after steps 0 and 1 (span_memory.forms_line).
+so a reuse of ``L`` steps costs about ``L ** 3`` rather than ``L ** 2`` and tight budgets spread their steps;
+for ``forecast``, a straight line through the last two computed steps (``gap`` apart) misses a bending
+residual by about ``k * k / 2``, and its slope carries the residual's step-to-step jitter divided by the gap
+it was measured over (``slope_noise * k / gap``), up to the forecast's reach (span_memory.MAX_REACH gaps),
+after which it holds. One reuse is costed as a forecast though the forecast holds there: right after steps
+0 and 1 (span_memory.forms_line).
 
 The weight follows what real models show (sources in benchmarks/data/real_weight_schedules.json): the
 first steps of a run set the composition and are the last to be given up (the "head"); past the head a
@@ -47,7 +48,8 @@ class StepRanking:
     hold_cost: float = 4.0  # per step where the forecast has reached as far as it may and holds: a held residual
     # misses by its whole drift, which the forecast removes
     hold_bend: float = 1.0  # reuse hold: how fast a held residual's miss outgrows its drift, per step squared. 0 (a
-    # miss growing like the reach) left the knob's tight budgets with one reuse of half the run (benchmarks/RESULTS.md)
+    # miss growing like the reach) left the knob's tight budgets with one reuse of half the run; 1 was chosen on the
+    # held-out tiny model (benchmarks/RESULTS.md)
 
     def weights(self, sigmas: list[float], steps: int) -> list[float]:
         """The weight of each step's reuse error, one per step."""
@@ -67,7 +69,7 @@ class StepRanking:
         """
         if not forecast:
             return reach + self.hold_bend * reach * reach / 2
-        if gap is None:  # costed as the forecast's ranking was fitted and measured: the drift alone
+        if gap is None:  # held by the forecast; without the bend on purpose, so forecast's ranking stays as fitted
             return float(reach)
         limit = MAX_REACH * gap
         if reach <= limit:

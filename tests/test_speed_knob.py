@@ -34,10 +34,11 @@ def wan_sigmas(steps: int, shift: float = 8.0) -> list[float]:
 
 def test_reuse_error_by_hand(core):
     knob = core.step_ranking.REAL_MODEL_RANKING
-    assert knob.reuse_error(3, None, forecast=True) == 3.0  # nothing to forecast from: held
-    # a held residual drifts (the reach) and bends away (hold_bend * k^2 / 2): 3 + 4.5
+    assert knob.reuse_error(3, None, forecast=True) == 3.0  # nothing to forecast from: held, costed by its drift alone
+    # reuse hold: the residual drifts (the reach) and bends away (hold_bend * k^2 / 2): 3 + 4.5, gap or not
     assert knob.hold_bend == 1.0
     assert knob.reuse_error(3, 2, forecast=False) == pytest.approx(7.5)
+    assert knob.reuse_error(3, None, forecast=False) == pytest.approx(7.5)
     assert knob.reuse_error(6, 2, forecast=False) > 2 * knob.reuse_error(3, 2, forecast=False)
     # a line through the last two computed steps (2 apart) misses a bending curve by k^2 / 2, and its slope's
     # jitter adds slope_noise * k / gap (0.25 * k / 2)
@@ -113,8 +114,8 @@ def test_by_step_sizes_the_large_steps_of_the_sampler_are_kept_longest(core):
 
 
 def test_hold_spreads_a_tight_budget(core):
-    """With hold, a long reuse costs more than two short ones of the same length in all, so at a third of Wan's
-    30 steps the knob computes a few steps through the middle of the run, not 7 first steps and one reuse of 15."""
+    """With hold, a reuse of L steps costs about L^3 (not L^2), so at a third of Wan's 30 steps the knob computes a
+    few steps through the middle of the run, not 7 first steps and one reuse of 15."""
     def longest_reuse(computed: set[int]) -> int:
         ordered = sorted(computed)
         return max(b - a - 1 for a, b in zip(ordered, ordered[1:]))
