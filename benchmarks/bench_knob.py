@@ -10,7 +10,7 @@ the final latents against the unpatched run, motion energy ratio (frame-to-frame
 output over the unpatched output's).
 
 Prints per mode the mean PSNR per class and overall at each speed, the largest drop in quality when
-asking for LESS speed (the knob's promise: never more than 0.3 dB), and, where
+asking for LESS speed (the knob's aim: never more than 0.5 dB), and, where
 benchmarks/bench_schedule_search.py has results for this model and mode, the gap to the greedy
 search's best-found PSNR on the same videos at 1.5x, 2x, 3x and 4x. Writes
 benchmarks/results/knob_<model>.json; ``--report`` prints the tables again from that file (for
